@@ -1,0 +1,492 @@
+//! The operations of the IR and their scalar semantics in `f64`.
+//!
+//! The scalar functions here are the definitions every backend must agree with; the oracle in
+//! [`crate::interp`] applies them over tensors.
+
+use crate::dim::{DimId, Shape};
+use crate::dtype::DType;
+use crate::graph::NodeId;
+
+/// Elementwise functions of one argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `e^x`
+    Exp,
+    /// `2^x`
+    Exp2,
+    /// natural logarithm
+    Log,
+    /// `ln(1 + x)`
+    Log1p,
+    /// `ln(1 + e^x)`, computed stably for large `|x|`
+    Softplus,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// `x * sigmoid(x)`
+    Silu,
+    /// hyperbolic tangent
+    Tanh,
+    /// square root
+    Sqrt,
+    /// `1 / sqrt(x)`
+    Rsqrt,
+    /// `1 / x`
+    Recip,
+    /// `|x|`
+    Abs,
+}
+
+impl UnaryOp {
+    /// Every unary op, in a stable order.
+    pub const ALL: [UnaryOp; 13] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Exp2,
+        UnaryOp::Log,
+        UnaryOp::Log1p,
+        UnaryOp::Softplus,
+        UnaryOp::Sigmoid,
+        UnaryOp::Silu,
+        UnaryOp::Tanh,
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Recip,
+        UnaryOp::Abs,
+    ];
+
+    /// The function's name in the DSL.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Exp2 => "exp2",
+            UnaryOp::Log => "log",
+            UnaryOp::Log1p => "log1p",
+            UnaryOp::Softplus => "softplus",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Silu => "silu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::Recip => "recip",
+            UnaryOp::Abs => "abs",
+        }
+    }
+
+    /// Looks a function up by its DSL name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == s)
+    }
+
+    /// The exact value in `f64`.
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp2 => x.exp2(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Log1p => x.ln_1p(),
+            UnaryOp::Softplus => softplus(x),
+            UnaryOp::Sigmoid => sigmoid(x),
+            UnaryOp::Silu => x * sigmoid(x),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+            UnaryOp::Recip => 1.0 / x,
+            UnaryOp::Abs => x.abs(),
+        }
+    }
+}
+
+/// `ln(1 + e^x)` as `max(x, 0) + ln(1 + e^-|x|)`: never overflows, exact to rounding.
+pub fn softplus(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// `1 / (1 + e^-x)`, evaluated on the side that does not overflow.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Elementwise functions of two arguments (broadcast by dimension name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// larger of the two (NaN if either is NaN)
+    Max,
+    /// smaller of the two (NaN if either is NaN)
+    Min,
+}
+
+impl BinaryOp {
+    /// Every binary op, in a stable order.
+    pub const ALL: [BinaryOp; 6] =
+        [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
+
+    /// The function's name in the DSL (`+ - * /` are also written infix).
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+        }
+    }
+
+    /// The infix symbol, for the ops that have one.
+    pub fn symbol(self) -> Option<&'static str> {
+        match self {
+            BinaryOp::Add => Some("+"),
+            BinaryOp::Sub => Some("-"),
+            BinaryOp::Mul => Some("*"),
+            BinaryOp::Div => Some("/"),
+            BinaryOp::Max | BinaryOp::Min => None,
+        }
+    }
+
+    /// Looks a function up by its DSL name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == s)
+    }
+
+    /// The exact value in `f64`.
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max if a.is_nan() || b.is_nan() => f64::NAN,
+            BinaryOp::Min if a.is_nan() || b.is_nan() => f64::NAN,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+        }
+    }
+}
+
+/// How a continuous system `h' = A h + B x` becomes the recurrence `h = Abar h + Bbar x` for a
+/// step `dt`. Mamba uses [`Method::Zoh`] for `A` and [`Method::Euler`] for `B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Zero-order hold: `Abar = exp(dt A)`, `Bbar = (exp(dt A) - 1) / A * B` (`dt B` when `A = 0`).
+    Zoh,
+    /// Forward Euler: `Abar = 1 + dt A`, `Bbar = dt B`.
+    Euler,
+    /// Bilinear (Tustin): `Abar = (1 + dt A / 2) / (1 - dt A / 2)`, `Bbar = dt B / (1 - dt A / 2)`.
+    Bilinear,
+}
+
+impl Method {
+    /// Every method, in a stable order.
+    pub const ALL: [Method; 3] = [Method::Zoh, Method::Euler, Method::Bilinear];
+
+    /// The method's name in the DSL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Zoh => "zoh",
+            Method::Euler => "euler",
+            Method::Bilinear => "bilinear",
+        }
+    }
+
+    /// Looks a method up by its DSL name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// `Abar` for step `dt` and diagonal entry `a`.
+    pub fn abar(self, dt: f64, a: f64) -> f64 {
+        match self {
+            Method::Zoh => (dt * a).exp(),
+            Method::Euler => 1.0 + dt * a,
+            Method::Bilinear => (1.0 + 0.5 * dt * a) / (1.0 - 0.5 * dt * a),
+        }
+    }
+
+    /// `Bbar` for step `dt`, diagonal entry `a` and input matrix entry `b`.
+    pub fn bbar(self, dt: f64, a: f64, b: f64) -> f64 {
+        match self {
+            Method::Zoh => {
+                let x = dt * a;
+                // (e^x - 1) / a = dt * expm1(x) / x, which tends to dt as x -> 0.
+                let phi = if x == 0.0 { 1.0 } else { x.exp_m1() / x };
+                dt * phi * b
+            }
+            Method::Euler => dt * b,
+            Method::Bilinear => dt * b / (1.0 - 0.5 * dt * a),
+        }
+    }
+}
+
+/// The activation a [`Op::Gate`] applies to its gate operand: `out = x * act(z)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GateKind {
+    /// `x * silu(z)`, as in Mamba.
+    Silu,
+    /// `x * sigmoid(z)`.
+    Sigmoid,
+}
+
+impl GateKind {
+    /// Every gate kind, in a stable order.
+    pub const ALL: [GateKind; 2] = [GateKind::Silu, GateKind::Sigmoid];
+
+    /// The kind's name in the DSL.
+    pub fn name(self) -> &'static str {
+        match self {
+            GateKind::Silu => "silu",
+            GateKind::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// Looks a kind up by its DSL name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.name() == s)
+    }
+
+    /// `x * act(z)` in `f64`.
+    pub fn eval(self, x: f64, z: f64) -> f64 {
+        match self {
+            GateKind::Silu => x * z * sigmoid(z),
+            GateKind::Sigmoid => x * sigmoid(z),
+        }
+    }
+}
+
+/// Whether a declared tensor is an activation (`input`) or a weight (`param`). Both are supplied
+/// at run time; the distinction is for readers and for later stages (gradients, weight loading).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputKind {
+    /// An activation, different for every call.
+    Input,
+    /// A weight of the layer.
+    Param,
+}
+
+impl InputKind {
+    /// The DSL keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            InputKind::Input => "input",
+            InputKind::Param => "param",
+        }
+    }
+}
+
+/// A tensor the caller supplies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputDecl {
+    /// Name, unique within the graph.
+    pub name: String,
+    /// Activation or weight.
+    pub kind: InputKind,
+    /// The layout the caller stores it in (outermost dim first).
+    pub layout: Shape,
+    /// A required storage dtype, if the spec pins one; otherwise any dtype is accepted.
+    pub dtype: Option<DType>,
+    /// The range `--random` draws this tensor from (default `-1..1`).
+    pub range: Option<(f64, f64)>,
+}
+
+/// One operation. Operands are earlier nodes of the same graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A tensor supplied by the caller.
+    Input(InputDecl),
+    /// A scalar constant.
+    Const(f64),
+    /// An elementwise function.
+    Unary(UnaryOp, NodeId),
+    /// An elementwise function of two operands, broadcast by dim name.
+    Binary(BinaryOp, NodeId, NodeId),
+    /// Sum over one dim.
+    Sum {
+        /// The summand.
+        x: NodeId,
+        /// The dim summed away.
+        dim: DimId,
+    },
+    /// `Abar` of a discretization (see [`Method`]).
+    DiscretizeA {
+        /// The rule.
+        method: Method,
+        /// The step.
+        dt: NodeId,
+        /// The continuous `A`.
+        a: NodeId,
+    },
+    /// `Bbar` of a discretization (see [`Method`]); `a` is read by `zoh` and `bilinear`.
+    DiscretizeB {
+        /// The rule.
+        method: Method,
+        /// The step.
+        dt: NodeId,
+        /// The continuous `A`.
+        a: NodeId,
+        /// The continuous `B`.
+        b: NodeId,
+    },
+    /// The linear recurrence `h[i] = a[i] * h[i-1] + b[i]` along `dim` (from the end when
+    /// `reverse`), starting from `init` (zero if absent). The result holds every `h[i]`.
+    Scan {
+        /// The multiplier.
+        a: NodeId,
+        /// The addend.
+        b: NodeId,
+        /// The dim scanned along.
+        dim: DimId,
+        /// Scan from the last index to the first.
+        reverse: bool,
+        /// The state before the first step.
+        init: Option<NodeId>,
+    },
+    /// The state after the last step of a [`Op::Scan`] node: its shape without the scanned dim.
+    ScanFinal(NodeId),
+    /// `x * act(z)`.
+    Gate {
+        /// The activation applied to `z`.
+        kind: GateKind,
+        /// The gated value.
+        x: NodeId,
+        /// The gate.
+        z: NodeId,
+    },
+    /// Causal depthwise convolution along `dim`:
+    /// `out[.., i] = bias + sum_j weight[.., j] * x[.., i - (k-1) + j]`, with `x` zero before 0.
+    /// The tap dim (width `k`) is the one dim of `weight` that `x` lacks.
+    Conv1d {
+        /// The signal.
+        x: NodeId,
+        /// Per-channel taps.
+        weight: NodeId,
+        /// Optional per-channel bias.
+        bias: Option<NodeId>,
+        /// The dim convolved along.
+        dim: DimId,
+    },
+}
+
+impl Op {
+    /// The operand nodes, in the order the DSL writes (and lowers) them.
+    pub fn operands(&self) -> Vec<NodeId> {
+        match self {
+            Op::Input(_) | Op::Const(_) => vec![],
+            Op::Unary(_, x) | Op::Sum { x, .. } | Op::ScanFinal(x) => vec![*x],
+            Op::Binary(_, a, b) => vec![*a, *b],
+            Op::DiscretizeA { dt, a, .. } => vec![*dt, *a],
+            Op::DiscretizeB { dt, a, b, .. } => vec![*dt, *a, *b],
+            Op::Scan { a, b, init, .. } => {
+                let mut v = vec![*a, *b];
+                v.extend(init);
+                v
+            }
+            Op::Gate { x, z, .. } => vec![*x, *z],
+            Op::Conv1d { x, weight, bias, .. } => {
+                let mut v = vec![*x, *weight];
+                v.extend(bias);
+                v
+            }
+        }
+    }
+
+    /// Whether the op is pointwise: each output element depends only on the operand elements at
+    /// the same (broadcast) index.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Const(_)
+                | Op::Unary(..)
+                | Op::Binary(..)
+                | Op::DiscretizeA { .. }
+                | Op::DiscretizeB { .. }
+                | Op::Gate { .. }
+        )
+    }
+
+    /// A short name for messages (`add`, `scan`, `input`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input(d) => d.kind.keyword(),
+            Op::Const(_) => "const",
+            Op::Unary(u, _) => u.name(),
+            Op::Binary(b, ..) => b.name(),
+            Op::Sum { .. } => "sum",
+            Op::DiscretizeA { .. } => "discretize_a",
+            Op::DiscretizeB { .. } => "discretize_b",
+            Op::Scan { .. } => "scan",
+            Op::ScanFinal(_) => "final_state",
+            Op::Gate { .. } => "gate",
+            Op::Conv1d { .. } => "conv1d",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softplus_is_stable_at_both_ends() {
+        assert_eq!(softplus(1000.0), 1000.0);
+        assert!(softplus(-1000.0) >= 0.0 && softplus(-1000.0) < 1e-300);
+        assert!((softplus(0.0) - 2f64.ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn sigmoid_is_stable_at_both_ends() {
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(0.0), 0.5);
+    }
+
+    #[test]
+    fn zoh_b_tends_to_euler_as_a_vanishes() {
+        let (dt, b) = (0.3, 2.0);
+        assert_eq!(Method::Zoh.bbar(dt, 0.0, b), dt * b);
+        assert!((Method::Zoh.bbar(dt, 1e-12, b) - dt * b).abs() < 1e-12);
+        // (e^{dt a} - 1)/a * b at a = -1
+        let exact = ((dt * -1.0f64).exp() - 1.0) / -1.0 * b;
+        assert!((Method::Zoh.bbar(dt, -1.0, b) - exact).abs() < 1e-15);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for u in UnaryOp::ALL {
+            assert_eq!(UnaryOp::from_name(u.name()), Some(u));
+        }
+        for b in BinaryOp::ALL {
+            assert_eq!(BinaryOp::from_name(b.name()), Some(b));
+        }
+        for m in Method::ALL {
+            assert_eq!(Method::from_name(m.name()), Some(m));
+        }
+        for g in GateKind::ALL {
+            assert_eq!(GateKind::from_name(g.name()), Some(g));
+        }
+    }
+
+    #[test]
+    fn max_and_min_propagate_nan() {
+        assert!(BinaryOp::Max.eval(f64::NAN, 1.0).is_nan());
+        assert!(BinaryOp::Min.eval(1.0, f64::NAN).is_nan());
+    }
+}

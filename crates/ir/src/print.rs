@@ -1,0 +1,209 @@
+//! The canonical text of a graph: `.ssm` source that parses back to the same graph.
+//!
+//! One statement per named node; an unnamed node used once is written inline in its user when
+//! that keeps the definition order (so parsing recreates the nodes in the same order).
+
+use crate::graph::{Graph, NodeId};
+use crate::op::{BinaryOp, Op, UnaryOp};
+use std::collections::HashSet;
+use std::fmt::Write;
+
+/// Prints `g` as `.ssm` source.
+///
+/// ```
+/// use ssmc_ir::{Graph, InputKind, UnaryOp, print::print};
+/// let mut g = Graph::new("l");
+/// let n = g.add_dim("n").unwrap();
+/// let x = g.input("x", InputKind::Input, &[n], None).unwrap();
+/// let y = g.unary(UnaryOp::Exp, x).unwrap();
+/// g.add_output("y", y).unwrap();
+/// assert_eq!(print(&g), "layer l {\n    dims n;\n    input x: [n];\n    output y = exp(x);\n}\n");
+/// ```
+pub fn print(g: &Graph) -> String {
+    Printer::new(g).run()
+}
+
+struct Printer<'a> {
+    g: &'a Graph,
+    uses: Vec<usize>,
+    names: Vec<String>,
+    inlined: Vec<bool>,
+    inline_outputs: bool,
+}
+
+impl<'a> Printer<'a> {
+    fn new(g: &'a Graph) -> Self {
+        let outs = g.outputs();
+        let inline_outputs = outs.windows(2).all(|w| w[0].node < w[1].node)
+            && outs.iter().all(|o| !matches!(g.node(o.node).op, Op::Input(_)));
+        let mut p = Printer { g, uses: g.use_counts(), names: vec![], inlined: vec![false; g.nodes().len()], inline_outputs };
+        p.names = p.assign_names();
+        p
+    }
+
+    /// A unique name per node: its declared or bound name, else `_<index>`.
+    fn assign_names(&self) -> Vec<String> {
+        let mut taken: HashSet<String> = HashSet::new();
+        for o in self.g.outputs() {
+            taken.insert(o.name.clone());
+        }
+        let mut names = Vec::with_capacity(self.g.nodes().len());
+        for (i, n) in self.g.nodes().iter().enumerate() {
+            let wanted = match &n.op {
+                Op::Input(d) => Some(d.name.clone()),
+                _ => n.name.clone().filter(|s| !taken.contains(s)),
+            };
+            let mut name = wanted.unwrap_or_else(|| format!("_{i}"));
+            if !matches!(n.op, Op::Input(_)) {
+                while taken.contains(&name) {
+                    name.push('_');
+                }
+            }
+            taken.insert(name.clone());
+            names.push(name);
+        }
+        names
+    }
+
+    fn output_of(&self, id: NodeId) -> Option<&str> {
+        if !self.inline_outputs {
+            return None;
+        }
+        self.g.outputs().iter().find(|o| o.node == id).map(|o| o.name.as_str())
+    }
+
+    fn can_inline(&self, id: NodeId) -> bool {
+        let n = self.g.node(id);
+        !matches!(n.op, Op::Input(_))
+            && n.name.is_none()
+            && self.uses[id.index()] == 1
+            && self.output_of(id).is_none()
+            && !self.g.outputs().iter().any(|o| o.node == id)
+    }
+
+    fn run(mut self) -> String {
+        let count = self.g.nodes().len();
+        let mut stmts: Vec<Option<String>> = vec![None; count];
+        for i in (0..count).rev() {
+            if self.inlined[i] {
+                continue;
+            }
+            let id = NodeId(i as u32);
+            stmts[i] = Some(self.statement(id));
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "layer {} {{", self.g.name());
+        let dims: Vec<&str> = self.g.dims().map(|(_, n)| n).collect();
+        if !dims.is_empty() {
+            let _ = writeln!(out, "    dims {};", dims.join(", "));
+        }
+        for s in stmts.into_iter().flatten() {
+            let _ = writeln!(out, "    {s}");
+        }
+        if !self.inline_outputs {
+            for o in self.g.outputs() {
+                let _ = writeln!(out, "    output {} = {};", o.name, self.names[o.node.index()]);
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    fn statement(&mut self, id: NodeId) -> String {
+        let n = self.g.node(id);
+        if let Op::Input(d) = &n.op {
+            let dtype = d.dtype.map_or(String::new(), |t| t.name().to_string());
+            let mut s = format!("{} {}: {dtype}{};", d.kind.keyword(), d.name, self.g.fmt_shape(&d.layout));
+            if let Some((lo, hi)) = d.range {
+                s.insert_str(s.len() - 1, &format!(" in {lo:?}..{hi:?}"));
+            }
+            return s;
+        }
+        let mut cursor = id.0 as i64 - 1;
+        let expr = self.expr(id, &mut cursor);
+        match self.output_of(id) {
+            Some(o) => format!("output {o} = {expr};"),
+            None => format!("let {} = {expr};", self.names[id.index()]),
+        }
+    }
+
+    /// The operand as text: inline if it is the node just before in definition order.
+    fn operand(&mut self, id: NodeId, cursor: &mut i64) -> (String, Option<u8>) {
+        if id.0 as i64 == *cursor && self.can_inline(id) {
+            self.inlined[id.index()] = true;
+            *cursor -= 1;
+            let prec = match &self.g.node(id).op {
+                Op::Binary(b, ..) => precedence(*b),
+                _ => None,
+            };
+            (self.expr(id, cursor), prec)
+        } else {
+            (self.names[id.index()].clone(), None)
+        }
+    }
+
+    /// Renders node `id`'s op; operands are visited last to first, as the cursor walks back.
+    fn expr(&mut self, id: NodeId, cursor: &mut i64) -> String {
+        let op = self.g.node(id).op.clone();
+        let operands = op.operands();
+        let mut texts: Vec<(String, Option<u8>)> = vec![(String::new(), None); operands.len()];
+        for (k, &o) in operands.iter().enumerate().rev() {
+            texts[k] = self.operand(o, cursor);
+        }
+        let plain: Vec<String> = texts.iter().map(|t| t.0.clone()).collect();
+        let dim = |d| self.g.dim_name(d).to_string();
+        match &op {
+            Op::Input(_) => unreachable!("inputs are declarations"),
+            Op::Const(v) => format!("{v:?}"),
+            Op::Unary(UnaryOp::Neg, _) => format!("neg({})", plain[0]),
+            Op::Unary(u, _) => format!("{}({})", u.name(), plain[0]),
+            Op::Binary(b, ..) => match precedence(*b) {
+                Some(p) => {
+                    let l = paren(&texts[0], |c| c < p);
+                    let r = paren(&texts[1], |c| c <= p);
+                    format!("{l} {} {r}", b.symbol().unwrap_or("?"))
+                }
+                None => format!("{}({}, {})", b.name(), plain[0], plain[1]),
+            },
+            Op::Sum { dim: d, .. } => format!("sum({}, {})", plain[0], dim(*d)),
+            Op::DiscretizeA { method, .. } => format!("discretize_a({}, {}, {})", method.name(), plain[0], plain[1]),
+            Op::DiscretizeB { method, .. } => {
+                format!("discretize_b({}, {}, {}, {})", method.name(), plain[0], plain[1], plain[2])
+            }
+            Op::Scan { dim: d, reverse, init, .. } => {
+                let mut s = format!("scan({}, {}, {}", plain[0], plain[1], dim(*d));
+                if init.is_some() {
+                    let _ = write!(s, ", init = {}", plain[2]);
+                }
+                if *reverse {
+                    s.push_str(", reverse = true");
+                }
+                s + ")"
+            }
+            Op::ScanFinal(_) => format!("final_state({})", plain[0]),
+            Op::Gate { kind, .. } => format!("gate({}, {}, {})", plain[0], plain[1], kind.name()),
+            Op::Conv1d { bias, dim: d, .. } => {
+                let mut s = format!("conv1d({}, {}, {}", plain[0], plain[1], dim(*d));
+                if bias.is_some() {
+                    let _ = write!(s, ", bias = {}", plain[2]);
+                }
+                s + ")"
+            }
+        }
+    }
+}
+
+fn precedence(b: BinaryOp) -> Option<u8> {
+    match b {
+        BinaryOp::Add | BinaryOp::Sub => Some(1),
+        BinaryOp::Mul | BinaryOp::Div => Some(2),
+        BinaryOp::Max | BinaryOp::Min => None,
+    }
+}
+
+fn paren(t: &(String, Option<u8>), needs: impl Fn(u8) -> bool) -> String {
+    match t.1 {
+        Some(c) if needs(c) => format!("({})", t.0),
+        _ => t.0.clone(),
+    }
+}
