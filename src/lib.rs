@@ -1,1 +1,129 @@
-//! ssmc
+//! ssmc compiles declarative state-space-model layers (Mamba's selective scan and its variants)
+//! into kernels. This crate is the facade: the [`Layer`] API, re-exports, and the `ssmc` CLI.
+//!
+//! ```
+//! use ssmc::{Layer, ir::DType, runtime::{HostTensor, TensorMap}};
+//! let layer = Layer::parse(r#"
+//!     layer Leaky {
+//!         dims len;
+//!         input x: [len];
+//!         param a: [] in 0.0..1.0;
+//!         output h = scan(a, x, len);
+//!     }
+//! "#).unwrap();
+//! let mut inputs = TensorMap::new();
+//! inputs.insert("x".into(), HostTensor::from_f64(DType::F32, vec![3], &[1.0, 1.0, 1.0]).unwrap());
+//! inputs.insert("a".into(), HostTensor::from_f64(DType::F32, vec![], &[0.5]).unwrap());
+//! let out = layer.eval(&inputs).unwrap();
+//! assert_eq!(out["h"].to_f64(), vec![1.0, 1.5, 1.75]);
+//! ```
+#![warn(missing_docs)]
+
+pub mod random;
+
+pub use ssmc_dsl as dsl;
+pub use ssmc_ir as ir;
+pub use ssmc_macros::ssm;
+pub use ssmc_runtime as runtime;
+
+use ssmc_ir::{interp, DType, Graph, IrError};
+use ssmc_runtime::{HostTensor, IoError, TensorMap};
+use std::path::Path;
+
+/// Everything that can go wrong between a spec and its outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec does not parse or check.
+    #[error("{}", .0.one_line())]
+    Spec(ssmc_dsl::Diagnostics),
+    /// The graph is invalid, or the inputs do not fit it.
+    #[error("{0}")]
+    Ir(#[from] IrError),
+    /// A tensor file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] IoError),
+    /// An input is stored in a dtype the spec does not allow.
+    #[error("input `{name}` is {got}, but the spec requires {want}")]
+    Dtype {
+        /// The input.
+        name: String,
+        /// The dtype the spec pins.
+        want: DType,
+        /// The dtype given.
+        got: DType,
+    },
+    /// A spec file could not be read.
+    #[error("{path}: {source}")]
+    File {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A declared layer: its graph, ready to evaluate (and, as backends land, to compile).
+#[derive(Clone, Debug)]
+pub struct Layer {
+    graph: Graph,
+}
+
+impl Layer {
+    /// Parses `.ssm` text.
+    pub fn parse(src: &str) -> Result<Layer, Error> {
+        Ok(Layer { graph: ssmc_dsl::parse_str(src).map_err(Error::Spec)? })
+    }
+
+    /// Reads and parses a `.ssm` file.
+    pub fn from_file(path: &Path) -> Result<Layer, Error> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| Error::File { path: name.clone(), source })?;
+        Ok(Layer { graph: ssmc_dsl::parse_named(&name, &src).map_err(Error::Spec)? })
+    }
+
+    /// Wraps a graph built by other means (the `ssm!` macro, the IR builder).
+    pub fn from_graph(graph: Graph) -> Result<Layer, Error> {
+        graph.validate()?;
+        Ok(Layer { graph })
+    }
+
+    /// The layer's IR.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Checks that `inputs` are exactly the declared inputs, with the declared rank, consistent
+    /// dim sizes and allowed dtypes.
+    pub fn check_inputs(&self, inputs: &TensorMap) -> Result<interp::DimSizes, Error> {
+        let sizes = interp::bind_dims(&self.graph, inputs.iter().map(|(n, t)| (n.as_str(), t.shape())))?;
+        for (_, decl) in self.graph.inputs() {
+            let t = &inputs[&decl.name];
+            if let Some(want) = decl.dtype {
+                if t.dtype() != want {
+                    return Err(Error::Dtype { name: decl.name.clone(), want, got: t.dtype() });
+                }
+            }
+        }
+        Ok(sizes)
+    }
+
+    /// Evaluates the layer with the `f64` oracle; outputs are `f32`.
+    pub fn eval(&self, inputs: &TensorMap) -> Result<TensorMap, Error> {
+        self.eval_as(inputs, DType::F32)
+    }
+
+    /// Evaluates the layer with the `f64` oracle; outputs are rounded to `out_dtype`.
+    pub fn eval_as(&self, inputs: &TensorMap, out_dtype: DType) -> Result<TensorMap, Error> {
+        self.check_inputs(inputs)?;
+        let oracle: Vec<(String, interp::Tensor)> = inputs.iter().map(|(n, t)| (n.clone(), t.to_oracle())).collect();
+        let refs: Vec<(&str, &interp::Tensor)> = oracle.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let outs = interp::evaluate(&self.graph, &refs)?;
+        Ok(outs
+            .into_iter()
+            .map(|(n, t)| {
+                let ht = HostTensor::from_f64(out_dtype, t.shape, &t.data).expect("the oracle keeps shape and data in step");
+                (n, ht)
+            })
+            .collect())
+    }
+}

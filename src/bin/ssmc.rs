@@ -1,1 +1,158 @@
-fn main() {}
+//! The `ssmc` command line: `check` a spec, `run` a layer on tensors.
+//!
+//! Every user mistake ends with exit code 1 and one line on stderr starting with `error:`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ssmc::ir::{print, DType};
+use ssmc::runtime::io;
+use ssmc::{random, Error, Layer};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ssmc", version, about = "A compiler for selective state-space model (Mamba) kernels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a spec and print its IR (canonical .ssm text, with each value's dims).
+    Check {
+        /// The .ssm file.
+        spec: PathBuf,
+    },
+    /// Evaluate a layer on inputs from a safetensors file, or on random inputs.
+    Run {
+        /// The .ssm file.
+        spec: PathBuf,
+        /// Inputs, one tensor per declared input (f32, bf16, f16 or f64 each).
+        #[arg(long, conflicts_with = "random")]
+        inputs: Option<PathBuf>,
+        /// Make random inputs instead (each from its declared `in lo..hi`, default -1..1).
+        #[arg(long, requires = "dims")]
+        random: bool,
+        /// Sizes for --random, e.g. `batch=2,dim=8,len=16,state=4`.
+        #[arg(long, requires = "random")]
+        dims: Option<String>,
+        /// Seed for --random.
+        #[arg(long, default_value_t = 0, requires = "random")]
+        seed: u64,
+        /// Storage dtype of --random inputs (a dtype the spec pins wins).
+        #[arg(long, default_value = "f32", requires = "random", value_parser = parse_dtype)]
+        dtype: DType,
+        /// Also write the random inputs here, to rerun or check elsewhere.
+        #[arg(long, requires = "random")]
+        save_inputs: Option<PathBuf>,
+        /// Write the outputs here (safetensors); without it a summary is printed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Storage dtype of the outputs.
+        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+        out_dtype: DType,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The f64 reference interpreter (the oracle).
+    Interp,
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal compiler error: {info} (this is a bug in ssmc; please report it)");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("{}", if first.starts_with("error:") { first.to_string() } else { format!("error: {first}") });
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Check { spec } => {
+            let layer = Layer::from_file(&spec)?;
+            print!("{}", print::print_annotated(layer.graph()));
+            Ok(())
+        }
+        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend } => {
+            let layer = Layer::from_file(&spec)?;
+            let inputs = match (inputs, random) {
+                (Some(path), _) => io::load(&path)?,
+                (None, true) => {
+                    let dims = random::parse_dims(layer.graph(), dims.as_deref().unwrap_or(""))?;
+                    let made = random::random_inputs(layer.graph(), &dims, dtype, seed)?;
+                    if let Some(path) = save_inputs {
+                        io::save(&path, &made)?;
+                    }
+                    made
+                }
+                (None, false) => {
+                    return Err(ssmc::ir::IrError::new("give the inputs with --inputs FILE, or use --random --dims ...").into())
+                }
+            };
+            let outputs = match backend {
+                Backend::Interp => layer.eval_as(&inputs, out_dtype)?,
+            };
+            match out {
+                Some(path) => {
+                    io::save(&path, &outputs)?;
+                    for (name, t) in &outputs {
+                        println!("wrote `{name}` {:?} {} to {}", t.shape(), t.dtype(), path.display());
+                    }
+                }
+                None => {
+                    for (name, t) in &outputs {
+                        println!("{}", summary(name, t));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn summary(name: &str, t: &ssmc::runtime::HostTensor) -> String {
+    let v = t.to_f64();
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+    let head: Vec<String> = v.iter().take(4).map(|x| format!("{x:.6}")).collect();
+    let nonfinite = v.len() - finite.len();
+    let mut s = format!(
+        "{name}: {} {:?}  min {lo:.6}  max {hi:.6}  mean {mean:.6}  first [{}{}]",
+        t.dtype(),
+        t.shape(),
+        head.join(", "),
+        if v.len() > 4 { ", ..." } else { "" }
+    );
+    if nonfinite > 0 {
+        s.push_str(&format!("  non-finite {nonfinite}"));
+    }
+    s
+}

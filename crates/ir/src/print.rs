@@ -20,7 +20,13 @@ use std::fmt::Write;
 /// assert_eq!(print(&g), "layer l {\n    dims n;\n    input x: [n];\n    output y = exp(x);\n}\n");
 /// ```
 pub fn print(g: &Graph) -> String {
-    Printer::new(g).run()
+    Printer::new(g, false).run()
+}
+
+/// [`print`] with each statement followed by a comment giving its value's dims; still valid
+/// `.ssm` source that parses back to the same graph.
+pub fn print_annotated(g: &Graph) -> String {
+    Printer::new(g, true).run()
 }
 
 struct Printer<'a> {
@@ -29,14 +35,15 @@ struct Printer<'a> {
     names: Vec<String>,
     inlined: Vec<bool>,
     inline_outputs: bool,
+    annotate: bool,
 }
 
 impl<'a> Printer<'a> {
-    fn new(g: &'a Graph) -> Self {
+    fn new(g: &'a Graph, annotate: bool) -> Self {
         let outs = g.outputs();
         let inline_outputs = outs.windows(2).all(|w| w[0].node < w[1].node)
             && outs.iter().all(|o| !matches!(g.node(o.node).op, Op::Input(_)));
-        let mut p = Printer { g, uses: g.use_counts(), names: vec![], inlined: vec![false; g.nodes().len()], inline_outputs };
+        let mut p = Printer { g, uses: g.use_counts(), names: vec![], inlined: vec![false; g.nodes().len()], inline_outputs, annotate };
         p.names = p.assign_names();
         p
     }
@@ -89,7 +96,11 @@ impl<'a> Printer<'a> {
                 continue;
             }
             let id = NodeId(i as u32);
-            stmts[i] = Some(self.statement(id));
+            let mut s = self.statement(id);
+            if self.annotate && !matches!(self.g.node(id).op, Op::Input(_)) {
+                s = format!("{s} // {}", self.g.fmt_shape(&self.g.node(id).shape));
+            }
+            stmts[i] = Some(s);
         }
         let mut out = String::new();
         let _ = writeln!(out, "layer {} {{", self.g.name());

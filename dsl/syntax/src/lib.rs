@@ -28,6 +28,7 @@ pub mod lower;
 mod parse;
 
 pub use error::{Diagnostics, DslError};
+pub use ssmc_ir as ir;
 use proc_macro2::TokenStream;
 use ssmc_ir::Graph;
 

@@ -112,6 +112,7 @@ fn expr(e: &syn::Expr) -> syn::Result<Expr> {
         syn::Expr::Lit(l) => match &l.lit {
             syn::Lit::Float(f) => Expr::Lit(f.base10_parse::<f64>()?, f.span()),
             syn::Lit::Int(i) => Expr::Lit(i.base10_parse::<f64>()?, i.span()),
+            syn::Lit::Bool(b) => Expr::Name(Ident::new(if b.value { "true" } else { "false" }, b.span)),
             other => return Err(syn::Error::new(other.span(), "expected a number")),
         },
         syn::Expr::Unary(u) => match u.op {
