@@ -31,6 +31,7 @@
 pub mod dim;
 pub mod dtype;
 pub mod error;
+pub mod gen;
 pub mod graph;
 pub mod infer;
 pub mod interp;
