@@ -71,8 +71,11 @@ pub fn random_inputs(graph: &Graph, dims: &BTreeMap<String, usize>, dtype: DType
             shape.push(*size);
         }
         let (lo, hi) = decl.range.unwrap_or((-1.0, 1.0));
-        let n: usize = shape.iter().product();
-        let values: Vec<f64> = (0..n).map(|_| rng.uniform(lo, hi)).collect();
+        let too_big = || IrError::new(format!("--dims: input `{}` would have shape {shape:?}, too large to make", decl.name));
+        let n = shape.iter().try_fold(1usize, |n, &s| n.checked_mul(s)).ok_or_else(too_big)?;
+        let mut values: Vec<f64> = Vec::new();
+        values.try_reserve_exact(n).map_err(|_| too_big())?;
+        values.extend((0..n).map(|_| rng.uniform(lo, hi)));
         let t = HostTensor::from_f64(decl.dtype.unwrap_or(dtype), shape, &values).expect("shape and values agree");
         out.insert(decl.name.clone(), t);
     }

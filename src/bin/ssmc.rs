@@ -69,7 +69,12 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal compiler error: {info} (this is a bug in ssmc; please report it)");
+        // One line, like every other error (the default `{info}` text spans two).
+        let payload = info.payload();
+        let msg = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let msg = msg.unwrap_or("unknown cause").replace('\n', " ");
+        eprintln!("error: internal compiler error{at}: {msg} (this is a bug in ssmc; please report it)");
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -78,9 +83,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("{}", if first.starts_with("error:") { first.to_string() } else { format!("error: {first}") });
+            eprintln!("error: {}", usage_error_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -89,6 +92,27 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A clap error as one line. clap puts what is missing (`--dims <DIMS>`) or allowed
+/// (`[possible values: ...]`) on the lines after the first, so those are folded in.
+fn usage_error_line(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "no subcommand given; use `ssmc check SPEC` or `ssmc run SPEC ...` (see `ssmc --help`)".into();
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    let details: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    match (details.is_empty(), first.ends_with(':')) {
+        (true, _) => first.to_string(),
+        (false, true) => format!("{first} {}", details.join(", ")),
+        (false, false) => {
+            let details: Vec<&str> = details.iter().map(|d| d.trim_start_matches('[').trim_end_matches(']')).collect();
+            format!("{first} ({})", details.join("; "))
         }
     }
 }

@@ -112,12 +112,15 @@ pub fn random_graph(seed: u64, opts: GenOptions) -> Graph {
         }
     }
     let last = NodeId(g.nodes().len() as u32 - 1);
+    let other = NodeId(p.below(g.nodes().len()) as u32);
+    let second = other != last && p.chance(50);
+    // outputs in either order relative to their nodes, to exercise both printing styles
+    if second && p.chance(50) {
+        g.add_output("y0", other).expect("fresh name");
+    }
     g.add_output("y", last).expect("fresh name");
-    if p.chance(40) {
-        let other = NodeId(p.below(g.nodes().len()) as u32);
-        if other != last {
-            g.add_output("y2", other).expect("fresh name");
-        }
+    if second && g.outputs().len() == 1 {
+        g.add_output("y0", other).expect("fresh name");
     }
     g
 }

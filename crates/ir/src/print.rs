@@ -48,7 +48,8 @@ impl<'a> Printer<'a> {
         p
     }
 
-    /// A unique name per node: its declared or bound name, else `_<index>`.
+    /// A unique name per node: its declared name, the output it is printed as, its bound name,
+    /// else `_<index>`.
     fn assign_names(&self) -> Vec<String> {
         let mut taken: HashSet<String> = HashSet::new();
         for o in self.g.outputs() {
@@ -56,8 +57,13 @@ impl<'a> Printer<'a> {
         }
         let mut names = Vec::with_capacity(self.g.nodes().len());
         for (i, n) in self.g.nodes().iter().enumerate() {
-            let wanted = match &n.op {
-                Op::Input(d) => Some(d.name.clone()),
+            let id = NodeId(i as u32);
+            let wanted = match (&n.op, self.output_of(id)) {
+                (Op::Input(d), _) => Some(d.name.clone()),
+                (_, Some(out)) => {
+                    names.push(out.to_string());
+                    continue;
+                }
                 _ => n.name.clone().filter(|s| !taken.contains(s)),
             };
             let mut name = wanted.unwrap_or_else(|| format!("_{i}"));

@@ -65,6 +65,13 @@ fn expand(layer: &Layer, graph: &ssmc_dsl::ir::Graph) -> proc_macro2::TokenStrea
     let name = &layer.name;
     let inputs_name = format_ident!("{}Inputs", name);
     let source = ssmc_dsl::ir::print::print(graph);
+    match ssmc_dsl::parse_str(&source) {
+        Ok(back) if back.same_as(graph) => {}
+        _ => {
+            let msg = format!("internal error in ssm!: the canonical text of `{name}` does not parse back:\n{source}");
+            return quote_spanned!(name.span()=> ::core::compile_error!(#msg););
+        }
+    }
     let decls: Vec<_> = layer
         .stmts
         .iter()

@@ -6,7 +6,7 @@
 use crate::ast::{Arg, Decl, Expr, Layer, Stmt};
 use crate::error::DslError;
 use proc_macro2::{Ident, Span};
-use ssmc_ir::{DType, DimId, GateKind, Graph, Method, NodeId, Op, UnaryOp};
+use ssmc_ir::{DType, DimId, GateKind, Graph, Method, NodeId, Op, Shape, UnaryOp};
 use std::collections::HashMap;
 
 /// Lowers a parsed layer, or returns every error found.
@@ -170,12 +170,49 @@ impl Lowering {
     }
 
     fn push(&mut self, op: Op, span: Span) -> Option<NodeId> {
+        self.push_blaming(op, span, span)
+    }
+
+    /// [`Self::push`], reporting a shape error at `at` (the argument it is about) instead.
+    fn push_blaming(&mut self, op: Op, span: Span, at: Span) -> Option<NodeId> {
         match self.g.push_spanned(op, None, Some(ir_span(span))) {
             Ok(n) => Some(n),
             Err(e) => {
-                self.err(span, e.message);
+                self.err(at, e.message);
                 None
             }
+        }
+    }
+
+    /// Where to point if `op` (a call written at `span`) breaks a shape rule: the argument the
+    /// rule is about (the dim a scan, sum or conv runs along, a scan's `init`, a conv's weights
+    /// or bias, `final_state`'s operand), else `span`. Mirrors the order of the checks in
+    /// `ssmc_ir::infer`; only consulted when the push fails.
+    fn blame(&self, op: &Op, pos: &[&Expr], init: Option<&Expr>, bias: Option<&Expr>, span: Span) -> Span {
+        let shape = |n: NodeId| &self.g.node(n).shape;
+        match op {
+            Op::Sum { x, dim } if !shape(*x).contains(*dim) => pos[1].span(),
+            Op::Scan { a, b, dim, init: Some(h0), .. } => {
+                let s = Shape::union([shape(*a), shape(*b)]);
+                match init {
+                    Some(e) if s.contains(*dim) && !shape(*h0).is_subset_of(&s.without(*dim)) => e.span(),
+                    _ => pos[2].span(),
+                }
+            }
+            Op::Scan { .. } => pos[2].span(),
+            Op::ScanFinal(_) => pos[0].span(),
+            Op::Conv1d { x, weight, dim, .. } => {
+                let (xs, ws) = (shape(*x), shape(*weight));
+                let taps = ws.dims().iter().filter(|d| !xs.contains(**d)).count();
+                if !xs.contains(*dim) {
+                    pos[2].span()
+                } else if ws.contains(*dim) || taps != 1 {
+                    pos[1].span()
+                } else {
+                    bias.map_or(span, Expr::span)
+                }
+            }
+            _ => span,
         }
     }
 
@@ -319,7 +356,8 @@ impl Lowering {
             }
             other => unreachable!("`{other}` has a signature but no lowering"),
         };
-        self.push(op, span)
+        let at = self.blame(&op, &pos, kw("init"), kw("bias"), span);
+        self.push_blaming(op, span, at)
     }
 
     fn dim_arg(&mut self, e: &Expr) -> Option<DimId> {

@@ -1,0 +1,17 @@
+// `scan` is missing the dim to run along.
+ssmc::ssm! {
+    layer Mamba1 {
+        dims batch, dim, len, state;
+        input u: [batch, dim, len];
+        input delta: [batch, dim, len];
+        param A: [dim, state] in -4.0..-0.5;
+        input B: [batch, state, len];
+        input C: [batch, state, len];
+
+        let dt = softplus(delta);
+        let h = scan(discretize_a(zoh, dt, A), discretize_b(euler, dt, A, B) * u);
+        output y = sum(C * h, state);
+    }
+}
+
+fn main() {}
