@@ -24,6 +24,7 @@ pub mod random;
 pub use ssmc_dsl as dsl;
 pub use ssmc_ir as ir;
 pub use ssmc_macros::ssm;
+pub use ssmc_opt as opt;
 pub use ssmc_runtime as runtime;
 
 use ssmc_ir::{interp, DType, Graph, IrError};
@@ -90,6 +91,11 @@ impl Layer {
     /// The layer's IR.
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// The layer's plan: unfused (one kernel per op) or fused by the optimizer.
+    pub fn plan(&self, fusion: ssmc_opt::Fusion, opts: &ssmc_opt::Options) -> Result<ssmc_opt::Optimized, Error> {
+        Ok(ssmc_opt::optimize(&self.graph, fusion, opts)?)
     }
 
     /// Checks that `inputs` are exactly the declared inputs, with the declared rank, consistent

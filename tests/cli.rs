@@ -671,3 +671,47 @@ fn no_mistake_panics() {
         assert!(stderr.starts_with("error: "), "ssmc {args:?}:\n{stderr}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// explain
+
+#[test]
+fn explain_prints_both_plans_the_rules_and_the_costs() {
+    let out = ok(&["explain".as_ref(), mamba1().as_os_str()]);
+    for needle in ["unfused: 11 kernels", "fused: 1 kernel,", "rules fired:", "exp-to-exp2", "hoist-exp2-scale-out-of-scan", "e-graph:", "stopped: saturated", "bytes moved:", "x less"] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn explain_json_and_dot() {
+    let dir = TempDir::new("explain-json");
+    let dot = dir.path("plan.dot");
+    let out = ok(&["explain", &p(&mamba1()), "--dims", "batch=2,len=512", "--json", "--dot", &p(&dot)]);
+    assert!(out.starts_with('{') && out.trim_end().ends_with('}'), "{out}");
+    for needle in ["\"unfused\": {\"kernels\": 11", "\"fused\": {\"kernels\": 1", "\"bytes\": ", "\"rules_fired\": {", "\"batch\": 2", "\"len\": 512", "\"state\": 16"] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    let dot = std::fs::read_to_string(dot).unwrap();
+    assert!(dot.starts_with("digraph") && dot.contains("cluster_0"), "{dot}");
+}
+
+#[test]
+fn explain_with_bf16_inputs_moves_fewer_bytes() {
+    let bytes = |dtype: &str| {
+        let out = ok(&["explain", &p(&mamba1()), "--json", "--dtype", dtype]);
+        let at = out.find("\"fused\": {\"kernels\": 1, \"launches\": 1, \"bytes\": ").unwrap();
+        let rest = &out[at..];
+        let rest = &rest[rest.find("\"bytes\": ").unwrap() + 9..];
+        rest[..rest.find(',').unwrap()].parse::<u64>().unwrap()
+    };
+    assert!(bytes("bf16") < bytes("f32"));
+}
+
+#[test]
+fn explain_errors_are_one_line() {
+    fails(&["explain", &p(&mamba1()), "--dims", "sate=4"], 1, &["sate"]);
+    fails(&["explain", &p(&mamba1()), "--dims", "len=0"], 1, &["len"]);
+    fails(&["explain", &p(&mamba1()), "--dtype", "f8"], 2, &["f8"]);
+    fails(&["explain", &p(&mamba1()), "--dot", "/nonexistent-dir/x.dot"], 1, &["/nonexistent-dir/x.dot"]);
+}

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use ssmc::ir::{print, DType};
 use ssmc::runtime::io;
+use ssmc::opt::{Explanation, Fusion, Options};
 use ssmc::{random, Error, Layer};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,24 @@ enum Command {
     Check {
         /// The .ssm file.
         spec: PathBuf,
+    },
+    /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
+    Explain {
+        /// The .ssm file.
+        spec: PathBuf,
+        /// Sizes to count bytes at, e.g. `batch=8,len=4096` (others: batch=1, dim=1536,
+        /// len=2048, state=16, width=4, any other dim 64).
+        #[arg(long, default_value = "")]
+        dims: String,
+        /// Storage dtype of the inputs.
+        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+        dtype: DType,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also write the fused plan as a Graphviz file.
+        #[arg(long)]
+        dot: Option<PathBuf>,
     },
     /// Evaluate a layer on inputs from a safetensors file, or on random inputs.
     Run {
@@ -122,6 +141,28 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Check { spec } => {
             let layer = Layer::from_file(&spec)?;
             print!("{}", print::print_annotated(layer.graph()));
+            Ok(())
+        }
+        Command::Explain { spec, dims, dtype, json, dot } => {
+            let layer = Layer::from_file(&spec)?;
+            let given = random::parse_dims(layer.graph(), &dims)?;
+            let pairs: Vec<(&str, usize)> = given.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let mut opts = Options::at_sizes(layer.graph(), &pairs);
+            opts.input_dtype = dtype;
+            let unfused = layer.plan(Fusion::Off, &opts)?;
+            let fused = layer.plan(Fusion::On, &opts)?;
+            let ex = Explanation {
+                unfused: &unfused.plan,
+                fused: &fused.plan,
+                report: &fused.report,
+                sizes: &opts.sizes,
+                launch_bytes: ssmc::opt::cost::LAUNCH_BYTES,
+            };
+            if let Some(path) = dot {
+                std::fs::write(&path, ssmc::opt::explain::dot(&fused.plan))
+                    .map_err(|source| Error::File { path: path.display().to_string(), source })?;
+            }
+            print!("{}", if json { ex.json() } else { ex.text() });
             Ok(())
         }
         Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend } => {

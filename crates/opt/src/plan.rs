@@ -1,0 +1,471 @@
+//! Plans: the kernels a layer runs as, the buffers between them, and how each kernel iterates.
+//!
+//! A plan is built from a graph and the set of values it stores. Each stored value (and each
+//! output) roots a kernel whose body is everything reachable from the root without crossing
+//! another stored value or an input. Kernels that share body nodes are merged (one pass computes
+//! both roots), and every kernel is checked against the row template the backends lower:
+//!
+//! ```text
+//! for p in parallel:                      // rows, split over threads / GPU lanes
+//!     for l in seq (in its direction):    // at most one scanned dim
+//!         for i in inner:                 // dims reduced by a sum, or carried as scan state
+//!             ...                         // elementwise work, scan updates, sum accumulation
+//!         ...                             // epilogue on the sums
+//!     ...                                 // final states
+//! ```
+//!
+//! A kernel that does not fit is split by storing one more value, and the plan says so in
+//! [`Plan::notes`].
+
+use ssmc_ir::interp::{evaluate, Tensor};
+use ssmc_ir::{DType, DimId, Graph, IrError, NodeId, Op, Shape};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Which plan to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fusion {
+    /// One kernel per op, every intermediate in memory: what a naive framework does.
+    Off,
+    /// The plan equality saturation finds under the bytes-moved cost model.
+    On,
+}
+
+/// Index of a buffer in [`Plan::buffers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub usize);
+
+/// What a buffer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferKind {
+    /// A caller's input.
+    Input,
+    /// A value one kernel writes and later kernels read.
+    Intermediate,
+    /// A layer output (later kernels may read it too).
+    Output,
+}
+
+/// A tensor in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    /// Input or output name, or `t<node>` for an intermediate.
+    pub name: String,
+    /// The node whose value it holds.
+    pub node: NodeId,
+    /// Input, intermediate or output.
+    pub kind: BufferKind,
+    /// Its dims, in storage order.
+    pub shape: Shape,
+    /// Storage dtype.
+    pub dtype: DType,
+}
+
+/// How a kernel iterates (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Space {
+    /// Independent rows.
+    pub parallel: Vec<DimId>,
+    /// The dim walked in order, and whether backwards.
+    pub seq: Option<(DimId, bool)>,
+    /// Dims reduced or carried inside a row.
+    pub inner: Vec<DimId>,
+}
+
+/// One kernel: the nodes it computes, what it reads and what it writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// A readable name (`k0_gate`).
+    pub name: String,
+    /// The nodes it stores.
+    pub roots: Vec<NodeId>,
+    /// Every node it computes, in definition order (roots included; inputs and buffers read are not).
+    pub body: Vec<NodeId>,
+    /// Buffers it reads.
+    pub reads: Vec<BufferId>,
+    /// Buffers it writes.
+    pub writes: Vec<BufferId>,
+    /// Its iteration space.
+    pub space: Space,
+}
+
+/// The kernels of a layer, in launch order, and their buffers.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Fused or not.
+    pub fusion: Fusion,
+    /// The graph the kernels compute (after the optimizer's algebra, for fused plans).
+    pub graph: Graph,
+    /// Every buffer: inputs first, then kernel outputs.
+    pub buffers: Vec<Buffer>,
+    /// Kernels in an order that respects their buffers.
+    pub kernels: Vec<Kernel>,
+    /// Output name to buffer.
+    pub outputs: Vec<(String, BufferId)>,
+    /// Why kernels were split, if any were.
+    pub notes: Vec<String>,
+}
+
+/// Why a kernel does not fit the row template, and which value to store to fix it.
+struct Violation {
+    store: NodeId,
+    why: String,
+}
+
+impl Plan {
+    /// The unfused plan of `g`: every computed value is stored.
+    pub fn unfused(g: &Graph, input_dtype: DType) -> Result<Plan, IrError> {
+        let stored = g
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !matches!(n.op, Op::Input(_) | Op::Const(_)))
+            .map(|(i, _)| NodeId(i as u32))
+            .collect();
+        Plan::build(g.clone(), stored, Fusion::Off, input_dtype)
+    }
+
+    /// Builds the plan that stores `stored` (and the outputs), merging and splitting kernels
+    /// until every kernel fits the row template.
+    pub fn build(graph: Graph, mut stored: BTreeSet<NodeId>, fusion: Fusion, input_dtype: DType) -> Result<Plan, IrError> {
+        let mut notes = Vec::new();
+        // inputs are in memory already; an output that is an input is read from its buffer
+        stored.retain(|n| !matches!(graph.node(*n).op, Op::Input(_)));
+        for o in graph.outputs() {
+            if !matches!(graph.node(o.node).op, Op::Input(_)) {
+                stored.insert(o.node);
+            }
+        }
+        let groups = loop {
+            let mut groups: Vec<Group> = stored.iter().map(|&r| Group::rooted(&graph, &stored, vec![r])).collect();
+            merge_siblings(&graph, &stored, &mut groups);
+            let violation = groups.iter().find_map(|gr| gr.check(&graph).err().map(|v| (gr, v)));
+            let Some((group, v)) = violation else { break groups };
+            // A stored scan is only inside another kernel because a final state pulls it in:
+            // then store that final state (its own kernel with the scan) instead.
+            let finals = group.body.iter().copied().filter(|&n| matches!(graph.node(n).op, Op::ScanFinal(s) if s == v.store));
+            let Some(store) = std::iter::once(v.store).chain(finals).find(|n| !stored.contains(n)) else {
+                return Err(IrError::new(format!("cannot split a kernel: {}", v.why)));
+            };
+            notes.push(format!("stored {} ({}): {}", describe(&graph, store), graph.fmt_shape(&graph.node(store).shape), v.why));
+            stored.insert(store);
+        };
+        let groups = order(&graph, groups)?;
+
+        let mut buffers = Vec::new();
+        let mut buffer_of: BTreeMap<NodeId, BufferId> = BTreeMap::new();
+        for (id, decl) in graph.inputs() {
+            buffer_of.insert(id, BufferId(buffers.len()));
+            let dtype = decl.dtype.unwrap_or(input_dtype);
+            buffers.push(Buffer { name: decl.name.clone(), node: id, kind: BufferKind::Input, shape: decl.layout.clone(), dtype });
+        }
+        let mut kernels = Vec::new();
+        for (k, mut group) in groups.into_iter().enumerate() {
+            // outputs in declaration order, then intermediates
+            let rank = |r: &NodeId| graph.outputs().iter().position(|o| o.node == *r).unwrap_or(usize::MAX);
+            group.roots.sort_by_key(|r| (rank(r), *r));
+            let mut writes = Vec::new();
+            for &r in &group.roots {
+                let out = graph.outputs().iter().find(|o| o.node == r);
+                let (name, kind) = match out {
+                    Some(o) => (o.name.clone(), BufferKind::Output),
+                    None => (format!("t{}", r.0), BufferKind::Intermediate),
+                };
+                buffer_of.insert(r, BufferId(buffers.len()));
+                writes.push(BufferId(buffers.len()));
+                buffers.push(Buffer { name, node: r, kind, shape: graph.node(r).shape.clone(), dtype: DType::F32 });
+            }
+            let reads = group.leaves.iter().map(|l| buffer_of[l]).collect();
+            let space = group.check(&graph).map_err(|v| IrError::new(v.why))?;
+            let name = format!("k{k}_{}", graph.node(group.roots[0]).op.name());
+            kernels.push(Kernel { name, roots: group.roots, body: group.body, reads, writes, space });
+        }
+        let outputs = graph.outputs().iter().map(|o| (o.name.clone(), buffer_of[&o.node])).collect();
+        Ok(Plan { fusion, graph, buffers, kernels, outputs, notes })
+    }
+
+    /// Bytes a buffer occupies at `sizes`.
+    pub fn buffer_bytes(&self, b: BufferId, sizes: &[usize]) -> u64 {
+        let buf = &self.buffers[b.0];
+        let n: u64 = buf.shape.dims().iter().map(|d| sizes[d.index()] as u64).product();
+        n * buf.dtype.size() as u64
+    }
+
+    /// Bytes kernel `k` reads and writes at `sizes` (each buffer once).
+    pub fn kernel_bytes(&self, k: &Kernel, sizes: &[usize]) -> (u64, u64) {
+        let r = k.reads.iter().map(|&b| self.buffer_bytes(b, sizes)).sum();
+        let w = k.writes.iter().map(|&b| self.buffer_bytes(b, sizes)).sum();
+        (r, w)
+    }
+
+    /// Total bytes moved through memory at `sizes`.
+    pub fn bytes(&self, sizes: &[usize]) -> u64 {
+        self.kernels.iter().map(|k| {
+            let (r, w) = self.kernel_bytes(k, sizes);
+            r + w
+        }).sum()
+    }
+
+    /// Evaluates the plan kernel by kernel with the `f64` oracle: each kernel sees only the
+    /// buffers it declares, so a kernel that reads something it does not declare fails here.
+    pub fn evaluate(&self, inputs: &[(&str, &Tensor)]) -> Result<BTreeMap<String, Tensor>, IrError> {
+        let mut values: BTreeMap<BufferId, Tensor> = BTreeMap::new();
+        for (i, b) in self.buffers.iter().enumerate() {
+            if b.kind == BufferKind::Input {
+                let t = inputs
+                    .iter()
+                    .find(|(n, _)| *n == b.name)
+                    .ok_or_else(|| IrError::new(format!("missing input `{}`", b.name)))?;
+                values.insert(BufferId(i), t.1.clone());
+            }
+        }
+        for k in &self.kernels {
+            let (sub, names) = self.kernel_graph(k)?;
+            let args: Vec<(&str, &Tensor)> = k.reads.iter().map(|b| (names[b].as_str(), &values[b])).collect();
+            let out = evaluate(&sub, &args).map_err(|e| IrError::new(format!("kernel {}: {}", k.name, e.message)))?;
+            for &w in &k.writes {
+                values.insert(w, out[&names[&w]].clone());
+            }
+        }
+        Ok(self.outputs.iter().map(|(n, b)| (n.clone(), values[b].clone())).collect())
+    }
+
+    /// A kernel as a graph of its own: its reads as inputs, its body, its writes as outputs.
+    fn kernel_graph(&self, k: &Kernel) -> Result<(Graph, BTreeMap<BufferId, String>), IrError> {
+        let mut sub = Graph::new(&k.name);
+        for (_, name) in self.graph.dims() {
+            sub.add_dim(name)?;
+        }
+        let mut names = BTreeMap::new();
+        let mut map: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+        for &b in &k.reads {
+            let buf = &self.buffers[b.0];
+            let name = format!("b{}", b.0);
+            let id = sub.input(&name, ssmc_ir::InputKind::Input, buf.shape.dims(), None)?;
+            map.insert(buf.node, id);
+            names.insert(b, name);
+        }
+        for &n in &k.body {
+            let op = remap(&self.graph.node(n).op, &map)
+                .ok_or_else(|| IrError::new(format!("kernel {} reads node {} it neither computes nor declares", k.name, n.0)))?;
+            map.insert(n, sub.push(op)?);
+        }
+        for &b in &k.writes {
+            let name = format!("b{}", b.0);
+            sub.add_output(&name, map[&self.buffers[b.0].node])?;
+            names.insert(b, name);
+        }
+        Ok((sub, names))
+    }
+}
+
+/// `op` with its operands renamed by `map` (None if one is missing).
+fn remap(op: &Op, map: &BTreeMap<NodeId, NodeId>) -> Option<Op> {
+    let m = |n: &NodeId| map.get(n).copied();
+    Some(match op {
+        Op::Input(_) => return None,
+        Op::Const(v) => Op::Const(*v),
+        Op::Unary(u, x) => Op::Unary(*u, m(x)?),
+        Op::Binary(b, x, y) => Op::Binary(*b, m(x)?, m(y)?),
+        Op::Sum { x, dim } => Op::Sum { x: m(x)?, dim: *dim },
+        Op::DiscretizeA { method, dt, a } => Op::DiscretizeA { method: *method, dt: m(dt)?, a: m(a)? },
+        Op::DiscretizeB { method, dt, a, b } => Op::DiscretizeB { method: *method, dt: m(dt)?, a: m(a)?, b: m(b)? },
+        Op::Scan { a, b, dim, reverse, init } => {
+            let init = match init {
+                Some(i) => Some(m(i)?),
+                None => None,
+            };
+            Op::Scan { a: m(a)?, b: m(b)?, dim: *dim, reverse: *reverse, init }
+        }
+        Op::ScanFinal(s) => Op::ScanFinal(m(s)?),
+        Op::Gate { kind, x, z } => Op::Gate { kind: *kind, x: m(x)?, z: m(z)? },
+        Op::Conv1d { x, weight, bias, dim } => {
+            let bias = match bias {
+                Some(b) => Some(m(b)?),
+                None => None,
+            };
+            Op::Conv1d { x: m(x)?, weight: m(weight)?, bias, dim: *dim }
+        }
+    })
+}
+
+fn describe(g: &Graph, n: NodeId) -> String {
+    format!("`{}` (node {})", g.node(n).op.name(), n.0)
+}
+
+/// A kernel in the making.
+#[derive(Clone, Debug)]
+struct Group {
+    roots: Vec<NodeId>,
+    body: Vec<NodeId>,
+    leaves: Vec<NodeId>,
+}
+
+impl Group {
+    /// The kernel computing `roots`: everything reachable without crossing a stored value.
+    fn rooted(g: &Graph, stored: &BTreeSet<NodeId>, roots: Vec<NodeId>) -> Group {
+        let mut body = BTreeSet::new();
+        let mut leaves = BTreeSet::new();
+        let mut stack: Vec<NodeId> = roots.clone();
+        while let Some(n) = stack.pop() {
+            if !body.insert(n) {
+                continue;
+            }
+            // a final state is a by-product of its scan's loop: the scan is always in its kernel
+            let of_final = matches!(g.node(n).op, Op::ScanFinal(_));
+            for o in g.node(n).op.operands() {
+                let is_leaf =
+                    matches!(g.node(o).op, Op::Input(_)) || (stored.contains(&o) && !roots.contains(&o) && !of_final);
+                if is_leaf {
+                    leaves.insert(o);
+                } else {
+                    stack.push(o);
+                }
+            }
+        }
+        Group { roots, body: body.into_iter().collect(), leaves: leaves.into_iter().collect() }
+    }
+
+    /// Checks the row template; returns the iteration space, or the value to store.
+    fn check(&self, g: &Graph) -> Result<Space, Violation> {
+        let in_body = |n: NodeId| self.body.binary_search(&n).is_ok();
+        let shape = |n: NodeId| &g.node(n).shape;
+        // 1. at most one sequential dim and direction
+        let mut seq: Option<(DimId, bool)> = None;
+        let mut first_scan = None;
+        for &n in &self.body {
+            // (a conv reads its signal from memory at shifted positions, so it needs no order)
+            let this = match &g.node(n).op {
+                Op::Scan { dim, reverse, .. } => Some((*dim, *reverse)),
+                _ => None,
+            };
+            if let Some(t) = this {
+                match (seq, first_scan) {
+                    (None, _) | (_, None) => (seq, first_scan) = (Some(t), Some(n)),
+                    (Some(s), _) if s == t => {}
+                    (Some(_), Some(first)) => {
+                        // store whichever of the two is not already a root of this kernel
+                        let store = if self.roots.contains(&n) { first } else { n };
+                        return Err(Violation { store, why: "a kernel walks one dim in one direction".into() });
+                    }
+                }
+            }
+        }
+        let l = seq.map(|s| s.0);
+        for &n in &self.body {
+            match &g.node(n).op {
+                // 2. a conv reads its signal at shifted positions and its taps along a dim of their own: both from memory
+                Op::Conv1d { x, weight, bias, .. } => {
+                    for (o, what) in [(Some(*x), "signal"), (Some(*weight), "weights"), (*bias, "bias")] {
+                        if let Some(o) = o.filter(|o| in_body(*o) && !matches!(g.node(*o).op, Op::Const(_))) {
+                            return Err(Violation { store: o, why: format!("a conv1d reads its {what} from memory") });
+                        }
+                    }
+                }
+                // 3. no sum over the sequential dim
+                Op::Sum { x, dim } if Some(*dim) == l => {
+                    let store = if in_body(*x) { *x } else { n };
+                    return Err(Violation { store, why: "a sum over the scanned dim needs its own kernel".into() });
+                }
+                _ => {}
+            }
+        }
+        // 4. final states are written after the loop, so nothing in the kernel reads them
+        for &n in &self.body {
+            for o in g.node(n).op.operands() {
+                if in_body(o) && matches!(g.node(o).op, Op::ScanFinal(_)) {
+                    return Err(Violation { store: o, why: "a final state is only known after the loop".into() });
+                }
+            }
+        }
+        // 5. one level of inner loops: sums reduce inner dims to row level, nothing inner reads a sum
+        let mut parallel: Option<Shape> = None;
+        for &r in &self.roots {
+            let s = match l {
+                Some(l) => shape(r).without(l),
+                None => shape(r).canonical(),
+            };
+            parallel = Some(match parallel {
+                None => s,
+                Some(p) => Shape(p.dims().iter().copied().filter(|d| s.contains(*d)).collect()),
+            });
+        }
+        let parallel = parallel.unwrap_or_default();
+        let outer = |n: NodeId| shape(n).dims().iter().all(|d| parallel.contains(*d) || Some(*d) == l);
+        let mut after_sum = BTreeSet::new();
+        for &n in &self.body {
+            let reads_sum = g.node(n).op.operands().into_iter().any(|o| in_body(o) && after_sum.contains(&o));
+            let is_sum = matches!(g.node(n).op, Op::Sum { .. });
+            if is_sum && !outer(n) {
+                return Err(Violation { store: n, why: "a sum must reduce to the kernel's rows".into() });
+            }
+            if (is_sum || reads_sum) && !outer(n) {
+                let sum = g.node(n).op.operands().into_iter().find(|o| after_sum.contains(o)).unwrap_or(n);
+                return Err(Violation { store: sum, why: "inner loops cannot read a sum of the same kernel".into() });
+            }
+            if is_sum || reads_sum {
+                after_sum.insert(n);
+            }
+        }
+        let mut inner: Vec<DimId> = self
+            .body
+            .iter()
+            .flat_map(|&n| shape(n).dims().to_vec())
+            .filter(|d| !parallel.contains(*d) && Some(*d) != l)
+            .collect();
+        inner.sort();
+        inner.dedup();
+        Ok(Space { parallel: parallel.canonical().dims().to_vec(), seq, inner })
+    }
+}
+
+/// Merges kernels that compute a common node (one pass instead of two recomputations), when
+/// the merged kernel still fits and no other kernel sits between them.
+fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>) {
+    let mut i = 0;
+    while i < groups.len() {
+        let mut j = i + 1;
+        while j < groups.len() {
+            let shares = groups[i]
+                .body
+                .iter()
+                .any(|n| !matches!(g.node(*n).op, Op::Const(_)) && groups[j].body.binary_search(n).is_ok());
+            if shares {
+                let mut roots = groups[i].roots.clone();
+                roots.extend(groups[j].roots.iter().copied());
+                let merged = Group::rooted(g, stored, roots);
+                let mut trial = groups.clone();
+                trial[i] = merged.clone();
+                trial.remove(j);
+                if merged.check(g).is_ok() && order(g, trial.clone()).is_ok() {
+                    *groups = trial;
+                    continue;
+                }
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+}
+
+/// Orders kernels so each comes after the kernels whose buffers it reads.
+fn order(g: &Graph, groups: Vec<Group>) -> Result<Vec<Group>, IrError> {
+    let writer: BTreeMap<NodeId, usize> =
+        groups.iter().enumerate().flat_map(|(k, gr)| gr.roots.iter().map(move |&r| (r, k))).collect();
+    let mut done = vec![false; groups.len()];
+    let mut out = Vec::with_capacity(groups.len());
+    while out.len() < groups.len() {
+        // the first kernel (by root order) whose inputs are all written
+        let next = (0..groups.len()).find(|&k| {
+            !done[k] && groups[k].leaves.iter().all(|l| matches!(g.node(*l).op, Op::Input(_)) || writer.get(l).is_some_and(|&w| done[w] || w == k))
+        });
+        match next {
+            Some(k) => {
+                done[k] = true;
+                out.push(k);
+            }
+            None => return Err(IrError::new("the kernels depend on each other in a cycle")),
+        }
+    }
+    let mut groups: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+    Ok(out.into_iter().map(|k| groups[k].take().expect("each kernel once")).collect())
+}

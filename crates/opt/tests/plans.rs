@@ -1,0 +1,194 @@
+//! Plans against the oracle, and the shape of the examples' plans.
+
+use proptest::prelude::*;
+use ssmc_ir::gen::{random_graph, random_inputs, random_sizes, GenOptions};
+use ssmc_ir::interp::{evaluate, Tensor};
+use ssmc_ir::Graph;
+use ssmc_opt::{optimize, BufferKind, Fusion, Options, Plan};
+use std::path::PathBuf;
+
+fn example(name: &str) -> Graph {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    ssmc_dsl::parse_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+const EXAMPLES: [&str; 7] =
+    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
+
+fn agree(got: &Tensor, want: &Tensor, what: &str) -> Result<(), String> {
+    if got.shape != want.shape {
+        return Err(format!("{what}: shape {:?} vs {:?}", got.shape, want.shape));
+    }
+    for (i, (g, w)) in got.data.iter().zip(&want.data).enumerate() {
+        let same = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-9 * (1.0 + w.abs());
+        if !same {
+            return Err(format!("{what}[{i}]: plan {g}, oracle {w}"));
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates `plan` kernel by kernel and compares every output with the oracle on `g`.
+fn check_plan(g: &Graph, plan: &Plan, inputs: &[(String, Tensor)]) -> Result<(), String> {
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let want = evaluate(g, &refs).map_err(|e| e.to_string())?;
+    let got = plan.evaluate(&refs).map_err(|e| e.to_string())?;
+    for (name, w) in &want {
+        agree(&got[name], w, name)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_example_plan_agrees_with_the_oracle() {
+    for name in EXAMPLES {
+        let g = example(name);
+        let opts = Options::at_sizes(&g, &[]);
+        let sizes: Vec<usize> = g.dims().map(|(_, n)| if n == "width" { 4 } else { 3 }).collect();
+        let inputs = random_inputs(&g, &sizes, 7);
+        for fusion in [Fusion::Off, Fusion::On] {
+            let plan = optimize(&g, fusion, &opts).unwrap().plan;
+            check_plan(&g, &plan, &inputs).unwrap_or_else(|e| panic!("{name} {fusion:?}: {e}"));
+        }
+    }
+}
+
+fn buffer_names(plan: &Plan, ids: &[ssmc_opt::BufferId]) -> Vec<String> {
+    ids.iter().map(|b| plan.buffers[b.0].name.clone()).collect()
+}
+
+#[test]
+fn mamba1_fuses_into_one_kernel_that_reads_each_input_once() {
+    let g = example("mamba1.ssm");
+    let opts = Options::at_sizes(&g, &[]);
+    let fused = optimize(&g, Fusion::On, &opts).unwrap().plan;
+    let unfused = optimize(&g, Fusion::Off, &opts).unwrap().plan;
+    assert_eq!(fused.kernels.len(), 1);
+    let k = &fused.kernels[0];
+    assert_eq!(buffer_names(&fused, &k.reads), ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]);
+    assert_eq!(buffer_names(&fused, &k.writes), ["out"]);
+    assert!(fused.buffers.iter().all(|b| b.kind != BufferKind::Intermediate));
+    // rows over (batch, dim), len walked in order, state carried inside the row
+    let dims = |ds: &[ssmc_ir::DimId]| ds.iter().map(|d| g.dim_name(*d).to_string()).collect::<Vec<_>>();
+    assert_eq!(dims(&k.space.parallel), ["batch", "dim"]);
+    assert_eq!(k.space.seq.map(|(d, rev)| (g.dim_name(d).to_string(), rev)), Some(("len".to_string(), false)));
+    assert_eq!(dims(&k.space.inner), ["state"]);
+    // the bytes a fused kernel must move: each input once, the output once
+    let (b, d, l, n) = (1u64, 1536u64, 2048u64, 16u64);
+    let floor = 4 * (3 * b * d * l + 2 * b * n * l + d * n + 2 * d) + 4 * b * d * l;
+    assert_eq!(fused.bytes(&opts.sizes), floor);
+    assert_eq!(unfused.kernels.len(), 11);
+    let ratio = unfused.bytes(&opts.sizes) as f64 / fused.bytes(&opts.sizes) as f64;
+    assert!(ratio >= 10.0, "unfused/fused bytes ratio {ratio}");
+    // the unfused scan reads and writes [batch, dim, len, state] tensors
+    assert!(unfused.buffers.iter().filter(|b| b.kind == BufferKind::Intermediate && b.shape.rank() == 4).count() >= 4);
+}
+
+#[test]
+fn the_fused_mamba1_uses_exp2_with_the_scale_hoisted_onto_a() {
+    let g = example("mamba1.ssm");
+    let fused = optimize(&g, Fusion::On, &Options::at_sizes(&g, &[])).unwrap().plan;
+    let text = ssmc_ir::print::print(&fused.graph);
+    assert!(text.contains("exp2("), "{text}");
+    assert!(text.contains("A * 1.4426950408889634"), "{text}");
+    assert!(!text.contains("exp("), "{text}");
+    assert!(text.contains("softplus("), "softplus must stay a primitive: {text}");
+}
+
+#[test]
+fn every_example_fuses_into_one_kernel() {
+    for name in EXAMPLES {
+        let g = example(name);
+        let opts = Options::at_sizes(&g, &[]);
+        let fused = optimize(&g, Fusion::On, &opts).unwrap().plan;
+        let unfused = optimize(&g, Fusion::Off, &opts).unwrap().plan;
+        assert_eq!(fused.kernels.len(), 1, "{name}: {:#?}", fused.notes);
+        let k = &fused.kernels[0];
+        let inputs: Vec<String> = g.inputs().map(|(_, d)| d.name.clone()).collect();
+        assert_eq!(buffer_names(&fused, &k.reads), inputs, "{name} reads every input once");
+        let outputs: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
+        assert_eq!(buffer_names(&fused, &k.writes), outputs, "{name} writes only its outputs");
+        let ratio = unfused.bytes(&opts.sizes) as f64 / fused.bytes(&opts.sizes) as f64;
+        assert!(ratio >= 10.0, "{name}: ratio {ratio}");
+    }
+}
+
+#[test]
+fn mamba1_step_writes_out_and_the_final_state_in_one_pass() {
+    let g = example("mamba1_step.ssm");
+    let fused = optimize(&g, Fusion::On, &Options::at_sizes(&g, &[("len", 1)])).unwrap().plan;
+    assert_eq!(fused.kernels.len(), 1);
+    assert_eq!(buffer_names(&fused, &fused.kernels[0].writes), ["out", "h_last"]);
+}
+
+#[test]
+fn optimizing_twice_gives_the_same_plan() {
+    let g = example("mamba1_conv.ssm");
+    let opts = Options::at_sizes(&g, &[]);
+    let a = optimize(&g, Fusion::On, &opts).unwrap();
+    let b = optimize(&g, Fusion::On, &opts).unwrap();
+    assert_eq!(a.plan.kernels, b.plan.kernels);
+    assert!(a.plan.graph.same_as(&b.plan.graph));
+    assert_eq!(a.report.rules_fired, b.report.rules_fired);
+}
+
+#[test]
+fn a_saturation_limit_falls_back_to_the_best_plan_found_and_says_so() {
+    let g = example("mamba1.ssm");
+    let mut opts = Options::at_sizes(&g, &[]);
+    opts.iter_limit = 1;
+    let limited = optimize(&g, Fusion::On, &opts).unwrap();
+    assert!(limited.report.hit_limit);
+    assert_eq!(limited.report.stop_reason, "iteration limit (1)");
+    let sizes = [2, 3, 4, 3];
+    check_plan(&g, &limited.plan, &random_inputs(&g, &sizes, 1)).unwrap();
+    opts.iter_limit = 30;
+    opts.node_limit = 40;
+    let limited = optimize(&g, Fusion::On, &opts).unwrap();
+    assert!(limited.report.hit_limit, "{}", limited.report.stop_reason);
+    check_plan(&g, &limited.plan, &random_inputs(&g, &sizes, 2)).unwrap();
+}
+
+#[test]
+fn explain_json_has_the_documented_fields() {
+    let g = example("mamba1.ssm");
+    let opts = Options::at_sizes(&g, &[]);
+    let (u, f) = (optimize(&g, Fusion::Off, &opts).unwrap(), optimize(&g, Fusion::On, &opts).unwrap());
+    let ex = ssmc_opt::Explanation { unfused: &u.plan, fused: &f.plan, report: &f.report, sizes: &opts.sizes, launch_bytes: 65536.0 };
+    let json = ex.json();
+    for key in ["\"unfused\": {\"kernels\": 11", "\"fused\": {\"kernels\": 1", "\"bytes\": 50704384", "\"rules_fired\": {", "\"exp-to-exp2\": 1"] {
+        assert!(json.contains(key), "missing {key} in {json}");
+    }
+    let dot = ssmc_opt::explain::dot(&f.plan);
+    assert!(dot.starts_with("digraph") && dot.contains("cluster_0") && dot.trim_end().ends_with('}'));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Random valid graphs: both plans, evaluated kernel by kernel, agree with the oracle.
+    #[test]
+    fn random_graph_plans_agree_with_the_oracle(seed in any::<u64>(), ops in 1usize..12) {
+        let g = random_graph(seed, GenOptions { ops, partial_ops: true });
+        let sizes = random_sizes(&g, seed, 3);
+        let opts = Options { sizes: sizes.clone(), ..Options::at_sizes(&g, &[]) };
+        let inputs = random_inputs(&g, &sizes, seed);
+        for fusion in [Fusion::Off, Fusion::On] {
+            let plan = optimize(&g, fusion, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?.plan;
+            check_plan(&g, &plan, &inputs).map_err(|e| TestCaseError::fail(format!("{fusion:?}: {e}\n{}", ssmc_ir::print::print(&g))))?;
+        }
+    }
+}
+
+/// The random graphs reach the splitting path (kernels that do not fit the row template), so the
+/// property above covers it.
+#[test]
+fn random_graphs_exercise_kernel_splitting() {
+    let mut split = 0;
+    for seed in 0..1000 {
+        let g = random_graph(seed, GenOptions { ops: 16, partial_ops: true });
+        let opts = Options::at_sizes(&g, &[]);
+        split += usize::from(!optimize(&g, Fusion::On, &opts).unwrap().plan.notes.is_empty());
+    }
+    assert!(split >= 5, "only {split} of 1000 random graphs needed a split");
+}
