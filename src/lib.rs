@@ -19,7 +19,11 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod compiled;
 pub mod random;
+
+pub use compiled::{Backend, CompiledLayer};
+pub use ssmc_opt::Fusion;
 
 pub use ssmc_dsl as dsl;
 pub use ssmc_ir as ir;

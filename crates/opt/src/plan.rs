@@ -8,7 +8,7 @@
 //! ```text
 //! for p in parallel:                      // rows, split over threads / GPU lanes
 //!     for l in seq (in its direction):    // at most one scanned dim
-//!         for i in inner:                 // dims reduced by a sum, or carried as scan state
+//!         for i in inner:                 // one dim, reduced by a sum or carried as scan state
 //!             ...                         // elementwise work, scan updates, sum accumulation
 //!         ...                             // epilogue on the sums
 //!     ...                                 // final states
@@ -390,6 +390,14 @@ impl Group {
             });
         }
         let parallel = parallel.unwrap_or_default();
+        // a sum reduces inside a row: over a dim the rows range over, it would need every row
+        for &n in &self.body {
+            if let Op::Sum { dim, .. } = &g.node(n).op {
+                if parallel.contains(*dim) && !self.roots.contains(&n) {
+                    return Err(Violation { store: n, why: "a sum over a dim the kernel's rows range over needs its own kernel".into() });
+                }
+            }
+        }
         let outer = |n: NodeId| shape(n).dims().iter().all(|d| parallel.contains(*d) || Some(*d) == l);
         let mut after_sum = BTreeSet::new();
         for &n in &self.body {
@@ -406,14 +414,40 @@ impl Group {
                 after_sum.insert(n);
             }
         }
+        // every dim the kernel touches, in what it computes and what it reads (a conv's taps
+        // are indexed by the conv itself)
+        let touched = |n: NodeId| {
+            let mut ds = shape(n).dims().to_vec();
+            match &g.node(n).op {
+                Op::Conv1d { x, .. } => ds.extend(shape(*x).dims()),
+                op => op.operands().into_iter().for_each(|o| ds.extend(shape(o).dims())),
+            }
+            ds
+        };
         let mut inner: Vec<DimId> = self
             .body
             .iter()
-            .flat_map(|&n| shape(n).dims().to_vec())
+            .flat_map(|&n| touched(n))
             .filter(|d| !parallel.contains(*d) && Some(*d) != l)
             .collect();
         inner.sort();
         inner.dedup();
+        // 6. one inner dim: the backends lower one inner loop
+        if let [first, _, ..] = inner[..] {
+            let extra = |n: NodeId| shape(n).dims().iter().any(|d| !parallel.contains(*d) && Some(*d) != l && *d != first);
+            let found = self.body.iter().find_map(|&n| {
+                // the first value with a second inner dim: computed here (store it) or read (store its reader)
+                if extra(n) && !self.roots.contains(&n) {
+                    Some(n)
+                } else {
+                    g.node(n).op.operands().into_iter().find(|&o| extra(o)).map(|_| n).filter(|n| !self.roots.contains(n))
+                }
+            });
+            match found {
+                Some(n) => return Err(Violation { store: n, why: "a kernel has one inner loop".into() }),
+                None => return Err(Violation { store: self.roots[0], why: "a kernel has one inner loop".into() }),
+            }
+        }
         Ok(Space { parallel: parallel.canonical().dims().to_vec(), seq, inner })
     }
 }

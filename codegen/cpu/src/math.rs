@@ -1,0 +1,218 @@
+//! Transcendental functions in CLIF, for `f32` and `f32x4` alike: Cranelift has no `exp` or
+//! `log` instruction, so each is range reduction, a polynomial, and exponent-bit arithmetic.
+//!
+//! Accuracy, measured against `f64` over a sweep (`tests/math.rs` asserts these bounds):
+//! - [`exp2`]: relative error below 3e-7 for results in the normal range; `x < -127` gives 0,
+//!   `x >= 128` gives infinity, NaN stays NaN.
+//! - [`exp`]: `exp2(x * log2 e)`, relative error below 5e-7 for `|x| <= 80`.
+//! - [`log`]: absolute error below 2e-7 for `x` in `[1e-30, 1e30]`; `log 0 = -inf`, negative
+//!   or NaN gives NaN, `log inf = inf`. Subnormal inputs are not handled exactly.
+//! - [`log1p`]: `log(1 + x) * x / ((1 + x) - 1)`, relative error below 3e-7 for `|x| < 1`.
+
+use cranelift_codegen::ir::{condcodes::FloatCC, types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_frontend::FunctionBuilder;
+
+/// An `f32` constant of type `ty` (`f32` or `f32x4`).
+pub fn konst(b: &mut FunctionBuilder, ty: Type, v: f32) -> Value {
+    let s = b.ins().f32const(v);
+    if ty == types::F32 {
+        s
+    } else {
+        b.ins().splat(ty, s)
+    }
+}
+
+fn int_ty(ty: Type) -> Type {
+    if ty == types::F32 {
+        types::I32
+    } else {
+        types::I32X4
+    }
+}
+
+fn iconst(b: &mut FunctionBuilder, ty: Type, v: i64) -> Value {
+    let it = int_ty(ty);
+    if it == types::I32 {
+        b.ins().iconst(types::I32, v)
+    } else {
+        let s = b.ins().iconst(types::I32, v);
+        b.ins().splat(it, s)
+    }
+}
+
+fn to_bits(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    b.ins().bitcast(int_ty(ty), MemFlagsData::new(), x)
+}
+
+fn from_bits(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    b.ins().bitcast(ty, MemFlagsData::new(), x)
+}
+
+/// `c[0] + x * (c[1] + x * (...))` with fused multiply-adds.
+fn horner(b: &mut FunctionBuilder, ty: Type, x: Value, c: &[f32]) -> Value {
+    let mut acc = konst(b, ty, c[c.len() - 1]);
+    for &ck in c[..c.len() - 1].iter().rev() {
+        let k = konst(b, ty, ck);
+        acc = b.ins().fma(acc, x, k);
+    }
+    acc
+}
+
+/// `2^x`.
+pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let lo = konst(b, ty, -127.0);
+    let hi = konst(b, ty, 128.0);
+    let x = b.ins().fmax(x, lo);
+    let x = b.ins().fmin(x, hi);
+    let n = b.ins().nearest(x);
+    let f = b.ins().fsub(x, n);
+    // 2^f on [-0.5, 0.5]: Taylor coefficients of e^(f ln 2), degree 6.
+    let p = horner(
+        b,
+        ty,
+        f,
+        &[1.0, 0.693_147_2, 0.240_226_5, 0.055_504_11, 0.009_618_129, 0.001_333_355_8, 0.000_154_035_3],
+    );
+    // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf).
+    let ni = b.ins().fcvt_to_sint_sat(int_ty(ty), n);
+    let bias = iconst(b, ty, 127);
+    let e = b.ins().iadd(ni, bias);
+    let e = b.ins().ishl_imm_u(e, 23);
+    let scale = from_bits(b, ty, e);
+    b.ins().fmul(p, scale)
+}
+
+/// `e^x`.
+pub fn exp(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let k = konst(b, ty, std::f32::consts::LOG2_E);
+    let y = b.ins().fmul(x, k);
+    exp2(b, ty, y)
+}
+
+/// `e^x - 1`, accurate near 0 (Taylor to degree 6 below `|x| < 0.35`, where `e^x - 1` would
+/// cancel).
+pub fn expm1(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let e = exp(b, ty, x);
+    let one = konst(b, ty, 1.0);
+    let big = b.ins().fsub(e, one);
+    let p = horner(b, ty, x, &[1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0]);
+    let small = b.ins().fmul(p, x);
+    let ax = b.ins().fabs(x);
+    let th = konst(b, ty, 0.35);
+    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, th);
+    select(b, ty, is_small, small, big)
+}
+
+/// `cond ? x : y` for a comparison result of `fcmp` on `ty`.
+pub fn select(b: &mut FunctionBuilder, ty: Type, cond: Value, x: Value, y: Value) -> Value {
+    if ty == types::F32 {
+        b.ins().select(cond, x, y)
+    } else {
+        let mask = b.ins().bitcast(types::F32X4, MemFlagsData::new(), cond);
+        b.ins().bitselect(mask, x, y)
+    }
+}
+
+/// Natural logarithm.
+pub fn log(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let bits = to_bits(b, ty, x);
+    // exponent and mantissa in [1, 2)
+    let e = b.ins().ushr_imm_u(bits, 23);
+    let ff = iconst(b, ty, 0xff);
+    let e = b.ins().band(e, ff);
+    let bias = iconst(b, ty, 127);
+    let e = b.ins().isub(e, bias);
+    let mant_mask = iconst(b, ty, 0x007f_ffff);
+    let one_bits = iconst(b, ty, 0x3f80_0000);
+    let m = b.ins().band(bits, mant_mask);
+    let m = b.ins().bor(m, one_bits);
+    let m = from_bits(b, ty, m);
+    let mut ef = b.ins().fcvt_from_sint(ty, e);
+    // fold m into [sqrt(1/2), sqrt(2)): m > sqrt 2 -> m / 2, e + 1
+    let sqrt2 = konst(b, ty, std::f32::consts::SQRT_2);
+    let big = b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
+    let half = konst(b, ty, 0.5);
+    let m_half = b.ins().fmul(m, half);
+    let m = select(b, ty, big, m_half, m);
+    let one = konst(b, ty, 1.0);
+    let ef1 = b.ins().fadd(ef, one);
+    ef = select(b, ty, big, ef1, ef);
+    // log m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172
+    let num = b.ins().fsub(m, one);
+    let den = b.ins().fadd(m, one);
+    let t = b.ins().fdiv(num, den);
+    let t2 = b.ins().fmul(t, t);
+    let p = horner(b, ty, t2, &[2.0, 2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0]);
+    let lm = b.ins().fmul(p, t);
+    let ln2 = konst(b, ty, std::f32::consts::LN_2);
+    let r = b.ins().fma(ef, ln2, lm);
+    // special values
+    let zero = konst(b, ty, 0.0);
+    let inf = konst(b, ty, f32::INFINITY);
+    let ninf = konst(b, ty, f32::NEG_INFINITY);
+    let nan = konst(b, ty, f32::NAN);
+    let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero);
+    let r = select(b, ty, is_zero, ninf, r);
+    let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
+    let r = select(b, ty, is_inf, inf, r);
+    let bad = b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+    select(b, ty, bad, nan, r)
+}
+
+/// `ln(1 + x)`, accurate for small `x`.
+pub fn log1p(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let one = konst(b, ty, 1.0);
+    let u = b.ins().fadd(one, x);
+    let lu = log(b, ty, u);
+    let d = b.ins().fsub(u, one);
+    let ratio = b.ins().fdiv(x, d);
+    let r = b.ins().fmul(lu, ratio);
+    let exact = b.ins().fcmp(FloatCC::Equal, u, one);
+    let r = select(b, ty, exact, x, r);
+    let inf = konst(b, ty, f32::INFINITY);
+    let ninf = konst(b, ty, f32::NEG_INFINITY);
+    let zero = konst(b, ty, 0.0);
+    let is_inf = b.ins().fcmp(FloatCC::Equal, u, inf);
+    let r = select(b, ty, is_inf, inf, r);
+    let is_zero = b.ins().fcmp(FloatCC::Equal, u, zero);
+    select(b, ty, is_zero, ninf, r)
+}
+
+/// `max(x, 0) + log1p(exp(-|x|))`: never overflows.
+pub fn softplus(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let zero = konst(b, ty, 0.0);
+    let pos = b.ins().fmax(x, zero);
+    let ax = b.ins().fabs(x);
+    let nax = b.ins().fneg(ax);
+    let e = exp(b, ty, nax);
+    let l = log1p(b, ty, e);
+    b.ins().fadd(pos, l)
+}
+
+/// `1 / (1 + e^-x)`.
+pub fn sigmoid(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let nx = b.ins().fneg(x);
+    let e = exp(b, ty, nx);
+    let one = konst(b, ty, 1.0);
+    let d = b.ins().fadd(one, e);
+    b.ins().fdiv(one, d)
+}
+
+/// `1 - 2 / (e^{2x} + 1)`, or its odd Taylor series below `|x| < 0.25` (where the formula
+/// cancels).
+pub fn tanh(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let two = konst(b, ty, 2.0);
+    let x2 = b.ins().fmul(x, two);
+    let e = exp(b, ty, x2);
+    let one = konst(b, ty, 1.0);
+    let d = b.ins().fadd(e, one);
+    let q = b.ins().fdiv(two, d);
+    let big = b.ins().fsub(one, q);
+    let xx = b.ins().fmul(x, x);
+    let p = horner(b, ty, xx, &[1.0, -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0]);
+    let small = b.ins().fmul(p, x);
+    let ax = b.ins().fabs(x);
+    let th = konst(b, ty, 0.25);
+    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, th);
+    select(b, ty, is_small, small, big)
+}

@@ -1,0 +1,779 @@
+//! KernelTranslator: one [`Kir`] into a Cranelift function
+//! `extern "C" fn(buffers: *const *mut u8, row_start: u64, row_end: u64)`.
+//!
+//! Rows loop outermost; inside a row the seq loop walks its dim; inner work runs in chunks of
+//! four lanes (`f32x4`) and a scalar tail. Short inner loops are unrolled at JIT time so each
+//! chunk's scan state lives in a register across the whole seq loop; long ones loop, with the
+//! states in a stack buffer.
+
+use crate::math;
+use cranelift_codegen::ir::{
+    condcodes::{FloatCC, IntCC},
+    types, AbiParam, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use ssmc_ir::{BinaryOp, DType, GateKind, Method, UnaryOp};
+use ssmc_kernel::{Access, Axis, Kir, Level, Schedule, Step, V};
+use std::collections::HashMap;
+
+/// Memory flags for kernel loads and stores: the buffers are checked before launch, so accesses
+/// do not trap; they may be unaligned (inputs come straight from files).
+fn flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// The signature every kernel has.
+pub fn signature(sig: &mut cranelift_codegen::ir::Signature) {
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::I64));
+}
+
+/// Where inner-level values live while translating one chunk.
+#[derive(Clone, Copy)]
+struct Chunk {
+    /// Lanes: 4 (a vector) or 1 (a scalar).
+    width: usize,
+    /// The first inner index (i64).
+    i: Value,
+    /// The chunk's number when the inner loop is unrolled.
+    unrolled: Option<usize>,
+}
+
+/// Translates one kernel.
+pub struct KernelTranslator<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    k: &'a Kir,
+    vw: usize,
+    unrolled: bool,
+    bases: Vec<Value>,
+    row_idx: Vec<Value>,
+    l: Option<Value>,
+    scalars: HashMap<V, Value>,
+    per_chunk: HashMap<(V, usize), Value>,
+    cur: HashMap<V, Value>,
+    /// Scan states: per chunk Variables when unrolled; a stack buffer per scan when looped.
+    state_vars: HashMap<(V, usize), Variable>,
+    state_slots: HashMap<V, cranelift_codegen::ir::StackSlot>,
+    /// Per sum: (vector accumulator, scalar accumulator).
+    sum_vars: HashMap<V, (Variable, Variable)>,
+    chunks: Vec<(usize, usize)>,
+}
+
+impl<'a, 'b> KernelTranslator<'a, 'b> {
+    /// Emits the whole function body into `b` (whose signature is [`signature`]).
+    pub fn translate(b: &'a mut FunctionBuilder<'b>, k: &'a Kir, schedule: &Schedule) {
+        let n = k.inner.unwrap_or(1);
+        let vw = if schedule.vector_width >= 4 { 4 } else { 1 };
+        let unrolled = n <= schedule.unroll_limit.max(1) || k.inner.is_none();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        while at < n {
+            let w = if vw == 4 && n - at >= 4 { 4 } else { 1 };
+            chunks.push((at, w));
+            at += w;
+        }
+        let mut t = KernelTranslator {
+            b,
+            k,
+            vw,
+            unrolled,
+            bases: vec![],
+            row_idx: vec![],
+            l: None,
+            scalars: HashMap::new(),
+            per_chunk: HashMap::new(),
+            cur: HashMap::new(),
+            state_vars: HashMap::new(),
+            state_slots: HashMap::new(),
+            sum_vars: HashMap::new(),
+            chunks,
+        };
+        t.body();
+    }
+
+    fn steps_at(&self, level: Level) -> Vec<V> {
+        self.k.steps.iter().enumerate().filter(|(_, (l, _))| *l == level).map(|(i, _)| i).collect()
+    }
+
+    fn level(&self, v: V) -> Level {
+        self.k.steps[v].0
+    }
+
+    fn vty(&self, width: usize) -> Type {
+        if width == 4 {
+            types::F32X4
+        } else {
+            types::F32
+        }
+    }
+
+    fn body(&mut self) {
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        let params = self.b.block_params(entry).to_vec();
+        let (bufs, start, end) = (params[0], params[1], params[2]);
+        for p in 0..self.k.buffers.len() {
+            let base = self.b.ins().load(types::I64, MemFlagsData::trusted().with_readonly(), bufs, (p * 8) as i32);
+            self.bases.push(base);
+        }
+        // states of looped inner loops live in stack buffers
+        if !self.unrolled {
+            let n = self.k.inner.unwrap_or(1);
+            for v in 0..self.k.steps.len() {
+                if matches!(self.k.steps[v].1, Step::Scan { .. }) && self.level(v) == Level::Inner {
+                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (n * 4) as u32, 4));
+                    self.state_slots.insert(v, slot);
+                }
+            }
+        }
+        let r = self.b.declare_var(types::I64);
+        self.b.def_var(r, start);
+        let (head, row, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let rv = self.b.use_var(r);
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, rv, end);
+        self.b.ins().brif(more, row, &[], exit, &[]);
+        self.b.switch_to_block(row);
+        self.row(rv);
+        let rv = self.b.use_var(r);
+        let next = self.b.ins().iadd_imm_s(rv, 1);
+        self.b.def_var(r, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(exit);
+        self.b.ins().return_(&[]);
+        self.b.seal_all_blocks();
+    }
+
+    /// One row: decompose the row number, then the levels in order.
+    fn row(&mut self, r: Value) {
+        self.row_idx.clear();
+        self.scalars.clear();
+        self.per_chunk.clear();
+        let mut rest = r;
+        let mut idx = vec![rest; self.k.rows.len()];
+        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
+            if k == 0 {
+                idx[k] = rest;
+            } else {
+                idx[k] = self.b.ins().urem_imm_u(rest, extent as i64);
+                rest = self.b.ins().udiv_imm_u(rest, extent as i64);
+            }
+        }
+        self.row_idx = idx;
+        self.l = None;
+        for v in self.steps_at(Level::Row) {
+            self.scalar_step(v);
+        }
+        if self.unrolled {
+            for c in 0..self.chunks.len() {
+                let ch = self.chunk(c);
+                self.cur.clear();
+                for v in self.steps_at(Level::RowInner) {
+                    self.vector_step(v, ch);
+                    if let Some(&val) = self.cur.get(&v) {
+                        self.per_chunk.insert((v, c), val);
+                    }
+                }
+            }
+        }
+        self.init_states();
+        self.seq_loop();
+        self.final_level();
+    }
+
+    fn chunk(&mut self, c: usize) -> Chunk {
+        let (at, width) = self.chunks[c];
+        let i = self.b.ins().iconst(types::I64, at as i64);
+        Chunk { width, i, unrolled: Some(c) }
+    }
+
+    fn init_states(&mut self) {
+        let scans: Vec<V> = (0..self.k.steps.len()).filter(|&v| matches!(self.k.steps[v].1, Step::Scan { .. })).collect();
+        for v in scans {
+            let Step::Scan { init, .. } = self.k.steps[v].1.clone() else { unreachable!() };
+            if self.level(v) == Level::Inner {
+                if self.unrolled {
+                    for c in 0..self.chunks.len() {
+                        let ch = self.chunk(c);
+                        let ty = self.vty(ch.width);
+                        let h0 = match init {
+                            Some(i) => self.operand(i, ch),
+                            None => math::konst(self.b, ty, 0.0),
+                        };
+                        let var = self.b.declare_var(ty);
+                        self.b.def_var(var, h0);
+                        self.state_vars.insert((v, c), var);
+                    }
+                } else {
+                    let slot = self.state_slots[&v];
+                    self.inner_loops(|t, ch| {
+                        let ty = t.vty(ch.width);
+                        for v in t.steps_at(Level::RowInner) {
+                            t.vector_step(v, ch);
+                        }
+                        let h0 = match init {
+                            Some(i) => t.operand(i, ch),
+                            None => math::konst(t.b, ty, 0.0),
+                        };
+                        let off = t.b.ins().imul_imm_s(ch.i, 4);
+                        let addr = t.b.ins().stack_addr(types::I64, slot, 0);
+                        let addr = t.b.ins().iadd(addr, off);
+                        t.b.ins().store(MemFlagsData::trusted(), h0, addr, 0);
+                    });
+                }
+            } else {
+                let h0 = match init {
+                    Some(i) => self.scalars[&i],
+                    None => self.b.ins().f32const(0.0),
+                };
+                let var = self.b.declare_var(types::F32);
+                self.b.def_var(var, h0);
+                self.state_vars.insert((v, usize::MAX), var);
+            }
+        }
+    }
+
+    /// Runs `f` over the inner index space as a vector loop and a scalar tail loop (looped mode).
+    fn inner_loops(&mut self, mut f: impl FnMut(&mut Self, Chunk)) {
+        let n = self.k.inner.unwrap_or(1);
+        let n4 = if self.vw == 4 { n / 4 * 4 } else { 0 };
+        for (lo, hi, width) in [(0, n4, 4), (n4, n, 1)] {
+            if lo >= hi {
+                continue;
+            }
+            let i = self.b.declare_var(types::I64);
+            let start = self.b.ins().iconst(types::I64, lo as i64);
+            self.b.def_var(i, start);
+            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let iv = self.b.use_var(i);
+            let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, iv, hi as i64);
+            self.b.ins().brif(more, body, &[], done, &[]);
+            self.b.switch_to_block(body);
+            self.cur.clear();
+            f(self, Chunk { width, i: iv, unrolled: None });
+            let iv = self.b.use_var(i);
+            let next = self.b.ins().iadd_imm_s(iv, width as i64);
+            self.b.def_var(i, next);
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(done);
+        }
+    }
+
+    fn seq_loop(&mut self) {
+        let (extent, reverse) = self.k.seq.unwrap_or((1, false));
+        let t = self.b.declare_var(types::I64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(t, zero);
+        let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let tv = self.b.use_var(t);
+        let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, extent as i64);
+        self.b.ins().brif(more, body, &[], done, &[]);
+        self.b.switch_to_block(body);
+        let l = if reverse {
+            let last = self.b.ins().iconst(types::I64, extent as i64 - 1);
+            self.b.ins().isub(last, tv)
+        } else {
+            tv
+        };
+        self.l = Some(l);
+        let saved: HashMap<V, Value> = self.scalars.clone();
+        for v in self.steps_at(Level::SeqPre) {
+            self.scalar_step(v);
+        }
+        self.inner_level();
+        for v in self.steps_at(Level::SeqPost) {
+            self.scalar_step(v);
+        }
+        // values defined inside the loop body are not visible after it
+        self.scalars = saved;
+        let tv = self.b.use_var(t);
+        let next = self.b.ins().iadd_imm_s(tv, 1);
+        self.b.def_var(t, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(done);
+        self.l = None;
+    }
+
+    fn inner_level(&mut self) {
+        let inner = self.steps_at(Level::Inner);
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        for &s in &sums {
+            let vacc = self.b.declare_var(types::F32X4);
+            let sacc = self.b.declare_var(types::F32);
+            let zv = math::konst(self.b, types::F32X4, 0.0);
+            let zs = self.b.ins().f32const(0.0);
+            self.b.def_var(vacc, zv);
+            self.b.def_var(sacc, zs);
+            self.sum_vars.insert(s, (vacc, sacc));
+        }
+        let run_chunk = |t: &mut Self, ch: Chunk| {
+            if !t.unrolled {
+                // looped: row-invariant inner values are recomputed here
+                for v in t.steps_at(Level::RowInner) {
+                    t.vector_step(v, ch);
+                }
+            }
+            for &v in &inner {
+                t.vector_step(v, ch);
+            }
+            for &s in &sums {
+                let Step::Sum(x) = t.k.steps[s].1 else { unreachable!() };
+                let val = t.operand(x, ch);
+                let (vacc, sacc) = t.sum_vars[&s];
+                let var = if ch.width == 4 { vacc } else { sacc };
+                let acc = t.b.use_var(var);
+                let acc = t.b.ins().fadd(acc, val);
+                t.b.def_var(var, acc);
+            }
+        };
+        if self.unrolled {
+            for c in 0..self.chunks.len() {
+                let ch = self.chunk(c);
+                self.cur.clear();
+                run_chunk(self, ch);
+            }
+        } else {
+            self.inner_loops(run_chunk);
+        }
+        for &s in &sums {
+            let (vacc, sacc) = self.sum_vars[&s];
+            let v = self.b.use_var(vacc);
+            let mut total = self.b.use_var(sacc);
+            let mut lanes = Vec::new();
+            for lane in 0..4u8 {
+                lanes.push(self.b.ins().extractlane(v, lane));
+            }
+            let a = self.b.ins().fadd(lanes[0], lanes[1]);
+            let c = self.b.ins().fadd(lanes[2], lanes[3]);
+            let ac = self.b.ins().fadd(a, c);
+            total = self.b.ins().fadd(ac, total);
+            self.scalars.insert(s, total);
+        }
+    }
+
+    fn final_level(&mut self) {
+        let steps = self.steps_at(Level::Final);
+        if steps.is_empty() {
+            return;
+        }
+        let chunked = |t: &Self, v: V| match &t.k.steps[v].1 {
+            Step::Final(s) => t.level(*s) == Level::Inner,
+            Step::Store(x, _) => matches!(&t.k.steps[*x].1, Step::Final(s) if t.level(*s) == Level::Inner),
+            _ => false,
+        };
+        let (vec_steps, scalar_steps): (Vec<V>, Vec<V>) = steps.into_iter().partition(|&v| chunked(self, v));
+        for v in scalar_steps {
+            self.scalar_step(v);
+        }
+        if vec_steps.is_empty() {
+            return;
+        }
+        if self.unrolled {
+            for c in 0..self.chunks.len() {
+                let ch = self.chunk(c);
+                self.cur.clear();
+                for &v in &vec_steps {
+                    self.vector_step(v, ch);
+                }
+            }
+        } else {
+            self.inner_loops(|t, ch| {
+                for &v in &vec_steps {
+                    t.vector_step(v, ch);
+                }
+            });
+        }
+    }
+
+    /// The element offset (in elements, i64) of `a` at the current row, seq step and inner index.
+    fn offset(&mut self, a: &Access, i: Option<Value>) -> Value {
+        let mut off = self.b.ins().iconst(types::I64, 0);
+        for (k, &stride) in a.row.iter().enumerate() {
+            if stride != 0 {
+                let t = self.b.ins().imul_imm_s(self.row_idx[k], stride as i64);
+                off = self.b.ins().iadd(off, t);
+            }
+        }
+        if let (Some(l), true) = (self.l, a.seq != 0) {
+            let t = self.b.ins().imul_imm_s(l, a.seq as i64);
+            off = self.b.ins().iadd(off, t);
+        }
+        if let (Some(i), true) = (i, a.inner != 0) {
+            let t = self.b.ins().imul_imm_s(i, a.inner as i64);
+            off = self.b.ins().iadd(off, t);
+        }
+        off
+    }
+
+    fn address(&mut self, buffer: usize, elem_off: Value) -> Value {
+        let size = self.k.buffers[buffer].dtype.size() as i64;
+        let bytes = self.b.ins().imul_imm_s(elem_off, size);
+        self.b.ins().iadd(self.bases[buffer], bytes)
+    }
+
+    /// One element of `buffer` at `addr`, as `f32`.
+    fn load_scalar(&mut self, dtype: DType, addr: Value) -> Value {
+        match dtype {
+            DType::F32 => self.b.ins().load(types::F32, flags(), addr, 0),
+            DType::F64 => {
+                let d = self.b.ins().load(types::F64, flags(), addr, 0);
+                self.b.ins().fdemote(types::F32, d)
+            }
+            DType::BF16 => {
+                let h = self.b.ins().uload16(types::I32, flags(), addr, 0);
+                let w = self.b.ins().ishl_imm_u(h, 16);
+                self.b.ins().bitcast(types::F32, MemFlagsData::new(), w)
+            }
+            DType::F16 => {
+                let h = self.b.ins().uload16(types::I32, flags(), addr, 0);
+                self.f16_bits_to_f32(types::F32, h)
+            }
+        }
+    }
+
+    /// IEEE half bits (in the low 16 bits of each i32 lane) to `f32`, subnormals included.
+    fn f16_bits_to_f32(&mut self, ty: Type, h: Value) -> Value {
+        let ity = if ty == types::F32 { types::I32 } else { types::I32X4 };
+        let c = |t: &mut Self, v: i64| {
+            let s = t.b.ins().iconst(types::I32, v);
+            if ity == types::I32 {
+                s
+            } else {
+                t.b.ins().splat(ity, s)
+            }
+        };
+        let sign_mask = c(self, 0x8000);
+        let sign = self.b.ins().band(h, sign_mask);
+        let sign = self.b.ins().ishl_imm_u(sign, 16);
+        let mag_mask = c(self, 0x7fff);
+        let mag = self.b.ins().band(h, mag_mask);
+        let shifted = self.b.ins().ishl_imm_u(mag, 13);
+        let f = self.b.ins().bitcast(ty, MemFlagsData::new(), shifted);
+        let scale = math::konst(self.b, ty, 2f32.powi(112));
+        let f = self.b.ins().fmul(f, scale);
+        // exponent all ones: infinity or NaN
+        let exp_mask = c(self, 0x7c00);
+        let e = self.b.ins().band(h, exp_mask);
+        let is_special = self.b.ins().icmp(IntCC::Equal, e, exp_mask);
+        let top = c(self, 0x7f80_0000);
+        let special = self.b.ins().bor(shifted, top);
+        let special = self.b.ins().bitcast(ty, MemFlagsData::new(), special);
+        let f = if ty == types::F32 {
+            self.b.ins().select(is_special, special, f)
+        } else {
+            let m = self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), is_special);
+            self.b.ins().bitselect(m, special, f)
+        };
+        let fb = self.b.ins().bitcast(ity, MemFlagsData::new(), f);
+        let out = self.b.ins().bor(fb, sign);
+        self.b.ins().bitcast(ty, MemFlagsData::new(), out)
+    }
+
+    fn load(&mut self, a: &Access, ch: Option<Chunk>) -> Value {
+        let dtype = self.k.buffers[a.buffer].dtype;
+        match ch {
+            Some(ch) if ch.width == 4 => {
+                let off = self.offset(a, Some(ch.i));
+                let addr = self.address(a.buffer, off);
+                match (a.inner, dtype) {
+                    (0, _) => {
+                        let s = self.load_scalar(dtype, addr);
+                        self.b.ins().splat(types::F32X4, s)
+                    }
+                    (1, DType::F32) => self.b.ins().load(types::F32X4, flags(), addr, 0),
+                    (1, DType::BF16) => {
+                        let h = self.b.ins().uload16x4(flags(), addr, 0);
+                        let w = self.b.ins().ishl_imm_u(h, 16);
+                        self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), w)
+                    }
+                    (1, DType::F16) => {
+                        let h = self.b.ins().uload16x4(flags(), addr, 0);
+                        self.f16_bits_to_f32(types::F32X4, h)
+                    }
+                    (stride, _) => {
+                        // a gather: four scalar loads
+                        let step = (stride * dtype.size()) as i64;
+                        let s0 = self.load_scalar(dtype, addr);
+                        let mut v = self.b.ins().splat(types::F32X4, s0);
+                        for lane in 1..4u8 {
+                            let at = self.b.ins().iadd_imm_s(addr, step * lane as i64);
+                            let s = self.load_scalar(dtype, at);
+                            v = self.b.ins().insertlane(v, s, lane);
+                        }
+                        v
+                    }
+                }
+            }
+            _ => {
+                let off = self.offset(a, ch.map(|c| c.i));
+                let addr = self.address(a.buffer, off);
+                self.load_scalar(dtype, addr)
+            }
+        }
+    }
+
+    fn store(&mut self, val: Value, a: &Access, ch: Option<Chunk>) {
+        let off = self.offset(a, ch.map(|c| c.i));
+        let addr = self.address(a.buffer, off);
+        match ch {
+            Some(ch) if ch.width == 4 && a.inner == 1 => {
+                self.b.ins().store(flags(), val, addr, 0);
+            }
+            Some(ch) if ch.width == 4 => {
+                let step = (a.inner * 4) as i32;
+                for lane in 0..4u8 {
+                    let s = self.b.ins().extractlane(val, lane);
+                    self.b.ins().store(flags(), s, addr, step * lane as i32);
+                }
+            }
+            _ => {
+                let v = if self.b.func.dfg.value_type(val) == types::F32X4 { self.b.ins().extractlane(val, 0) } else { val };
+                self.b.ins().store(flags(), v, addr, 0);
+            }
+        }
+    }
+
+    /// The value of step `v` as seen from chunk `ch` (scalars are splat to the chunk's width).
+    fn operand(&mut self, v: V, ch: Chunk) -> Value {
+        let val = match self.level(v) {
+            Level::Row | Level::SeqPre | Level::SeqPost => self.scalars[&v],
+            Level::RowInner if self.unrolled => match ch.unrolled {
+                Some(c) => self.per_chunk[&(v, c)],
+                None => self.cur[&v],
+            },
+            _ => self.cur[&v],
+        };
+        if ch.width == 4 && self.b.func.dfg.value_type(val) == types::F32 {
+            self.b.ins().splat(types::F32X4, val)
+        } else {
+            val
+        }
+    }
+
+    fn scalar_step(&mut self, v: V) {
+        let one = Chunk { width: 1, i: self.b.ins().iconst(types::I64, 0), unrolled: None };
+        if let Some(val) = self.emit(v, one, true) {
+            self.scalars.insert(v, val);
+        }
+    }
+
+    fn vector_step(&mut self, v: V, ch: Chunk) {
+        if let Some(val) = self.emit(v, ch, false) {
+            self.cur.insert(v, val);
+        }
+    }
+
+    /// Emits step `v` at width `ch.width`; `outer` means no inner index applies.
+    fn emit(&mut self, v: V, ch: Chunk, outer: bool) -> Option<Value> {
+        let ty = self.vty(ch.width);
+        let step = self.k.steps[v].1.clone();
+        let chunk = if outer { None } else { Some(ch) };
+        let op = |t: &mut Self, x: V| if outer { t.scalars[&x] } else { t.operand(x, ch) };
+        Some(match step {
+            Step::Load(a) => self.load(&a, chunk),
+            Step::Const(c) => math::konst(self.b, ty, c),
+            Step::Unary(u, x) => {
+                let x = op(self, x);
+                unary(self.b, ty, u, x)
+            }
+            Step::Binary(bop, x, y) => {
+                let (x, y) = (op(self, x), op(self, y));
+                match bop {
+                    BinaryOp::Add => self.b.ins().fadd(x, y),
+                    BinaryOp::Sub => self.b.ins().fsub(x, y),
+                    BinaryOp::Mul => self.b.ins().fmul(x, y),
+                    BinaryOp::Div => self.b.ins().fdiv(x, y),
+                    BinaryOp::Max => self.b.ins().fmax(x, y),
+                    BinaryOp::Min => self.b.ins().fmin(x, y),
+                }
+            }
+            Step::DiscA(m, dt, a) => {
+                let (dt, a) = (op(self, dt), op(self, a));
+                let x = self.b.ins().fmul(dt, a);
+                let one = math::konst(self.b, ty, 1.0);
+                match m {
+                    Method::Zoh => math::exp(self.b, ty, x),
+                    Method::Euler => self.b.ins().fadd(one, x),
+                    Method::Bilinear => {
+                        let half = math::konst(self.b, ty, 0.5);
+                        let hx = self.b.ins().fmul(x, half);
+                        let num = self.b.ins().fadd(one, hx);
+                        let den = self.b.ins().fsub(one, hx);
+                        self.b.ins().fdiv(num, den)
+                    }
+                }
+            }
+            Step::DiscB(m, dt, a, bb) => {
+                let (dt, a, bb) = (op(self, dt), op(self, a), op(self, bb));
+                let dtb = self.b.ins().fmul(dt, bb);
+                match m {
+                    Method::Euler => dtb,
+                    Method::Zoh => {
+                        // dt * b * expm1(x) / x, x = dt * a (-> dt * b as x -> 0)
+                        let x = self.b.ins().fmul(dt, a);
+                        let e = math::expm1(self.b, ty, x);
+                        let phi = self.b.ins().fdiv(e, x);
+                        let zero = math::konst(self.b, ty, 0.0);
+                        let one = math::konst(self.b, ty, 1.0);
+                        let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+                        let phi = math::select(self.b, ty, is_zero, one, phi);
+                        self.b.ins().fmul(dtb, phi)
+                    }
+                    Method::Bilinear => {
+                        let x = self.b.ins().fmul(dt, a);
+                        let half = math::konst(self.b, ty, 0.5);
+                        let hx = self.b.ins().fmul(x, half);
+                        let one = math::konst(self.b, ty, 1.0);
+                        let den = self.b.ins().fsub(one, hx);
+                        self.b.ins().fdiv(dtb, den)
+                    }
+                }
+            }
+            Step::Gate(kind, x, z) => {
+                let (x, z) = (op(self, x), op(self, z));
+                let s = math::sigmoid(self.b, ty, z);
+                let g = match kind {
+                    GateKind::Silu => self.b.ins().fmul(z, s),
+                    GateKind::Sigmoid => s,
+                };
+                self.b.ins().fmul(x, g)
+            }
+            Step::Scan { a, b: bv, .. } => {
+                let (a, bv) = (op(self, a), op(self, bv));
+                let h = self.state_get(v, ch, outer);
+                let h = self.b.ins().fma(a, h, bv);
+                self.state_set(v, ch, outer, h);
+                h
+            }
+            Step::Sum(_) => return None,
+            Step::Final(s) => self.state_get(s, ch, self.level(s) != Level::Inner),
+            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => {
+                let lanes = ch.width;
+                let mut out = Vec::new();
+                for lane in 0..lanes {
+                    let i = if outer { None } else { Some(self.b.ins().iadd_imm_s(ch.i, lane as i64)) };
+                    let pos = match axis {
+                        Axis::Row(k) => self.row_idx[k],
+                        Axis::Seq => self.l.expect("a conv along seq runs inside the seq loop"),
+                        Axis::Inner => i.expect("a conv along the inner dim runs per lane"),
+                    };
+                    let xo = self.offset(&x, i);
+                    let wo = self.offset(&w, i);
+                    let mut acc = self.b.ins().f32const(0.0);
+                    for j in 0..taps {
+                        let back = (taps - 1 - j) as i64;
+                        let valid = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, pos, back);
+                        let xo_j = self.b.ins().iadd_imm_s(xo, -back * x_axis_stride as i64);
+                        let zero = self.b.ins().iconst(types::I64, 0);
+                        let xo_j = self.b.ins().select(valid, xo_j, zero);
+                        let xa = self.address(x.buffer, xo_j);
+                        let xv = self.load_scalar(self.k.buffers[x.buffer].dtype, xa);
+                        let fz = self.b.ins().f32const(0.0);
+                        let xv = self.b.ins().select(valid, xv, fz);
+                        let wo_j = self.b.ins().iadd_imm_s(wo, (j * tap_stride) as i64);
+                        let wa = self.address(w.buffer, wo_j);
+                        let wv = self.load_scalar(self.k.buffers[w.buffer].dtype, wa);
+                        acc = self.b.ins().fma(wv, xv, acc);
+                    }
+                    out.push(acc);
+                }
+                let mut val = if lanes == 4 {
+                    let mut vv = self.b.ins().splat(types::F32X4, out[0]);
+                    for (lane, s) in out.iter().enumerate().skip(1) {
+                        vv = self.b.ins().insertlane(vv, *s, lane as u8);
+                    }
+                    vv
+                } else {
+                    out[0]
+                };
+                if let Some(bias) = bias {
+                    let bv = op(self, bias);
+                    val = self.b.ins().fadd(val, bv);
+                }
+                val
+            }
+            Step::Store(x, a) => {
+                let val = op(self, x);
+                self.store(val, &a, chunk);
+                return None;
+            }
+        })
+    }
+
+    fn state_get(&mut self, scan: V, ch: Chunk, outer: bool) -> Value {
+        if outer {
+            let var = self.state_vars[&(scan, usize::MAX)];
+            return self.b.use_var(var);
+        }
+        match ch.unrolled {
+            Some(c) if self.unrolled => {
+                let var = self.state_vars[&(scan, c)];
+                self.b.use_var(var)
+            }
+            _ => {
+                let slot = self.state_slots[&scan];
+                let addr = self.b.ins().stack_addr(types::I64, slot, 0);
+                let off = self.b.ins().imul_imm_s(ch.i, 4);
+                let addr = self.b.ins().iadd(addr, off);
+                let ty = self.vty(ch.width);
+                self.b.ins().load(ty, MemFlagsData::trusted(), addr, 0)
+            }
+        }
+    }
+
+    fn state_set(&mut self, scan: V, ch: Chunk, outer: bool, h: Value) {
+        if outer {
+            let var = self.state_vars[&(scan, usize::MAX)];
+            self.b.def_var(var, h);
+            return;
+        }
+        match ch.unrolled {
+            Some(c) if self.unrolled => {
+                let var = self.state_vars[&(scan, c)];
+                self.b.def_var(var, h);
+            }
+            _ => {
+                let slot = self.state_slots[&scan];
+                let addr = self.b.ins().stack_addr(types::I64, slot, 0);
+                let off = self.b.ins().imul_imm_s(ch.i, 4);
+                let addr = self.b.ins().iadd(addr, off);
+                self.b.ins().store(MemFlagsData::trusted(), h, addr, 0);
+            }
+        }
+    }
+}
+
+fn unary(b: &mut FunctionBuilder, ty: Type, u: UnaryOp, x: Value) -> Value {
+    match u {
+        UnaryOp::Neg => b.ins().fneg(x),
+        UnaryOp::Abs => b.ins().fabs(x),
+        UnaryOp::Sqrt => b.ins().sqrt(x),
+        UnaryOp::Rsqrt => {
+            let s = b.ins().sqrt(x);
+            let one = math::konst(b, ty, 1.0);
+            b.ins().fdiv(one, s)
+        }
+        UnaryOp::Recip => {
+            let one = math::konst(b, ty, 1.0);
+            b.ins().fdiv(one, x)
+        }
+        UnaryOp::Exp => math::exp(b, ty, x),
+        UnaryOp::Exp2 => math::exp2(b, ty, x),
+        UnaryOp::Log => math::log(b, ty, x),
+        UnaryOp::Log1p => math::log1p(b, ty, x),
+        UnaryOp::Softplus => math::softplus(b, ty, x),
+        UnaryOp::Sigmoid => math::sigmoid(b, ty, x),
+        UnaryOp::Silu => {
+            let s = math::sigmoid(b, ty, x);
+            b.ins().fmul(x, s)
+        }
+        UnaryOp::Tanh => math::tanh(b, ty, x),
+    }
+}

@@ -1,0 +1,148 @@
+//! The loop-level kernel IR: one kernel of a plan at concrete sizes, as a row loop with three
+//! nested levels and a list of scalar SSA steps, each placed at the level it runs in.
+//!
+//! ```text
+//! for row in rows:                  // Row steps (once per row)
+//!     RowInner steps                // per inner index, loop-invariant in seq (hoisted)
+//!     for l in seq:                 // once if there is no seq dim
+//!         SeqPre steps
+//!         for i in inner:           // Inner steps: vectors of `Schedule::vector_width` lanes
+//!         SeqPost steps             // after the inner loop: sums are complete
+//!     Final steps                   // after the seq loop: final scan states
+//! ```
+
+use ssmc_ir::{BinaryOp, DType, GateKind, Method, UnaryOp};
+
+/// Where a step runs (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Once per row.
+    Row,
+    /// Once per row and inner index, before the seq loop.
+    RowInner,
+    /// Once per seq step, before the inner loop.
+    SeqPre,
+    /// Once per seq step and inner index.
+    Inner,
+    /// Once per seq step, after the inner loop.
+    SeqPost,
+    /// Once per row, after the seq loop.
+    Final,
+}
+
+/// Index of a step's value.
+pub type V = usize;
+
+/// An element of a buffer: `row offset + l * seq + i * inner` (in elements), where the row
+/// offset is `sum(row_index[k] * row[k])`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Access {
+    /// Which kernel parameter (index into [`Kir::buffers`]).
+    pub buffer: usize,
+    /// Stride of each row dim (0 where the buffer lacks it).
+    pub row: Vec<usize>,
+    /// Stride of the seq dim.
+    pub seq: usize,
+    /// Stride of the inner dim.
+    pub inner: usize,
+}
+
+/// Which loop a dim is: for convs, the axis they slide along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Axis {
+    /// Row dim `k`.
+    Row(usize),
+    /// The seq dim.
+    Seq,
+    /// The inner dim.
+    Inner,
+}
+
+/// One step. Values are `f32` scalars at Row, SeqPre and SeqPost; vectors (or tail scalars)
+/// at RowInner and Inner.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Read (and convert to `f32`).
+    Load(Access),
+    /// A constant.
+    Const(f32),
+    /// Elementwise.
+    Unary(UnaryOp, V),
+    /// Elementwise.
+    Binary(BinaryOp, V, V),
+    /// `Abar`.
+    DiscA(Method, V, V),
+    /// `Bbar`.
+    DiscB(Method, V, V, V),
+    /// `x * act(z)`.
+    Gate(GateKind, V, V),
+    /// `h = a * h + b`; the value is the new state. The state starts at `init` (or 0) per row.
+    Scan {
+        /// Multiplier.
+        a: V,
+        /// Addend.
+        b: V,
+        /// State before the first step (a Row or RowInner value).
+        init: Option<V>,
+    },
+    /// The sum over the inner loop of `x` (an Inner value); available at SeqPost.
+    Sum(V),
+    /// The state of a scan step after the seq loop.
+    Final(V),
+    /// Causal conv: `bias + sum_j w[j] * x[pos - (taps-1) + j]` along `axis`, zero before 0.
+    Conv {
+        /// The signal (read at shifted positions).
+        x: Access,
+        /// The taps at tap 0.
+        w: Access,
+        /// Stride between taps in the weight buffer.
+        tap_stride: usize,
+        /// Number of taps.
+        taps: usize,
+        /// The loop the conv slides along.
+        axis: Axis,
+        /// Stride of `x` along that axis.
+        x_axis_stride: usize,
+        /// Optional bias value.
+        bias: Option<V>,
+    },
+    /// Write a value.
+    Store(V, Access),
+}
+
+/// A kernel parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Param {
+    /// Buffer name (for messages).
+    pub name: String,
+    /// Storage dtype.
+    pub dtype: DType,
+    /// Elements.
+    pub len: usize,
+    /// Whether the kernel writes it.
+    pub written: bool,
+}
+
+/// One kernel, lowered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kir {
+    /// Name (from the plan).
+    pub name: String,
+    /// Parameters, in call order.
+    pub buffers: Vec<Param>,
+    /// Extent of each row dim (the last varies fastest).
+    pub rows: Vec<usize>,
+    /// Extent of the seq dim and whether it runs backwards.
+    pub seq: Option<(usize, bool)>,
+    /// Extent of the inner dim.
+    pub inner: Option<usize>,
+    /// Steps with their levels, in an order that respects both levels and operands.
+    pub steps: Vec<(Level, Step)>,
+}
+
+impl Kir {
+    /// Number of rows.
+    pub fn row_count(&self) -> usize {
+        self.rows.iter().product()
+    }
+}

@@ -1,0 +1,256 @@
+//! Lowering: one kernel of a [`Plan`] at concrete sizes, under a [`Schedule`], into [`Kir`].
+
+use crate::kir::{Access, Axis, Kir, Level, Param, Step, V};
+use crate::schedule::Schedule;
+use ssmc_ir::{infer::conv_taps, DimId, IrError, NodeId, Op, Shape};
+use ssmc_opt::{Kernel, Plan};
+use std::collections::BTreeMap;
+
+/// Lowers kernel `k` of `plan` at dim extents `sizes`.
+pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> Result<Kir, IrError> {
+    let g = &plan.graph;
+    let mut rows: Vec<DimId> = k.space.parallel.clone();
+    let seq = k.space.seq;
+    let mut inner: Option<DimId> = match k.space.inner.as_slice() {
+        [] => None,
+        [d] => Some(*d),
+        more => {
+            return Err(IrError::new(format!("kernel {} has {} inner dims; lowering takes one", k.name, more.len())));
+        }
+    };
+    if inner.is_none() && schedule.vectorize_rows {
+        inner = rows.pop();
+    }
+    let buffers: Vec<Param> = k
+        .reads
+        .iter()
+        .map(|b| (b, false))
+        .chain(k.writes.iter().map(|b| (b, true)))
+        .map(|(b, written)| {
+            let buf = &plan.buffers[b.0];
+            Param { name: buf.name.clone(), dtype: buf.dtype, len: plan.buffer_bytes(*b, sizes) as usize / buf.dtype.size(), written }
+        })
+        .collect();
+    let param_of: BTreeMap<NodeId, usize> =
+        k.reads.iter().chain(k.writes.iter()).enumerate().map(|(i, b)| (plan.buffers[b.0].node, i)).collect();
+    let mut cx = Lowerer {
+        g,
+        k,
+        sizes,
+        rows: rows.clone(),
+        seq: seq.map(|s| s.0),
+        inner,
+        param_of,
+        layouts: k.reads.iter().chain(k.writes.iter()).map(|b| plan.buffers[b.0].shape.clone()).collect(),
+        steps: Vec::new(),
+        value: BTreeMap::new(),
+        loads: BTreeMap::new(),
+        post: BTreeMap::new(),
+    };
+    for &n in &k.body {
+        cx.node(n)?;
+    }
+    for &r in &k.roots {
+        let v = cx.value[&r];
+        let level = cx.steps[v].0;
+        let to = cx.access(cx.param_of[&r], &g.node(r).shape.clone());
+        cx.steps.push((level, Step::Store(v, to)));
+    }
+    // stable sort by level keeps operand order within a level
+    let mut order: Vec<usize> = (0..cx.steps.len()).collect();
+    order.sort_by_key(|&i| cx.steps[i].0);
+    let mut renumber = vec![0; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        renumber[old] = new;
+    }
+    let steps = order.iter().map(|&old| (cx.steps[old].0, renumber_step(&cx.steps[old].1, &renumber))).collect();
+    let extent = |d: DimId| sizes[d.index()];
+    Ok(Kir {
+        name: k.name.clone(),
+        buffers,
+        rows: rows.iter().map(|&d| extent(d)).collect(),
+        seq: seq.map(|(d, rev)| (extent(d), rev)),
+        inner: inner.map(extent),
+        steps,
+    })
+}
+
+fn renumber_step(s: &Step, r: &[usize]) -> Step {
+    let m = |v: &V| r[*v];
+    match s {
+        Step::Load(a) => Step::Load(a.clone()),
+        Step::Const(c) => Step::Const(*c),
+        Step::Unary(u, x) => Step::Unary(*u, m(x)),
+        Step::Binary(b, x, y) => Step::Binary(*b, m(x), m(y)),
+        Step::DiscA(me, x, y) => Step::DiscA(*me, m(x), m(y)),
+        Step::DiscB(me, x, y, z) => Step::DiscB(*me, m(x), m(y), m(z)),
+        Step::Gate(k, x, z) => Step::Gate(*k, m(x), m(z)),
+        Step::Scan { a, b, init } => Step::Scan { a: m(a), b: m(b), init: init.as_ref().map(m) },
+        Step::Sum(x) => Step::Sum(m(x)),
+        Step::Final(x) => Step::Final(m(x)),
+        Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => Step::Conv {
+            x: x.clone(),
+            w: w.clone(),
+            tap_stride: *tap_stride,
+            taps: *taps,
+            axis: *axis,
+            x_axis_stride: *x_axis_stride,
+            bias: bias.as_ref().map(m),
+        },
+        Step::Store(v, a) => Step::Store(m(v), a.clone()),
+    }
+}
+
+struct Lowerer<'a> {
+    g: &'a ssmc_ir::Graph,
+    k: &'a Kernel,
+    sizes: &'a [usize],
+    rows: Vec<DimId>,
+    seq: Option<DimId>,
+    inner: Option<DimId>,
+    param_of: BTreeMap<NodeId, usize>,
+    layouts: Vec<Shape>,
+    steps: Vec<(Level, Step)>,
+    value: BTreeMap<NodeId, V>,
+    loads: BTreeMap<(NodeId, Level), V>,
+    /// Whether a computed node depends on a sum of this kernel.
+    post: BTreeMap<NodeId, bool>,
+}
+
+impl Lowerer<'_> {
+    /// Element strides of parameter `p` (laid out as `layout`) for the kernel's loops.
+    fn access(&self, p: usize, _value_shape: &Shape) -> Access {
+        let layout = &self.layouts[p];
+        let stride = |d: DimId| -> usize {
+            match layout.position(d) {
+                Some(i) => layout.dims()[i + 1..].iter().map(|x| self.sizes[x.index()]).product(),
+                None => 0,
+            }
+        };
+        Access {
+            buffer: p,
+            row: self.rows.iter().map(|&d| stride(d)).collect(),
+            seq: self.seq.map_or(0, stride),
+            inner: self.inner.map_or(0, stride),
+        }
+    }
+
+    fn level_of(&self, shape: &Shape, post: bool) -> Level {
+        let has_seq = self.seq.is_some_and(|d| shape.contains(d));
+        let has_inner = self.inner.is_some_and(|d| shape.contains(d));
+        match (post, has_seq, has_inner) {
+            (_, _, true) if self.seq.is_some() && !has_seq && !post => Level::RowInner,
+            (_, _, true) => Level::Inner,
+            (true, _, false) => Level::SeqPost,
+            (false, true, false) => Level::SeqPre,
+            (false, false, false) => Level::Row,
+        }
+    }
+
+    fn push(&mut self, level: Level, s: Step) -> V {
+        self.steps.push((level, s));
+        self.steps.len() - 1
+    }
+
+    /// The value of operand `o` of a node: computed in this kernel, or loaded from its buffer.
+    fn operand(&mut self, o: NodeId) -> Result<V, IrError> {
+        if let Some(&v) = self.value.get(&o) {
+            return Ok(v);
+        }
+        let p = *self
+            .param_of
+            .get(&o)
+            .ok_or_else(|| IrError::new(format!("kernel {} reads node {} from no buffer", self.k.name, o.0)))?;
+        let shape = self.layouts[p].clone();
+        let level = self.level_of(&shape, false);
+        if let Some(&v) = self.loads.get(&(o, level)) {
+            return Ok(v);
+        }
+        let v = self.push(level, Step::Load(self.access(p, &shape)));
+        self.loads.insert((o, level), v);
+        Ok(v)
+    }
+
+    fn node(&mut self, n: NodeId) -> Result<(), IrError> {
+        let node = self.g.node(n);
+        let op = node.op.clone();
+        let shape = node.shape.clone();
+        let post = matches!(op, Op::Sum { .. })
+            || op.operands().iter().any(|o| self.post.get(o).copied().unwrap_or(false));
+        self.post.insert(n, post);
+        let mut level = self.level_of(&shape, post);
+        let step = match &op {
+            Op::Input(_) => return Ok(()),
+            Op::Const(c) => {
+                level = Level::Row;
+                Step::Const(*c as f32)
+            }
+            Op::Unary(u, x) => Step::Unary(*u, self.operand(*x)?),
+            Op::Binary(b, x, y) => Step::Binary(*b, self.operand(*x)?, self.operand(*y)?),
+            Op::DiscretizeA { method, dt, a } => Step::DiscA(*method, self.operand(*dt)?, self.operand(*a)?),
+            Op::DiscretizeB { method, dt, a, b } => {
+                Step::DiscB(*method, self.operand(*dt)?, self.operand(*a)?, self.operand(*b)?)
+            }
+            Op::Gate { kind, x, z } => Step::Gate(*kind, self.operand(*x)?, self.operand(*z)?),
+            Op::Sum { x, .. } => {
+                level = Level::SeqPost;
+                Step::Sum(self.operand(*x)?)
+            }
+            Op::Scan { a, b, init, .. } => {
+                let init = match init {
+                    Some(i) => Some(self.operand(*i)?),
+                    None => None,
+                };
+                Step::Scan { a: self.operand(*a)?, b: self.operand(*b)?, init }
+            }
+            Op::ScanFinal(s) => {
+                level = Level::Final;
+                Step::Final(self.operand(*s)?)
+            }
+            Op::Conv1d { x, weight, bias, dim } => {
+                let taps = conv_taps(self.g, *x, *weight).ok_or_else(|| IrError::new("conv1d without taps"))?;
+                let px = *self.param_of.get(x).ok_or_else(|| IrError::new("conv1d signal not in memory"))?;
+                let pw = *self.param_of.get(weight).ok_or_else(|| IrError::new("conv1d weights not in memory"))?;
+                let (xl, wl) = (self.layouts[px].clone(), self.layouts[pw].clone());
+                let stride = |l: &Shape, d: DimId| -> usize {
+                    l.position(d).map_or(0, |i| l.dims()[i + 1..].iter().map(|x| self.sizes[x.index()]).product())
+                };
+                let axis = if Some(*dim) == self.seq {
+                    Axis::Seq
+                } else if Some(*dim) == self.inner {
+                    Axis::Inner
+                } else {
+                    Axis::Row(self.rows.iter().position(|d| d == dim).ok_or_else(|| IrError::new("conv1d dim not looped"))?)
+                };
+                let bias = match bias {
+                    Some(b) => Some(self.operand(*b)?),
+                    None => None,
+                };
+                // the taps dim is indexed by the conv itself, even if the kernel also loops over it
+                let mut w = self.access(pw, &wl);
+                let zero_taps = |stride: &mut usize, d: Option<DimId>| {
+                    if d == Some(taps) {
+                        *stride = 0;
+                    }
+                };
+                for (s, d) in w.row.iter_mut().zip(self.rows.iter()) {
+                    zero_taps(s, Some(*d));
+                }
+                zero_taps(&mut w.seq, self.seq);
+                zero_taps(&mut w.inner, self.inner);
+                Step::Conv {
+                    x: self.access(px, &xl),
+                    w,
+                    tap_stride: stride(&wl, taps),
+                    taps: self.sizes[taps.index()],
+                    axis,
+                    x_axis_stride: stride(&xl, *dim),
+                    bias,
+                }
+            }
+        };
+        let v = self.push(level, step);
+        self.value.insert(n, v);
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! Schedules: how a kernel runs on a target, as data. The algorithm (the plan) never changes
+//! when the schedule does; every schedule must give the oracle's answer.
+
+/// How kernels are laid onto a CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Schedule {
+    /// Lanes per vector (`f32x4` on Cranelift: 4; 1 = scalar code).
+    pub vector_width: usize,
+    /// Inner loops up to this many elements are unrolled, their scan states kept in registers;
+    /// longer ones loop, with their states in a stack buffer.
+    pub unroll_limit: usize,
+    /// Threads to split rows over (0 = all cores).
+    pub threads: usize,
+    /// When a kernel has no inner dim, move its fastest row dim inside (vectorizing over it).
+    pub vectorize_rows: bool,
+}
+
+impl Schedule {
+    /// The default CPU schedule: `f32x4`, unroll up to 64, all cores.
+    pub fn cpu_default() -> Self {
+        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true }
+    }
+
+    /// Plain scalar code on one thread, no unrolling: the simplest lowering, for testing the
+    /// others against.
+    pub fn cpu_scalar() -> Self {
+        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false }
+    }
+}

@@ -1,0 +1,140 @@
+//! Compiled layers: a plan, JIT-compiled per concrete shape and input dtypes (cached), run with
+//! every input checked before any machine code touches memory.
+
+use crate::{Error, Layer};
+use ssmc_cpu::{Arg, CpuModule};
+use ssmc_ir::{DType, IrError};
+use ssmc_kernel::Schedule;
+use ssmc_opt::{BufferKind, Fusion, Options, Plan};
+use ssmc_runtime::{HostTensor, TensorMap};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Cranelift JIT on this CPU.
+    Cpu,
+}
+
+/// What a compiled kernel set is specialized on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ShapeKey {
+    sizes: Vec<usize>,
+    dtypes: Vec<DType>,
+}
+
+/// A layer compiled for a backend under a fusion choice.
+pub struct CompiledLayer {
+    layer: Layer,
+    plan: Plan,
+    schedule: Schedule,
+    cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
+}
+
+impl Layer {
+    /// Plans the layer (fused or not) for `backend`; machine code is generated on first use at
+    /// each input shape and cached.
+    pub fn compile(&self, backend: Backend, fusion: Fusion) -> Result<CompiledLayer, Error> {
+        self.compile_with(backend, fusion, Schedule::cpu_default())
+    }
+
+    /// [`Layer::compile`] with an explicit schedule.
+    pub fn compile_with(&self, backend: Backend, fusion: Fusion, schedule: Schedule) -> Result<CompiledLayer, Error> {
+        let Backend::Cpu = backend;
+        let plan = self.plan(fusion, &Options::at_sizes(self.graph(), &[]))?.plan;
+        Ok(CompiledLayer { layer: self.clone(), plan, schedule, cache: Mutex::new(HashMap::new()) })
+    }
+}
+
+impl CompiledLayer {
+    /// The plan it runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Machine code for these inputs' shapes and dtypes (compiled now, or from the cache).
+    pub fn prepare(&self, inputs: &TensorMap) -> Result<Arc<CpuModule>, Error> {
+        let sizes = self.layer.check_inputs(inputs)?;
+        let key = ShapeKey {
+            sizes: sizes.0.iter().map(|s| s.unwrap_or(1)).collect(),
+            dtypes: self.layer.graph().inputs().map(|(_, d)| inputs[&d.name].dtype()).collect(),
+        };
+        let mut cache = self.cache.lock().map_err(|_| IrError::new("the compiled-code cache was poisoned"))?;
+        if let Some(m) = cache.get(&key) {
+            return Ok(m.clone());
+        }
+        let mut plan = self.plan.clone();
+        for b in plan.buffers.iter_mut().filter(|b| b.kind == BufferKind::Input) {
+            b.dtype = inputs[&b.name].dtype();
+        }
+        let kirs = plan
+            .kernels
+            .iter()
+            .map(|k| ssmc_kernel::lower(&plan, k, &key.sizes, &self.schedule))
+            .collect::<Result<Vec<_>, _>>()?;
+        let module = Arc::new(ssmc_cpu::compile(kirs, &self.schedule).map_err(|e| IrError::new(e.to_string()))?);
+        cache.insert(key, module.clone());
+        Ok(module)
+    }
+
+    /// JIT time of the code these inputs run (compiling it if needed).
+    pub fn compile_time(&self, inputs: &TensorMap) -> Result<Duration, Error> {
+        Ok(self.prepare(inputs)?.compile_time)
+    }
+
+    /// Runs the layer; outputs are `f32`.
+    pub fn run(&self, inputs: &TensorMap) -> Result<TensorMap, Error> {
+        self.run_as(inputs, DType::F32)
+    }
+
+    /// Runs the layer; outputs are rounded to `out_dtype`.
+    pub fn run_as(&self, inputs: &TensorMap, out_dtype: DType) -> Result<TensorMap, Error> {
+        let module = self.prepare(inputs)?;
+        let sizes = self.layer.check_inputs(inputs)?;
+        let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
+        let plan = &self.plan;
+        let mut memory: Vec<Vec<f32>> = plan
+            .buffers
+            .iter()
+            .map(|b| match b.kind {
+                BufferKind::Input => Vec::new(),
+                _ => vec![0.0; extent(&b.shape).iter().product()],
+            })
+            .collect();
+        for (k, jit) in plan.kernels.iter().zip(&module.kernels) {
+            let mut written: Vec<Vec<f32>> = k.writes.iter().map(|w| std::mem::take(&mut memory[w.0])).collect();
+            {
+                let mut args: Vec<Arg<'_>> = Vec::new();
+                for r in &k.reads {
+                    let b = &plan.buffers[r.0];
+                    args.push(match b.kind {
+                        BufferKind::Input => {
+                            let t = &inputs[&b.name];
+                            Arg::Read(t.bytes(), t.dtype())
+                        }
+                        _ => Arg::ReadF32(&memory[r.0]),
+                    });
+                }
+                for w in written.iter_mut() {
+                    args.push(Arg::Write(w));
+                }
+                ssmc_cpu::launch(jit, &mut args, self.schedule.threads).map_err(|e| IrError::new(e.to_string()))?;
+            }
+            for (w, data) in k.writes.iter().zip(written) {
+                memory[w.0] = data;
+            }
+        }
+        let mut out = TensorMap::new();
+        for (name, b) in &plan.outputs {
+            let buf = &plan.buffers[b.0];
+            let t = match buf.kind {
+                BufferKind::Input => inputs[&buf.name].cast(out_dtype),
+                _ => HostTensor::from_f32(extent(&buf.shape), &memory[b.0]).expect("sized from the plan").cast(out_dtype),
+            };
+            out.insert(name.clone(), t);
+        }
+        Ok(out)
+    }
+}

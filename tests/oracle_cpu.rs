@@ -1,0 +1,210 @@
+//! The CPU backend against the oracle: every example, fused and unfused, every schedule, each
+//! input dtype; random graphs and sizes; the edge cases of the issue (len 1, odd lengths,
+//! state 1, huge delta, very negative A, NaN and infinity).
+
+use proptest::prelude::*;
+use ssmc::ir::gen::{random_graph, GenOptions};
+use ssmc::ir::DType;
+use ssmc::random::random_inputs;
+use ssmc::runtime::{HostTensor, TensorMap};
+use ssmc::{Backend, Fusion, Layer};
+use ssmc_kernel::Schedule;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const EXAMPLES: [&str; 7] =
+    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
+
+fn example(name: &str) -> Layer {
+    Layer::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)).unwrap()
+}
+
+fn dims(layer: &Layer, b: usize, d: usize, l: usize, n: usize) -> BTreeMap<String, usize> {
+    [("batch", b), ("dim", d), ("len", l), ("state", n), ("width", 4)]
+        .into_iter()
+        .filter(|(k, _)| layer.graph().dim(k).is_some())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// Relative tolerance of f32 kernels against the f64 oracle (on the same stored input values).
+const RTOL: f64 = 2e-4;
+const ATOL: f64 = 2e-5;
+
+fn assert_agree(got: &TensorMap, want: &TensorMap, what: &str) {
+    for (name, w) in want {
+        let g = &got[name];
+        assert_eq!(g.shape(), w.shape(), "{what}: {name} shape");
+        let scale = w.to_f64().iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in g.to_f64().iter().zip(w.to_f64()).enumerate() {
+            // beyond f32's range the kernel's infinity is the right answer
+            let b32 = b as f32 as f64;
+            let ok = (a.is_nan() && b.is_nan())
+                || a == &b
+                || (b32.is_infinite() && *a == b32)
+                || (a - b).abs() <= RTOL * b.abs() + ATOL * (1.0 + scale);
+            assert!(ok, "{what}: {name}[{i}]: cpu {a}, oracle {b} (scale {scale})");
+        }
+    }
+}
+
+fn check(layer: &Layer, inputs: &TensorMap, what: &str) {
+    let want = layer.eval_as(inputs, DType::F64).unwrap();
+    for fusion in [Fusion::On, Fusion::Off] {
+        for (sname, schedule) in [("default", Schedule::cpu_default()), ("scalar", Schedule::cpu_scalar())] {
+            let compiled = layer.compile_with(Backend::Cpu, fusion, schedule).unwrap();
+            let got = compiled.run_as(inputs, DType::F64).unwrap();
+            assert_agree(&got, &want, &format!("{what} {fusion:?} {sname}"));
+        }
+    }
+}
+
+#[test]
+fn every_example_matches_the_oracle() {
+    for name in EXAMPLES {
+        let layer = example(name);
+        for (b, d, l, n) in [(2, 3, 7, 16), (1, 5, 1, 1), (2, 4, 9, 6)] {
+            let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, 3).unwrap();
+            check(&layer, &x, &format!("{name} ({b},{d},{l},{n})"));
+        }
+    }
+}
+
+#[test]
+fn bf16_and_f16_inputs_are_converted_on_load() {
+    let layer = example("mamba1.ssm");
+    for dtype in [DType::BF16, DType::F16, DType::F64] {
+        let x = random_inputs(layer.graph(), &dims(&layer, 2, 4, 9, 16), dtype, 5).unwrap();
+        check(&layer, &x, &format!("mamba1 {dtype}"));
+    }
+    // mixed, as the reference allows: activations bf16, A/D/delta_bias f32
+    let mut x = random_inputs(layer.graph(), &dims(&layer, 2, 4, 9, 16), DType::BF16, 6).unwrap();
+    for p in ["A", "D", "delta_bias"] {
+        let t = x[p].cast(DType::F32);
+        x.insert(p.into(), t);
+    }
+    check(&layer, &x, "mamba1 mixed");
+}
+
+#[test]
+fn long_state_loops_instead_of_unrolling() {
+    // state 80 > the unroll limit: states live in a stack buffer
+    let layer = example("mamba1_step.ssm");
+    let x = random_inputs(layer.graph(), &dims(&layer, 1, 3, 5, 80), DType::F32, 8).unwrap();
+    check(&layer, &x, "state 80");
+}
+
+fn set(x: &mut TensorMap, name: &str, f: impl Fn(usize, f64) -> f64) {
+    let t = &x[name];
+    let v: Vec<f64> = t.to_f64().iter().enumerate().map(|(i, v)| f(i, *v)).collect();
+    let nt = HostTensor::from_f64(t.dtype(), t.shape().to_vec(), &v).unwrap();
+    x.insert(name.into(), nt);
+}
+
+#[test]
+fn softplus_overflow_path_and_very_negative_a() {
+    let layer = example("mamba1.ssm");
+    let mut x = random_inputs(layer.graph(), &dims(&layer, 1, 4, 8, 16), DType::F32, 9).unwrap();
+    set(&mut x, "delta", |i, v| if i % 3 == 0 { 80.0 + v } else { v });
+    set(&mut x, "A", |i, v| if i % 2 == 0 { -1e4 } else { v });
+    check(&layer, &x, "large delta, very negative A");
+}
+
+#[test]
+fn nan_and_infinity_propagate_as_the_oracle_says() {
+    let layer = example("mamba1.ssm");
+    let mut x = random_inputs(layer.graph(), &dims(&layer, 1, 2, 6, 4), DType::F32, 10).unwrap();
+    set(&mut x, "u", |i, v| match i {
+        3 => f64::NAN,
+        7 => f64::INFINITY,
+        _ => v,
+    });
+    check(&layer, &x, "nan/inf");
+}
+
+#[test]
+fn run_rejects_bad_inputs_before_any_code_runs() {
+    let layer = example("mamba1.ssm");
+    let compiled = layer.compile(Backend::Cpu, Fusion::On).unwrap();
+    let good = random_inputs(layer.graph(), &dims(&layer, 1, 2, 3, 4), DType::F32, 1).unwrap();
+    let err = |x: &TensorMap| compiled.run(x).unwrap_err().to_string();
+    let mut missing = good.clone();
+    missing.remove("z");
+    assert!(err(&missing).contains("missing input `z`"));
+    let mut extra = good.clone();
+    extra.insert("zz".into(), good["z"].clone());
+    assert!(err(&extra).contains("unexpected input `zz`"));
+    let mut rank = good.clone();
+    rank.insert("u".into(), HostTensor::from_f64(DType::F32, vec![2, 3], &[0.0; 6]).unwrap());
+    assert!(err(&rank).contains("input `u`"));
+    let mut clash = good.clone();
+    clash.insert("D".into(), HostTensor::from_f64(DType::F32, vec![5], &[0.0; 5]).unwrap());
+    assert!(err(&clash).contains("`dim`"));
+    assert!(compiled.run(&good).is_ok());
+}
+
+#[test]
+fn compiled_code_is_cached_per_shape() {
+    let layer = example("mamba1.ssm");
+    let compiled = layer.compile(Backend::Cpu, Fusion::On).unwrap();
+    let a = random_inputs(layer.graph(), &dims(&layer, 1, 2, 3, 4), DType::F32, 1).unwrap();
+    let b = random_inputs(layer.graph(), &dims(&layer, 1, 2, 5, 4), DType::F32, 1).unwrap();
+    let (m1, m2, m3) = (compiled.prepare(&a).unwrap(), compiled.prepare(&a).unwrap(), compiled.prepare(&b).unwrap());
+    assert!(std::sync::Arc::ptr_eq(&m1, &m2));
+    assert!(!std::sync::Arc::ptr_eq(&m1, &m3));
+}
+
+/// Whether `x` is a fair test of f32 kernels: every intermediate stays well inside f32's range,
+/// and the outputs are well conditioned (perturbing the inputs by 1e-6 moves them by < 1e-3).
+fn fair_for_f32(layer: &Layer, x: &TensorMap) -> bool {
+    let oracle: Vec<(String, ssmc::ir::interp::Tensor)> = x.iter().map(|(n, t)| (n.clone(), t.to_oracle())).collect();
+    let refs: Vec<(&str, &ssmc::ir::interp::Tensor)> = oracle.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let Ok(all) = ssmc::ir::interp::evaluate_all(layer.graph(), &refs) else { return false };
+    if all.nodes.iter().flat_map(|t| &t.data).any(|v| !v.is_finite() || v.abs() > 1e15) {
+        return false;
+    }
+    let mut rng = ssmc::random::Rng::new(99);
+    let mut nudged = TensorMap::new();
+    for (n, t) in x {
+        let v: Vec<f64> = t.to_f64().iter().map(|v| v * (1.0 + 1e-6 * rng.uniform(-1.0, 1.0))).collect();
+        nudged.insert(n.clone(), HostTensor::from_f64(DType::F64, t.shape().to_vec(), &v).unwrap());
+    }
+    let (a, b) = (layer.eval_as(x, DType::F64).unwrap(), layer.eval_as(&nudged, DType::F64).unwrap());
+    a.iter().all(|(n, t)| {
+        let scale = t.to_f64().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        t.to_f64().iter().zip(b[n].to_f64()).all(|(p, q)| (p - q).abs() <= 1e-3 * (p.abs() + 1e-3 * scale + 1e-6))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_graphs_match_the_oracle(seed in any::<u64>(), ops in 1usize..12) {
+        let g = random_graph(seed, GenOptions { ops, partial_ops: false });
+        let layer = Layer::from_graph(g).unwrap();
+        let sizes = ssmc::ir::gen::random_sizes(layer.graph(), seed, 6);
+        let d: BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+        let x = random_inputs(layer.graph(), &d, DType::F32, seed).unwrap();
+        prop_assume!(fair_for_f32(&layer, &x));
+        check(&layer, &x, &format!("seed {seed}\n{}", ssmc::ir::print::print(layer.graph())));
+    }
+}
+
+/// The same property over many fixed seeds, so a kernel bug cannot hide behind proptest's luck.
+#[test]
+fn a_thousand_random_graphs_match_the_oracle() {
+    let mut fair = 0;
+    for seed in 0..1000u64 {
+        let g = random_graph(seed, GenOptions { ops: 12, partial_ops: false });
+        let layer = Layer::from_graph(g).unwrap();
+        let sizes = ssmc::ir::gen::random_sizes(layer.graph(), seed, 6);
+        let d: BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+        let x = random_inputs(layer.graph(), &d, DType::F32, seed).unwrap();
+        if fair_for_f32(&layer, &x) {
+            fair += 1;
+            check(&layer, &x, &format!("seed {seed}"));
+        }
+    }
+    assert!(fair >= 600, "only {fair} of 1000 random graphs were fair tests");
+}
