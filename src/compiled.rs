@@ -105,16 +105,33 @@ impl CompiledLayer {
             .collect();
         for (k, jit) in plan.kernels.iter().zip(&module.kernels) {
             let mut written: Vec<Vec<f32>> = k.writes.iter().map(|w| std::mem::take(&mut memory[w.0])).collect();
+            // staged copies (see `ssmc_kernel::Staging`), made before the launch
+            let staged: Vec<Option<Vec<f32>>> = k
+                .reads
+                .iter()
+                .zip(&jit.kir.buffers)
+                .map(|(r, param)| {
+                    param.stage.as_ref().map(|st| {
+                        let b = &plan.buffers[r.0];
+                        let values = match b.kind {
+                            BufferKind::Input => inputs[&b.name].to_f32(),
+                            _ => memory[r.0].clone(),
+                        };
+                        st.apply(&values)
+                    })
+                })
+                .collect();
             {
                 let mut args: Vec<Arg<'_>> = Vec::new();
-                for r in &k.reads {
+                for (r, st) in k.reads.iter().zip(&staged) {
                     let b = &plan.buffers[r.0];
-                    args.push(match b.kind {
-                        BufferKind::Input => {
+                    args.push(match (st, b.kind) {
+                        (Some(v), _) => Arg::ReadF32(v),
+                        (None, BufferKind::Input) => {
                             let t = &inputs[&b.name];
                             Arg::Read(t.bytes(), t.dtype())
                         }
-                        _ => Arg::ReadF32(&memory[r.0]),
+                        (None, _) => Arg::ReadF32(&memory[r.0]),
                     });
                 }
                 for w in written.iter_mut() {

@@ -73,6 +73,35 @@ enum Command {
         /// Where to run it.
         #[arg(long, value_enum, default_value_t = Backend::Interp)]
         backend: Backend,
+        /// Fused or unfused plan (compiled backends).
+        #[arg(long, value_enum, default_value_t = FusionArg::On)]
+        fusion: FusionArg,
+    },
+    /// Time the fused and the unfused plan on random inputs, checked against the oracle.
+    Bench {
+        /// The .ssm file.
+        spec: PathBuf,
+        /// Sizes, e.g. `batch=1,dim=1536,len=2048,state=16`.
+        #[arg(long)]
+        dims: String,
+        /// Where to run.
+        #[arg(long, value_enum, default_value_t = BenchBackend::Cpu)]
+        backend: BenchBackend,
+        /// Storage dtype of the random inputs.
+        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+        dtype: DType,
+        /// Timed runs per plan (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+        /// Sweep one dim, doubling: `len=256..8192`.
+        #[arg(long)]
+        sweep: Option<String>,
+        /// With --sweep: write an SVG plot of time against the swept dim.
+        #[arg(long, requires = "sweep")]
+        svg: Option<PathBuf>,
+        /// Print JSON (one object, or an array for a sweep).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -80,6 +109,22 @@ enum Command {
 enum Backend {
     /// The f64 reference interpreter (the oracle).
     Interp,
+    /// Cranelift JIT on this CPU.
+    Cpu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FusionArg {
+    /// The optimizer's fused plan.
+    On,
+    /// One kernel per op.
+    Off,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchBackend {
+    /// Cranelift JIT on this CPU.
+    Cpu,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -165,7 +210,48 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", if json { ex.json() } else { ex.text() });
             Ok(())
         }
-        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend } => {
+        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json } => {
+            let layer = Layer::from_file(&spec)?;
+            let base = random::parse_dims(layer.graph(), &dims)?;
+            let BenchBackend::Cpu = backend;
+            let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0 };
+            match sweep {
+                None => {
+                    let r = ssmc::bench::bench(&layer, ssmc::Backend::Cpu, &base, &opts)?;
+                    print!("{}", if json { r.json() + "\n" } else { r.table() });
+                }
+                Some(text) => {
+                    let (dim, sizes) = ssmc::bench::parse_sweep(&text)?;
+                    if layer.graph().dim(&dim).is_none() {
+                        return Err(ssmc::ir::IrError::new(format!("--sweep: `{dim}` is not a dim of this layer")).into());
+                    }
+                    let mut results = Vec::new();
+                    for (i, size) in sizes.iter().enumerate() {
+                        let mut d = base.clone();
+                        d.insert(dim.clone(), *size);
+                        let filled = (i + 1) * 30 / sizes.len();
+                        eprint!("\r[{}{}] {}/{} {dim}={size}   ", "#".repeat(filled), ".".repeat(30 - filled), i + 1, sizes.len());
+                        results.push(ssmc::bench::bench(&layer, ssmc::Backend::Cpu, &d, &opts)?);
+                    }
+                    eprint!("\r{}\r", " ".repeat(60));
+                    if json {
+                        let items: Vec<String> = results.iter().map(|r| r.json()).collect();
+                        println!("[{}]", items.join(",\n "));
+                    } else {
+                        for r in &results {
+                            println!("{}", r.table());
+                        }
+                    }
+                    if let Some(path) = svg {
+                        let title = format!("{} on the CPU: fused vs unfused", layer.graph().name());
+                        std::fs::write(&path, ssmc::bench::svg(&dim, &results, &title))
+                            .map_err(|source| Error::File { path: path.display().to_string(), source })?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend, fusion } => {
             let layer = Layer::from_file(&spec)?;
             let inputs = match (inputs, random) {
                 (Some(path), _) => io::load(&path)?,
@@ -183,6 +269,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             let outputs = match backend {
                 Backend::Interp => layer.eval_as(&inputs, out_dtype)?,
+                Backend::Cpu => {
+                    let fusion = match fusion {
+                        FusionArg::On => Fusion::On,
+                        FusionArg::Off => Fusion::Off,
+                    };
+                    layer.compile(ssmc::Backend::Cpu, fusion)?.run_as(&inputs, out_dtype)?
+                }
             };
             match out {
                 Some(path) => {

@@ -60,10 +60,14 @@ fn horner(b: &mut FunctionBuilder, ty: Type, x: Value, c: &[f32]) -> Value {
 
 /// `2^x`.
 pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    // clamp with compares: NaN fails both and stays NaN (the polynomial keeps it), and this is
+    // two instructions where fmin/fmax's exact NaN and signed-zero rules take several
     let lo = konst(b, ty, -127.0);
     let hi = konst(b, ty, 128.0);
-    let x = b.ins().fmax(x, lo);
-    let x = b.ins().fmin(x, hi);
+    let below = b.ins().fcmp(FloatCC::LessThan, x, lo);
+    let x = select(b, ty, below, lo, x);
+    let above = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+    let x = select(b, ty, above, hi, x);
     let n = b.ins().nearest(x);
     let f = b.ins().fsub(x, n);
     // 2^f on [-0.5, 0.5]: Taylor coefficients of e^(f ln 2), degree 6.

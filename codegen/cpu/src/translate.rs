@@ -22,6 +22,13 @@ fn flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// Loads read buffers the kernel never writes (a kernel's reads and writes are distinct), so
+/// they may move: Cranelift then places each load next to its first use instead of keeping all
+/// loads at the top of the loop body, which would spill registers.
+fn load_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap().with_readonly().with_can_move()
+}
+
 /// The signature every kernel has.
 pub fn signature(sig: &mut cranelift_codegen::ir::Signature) {
     sig.params.push(AbiParam::new(types::I64));
@@ -58,6 +65,10 @@ pub struct KernelTranslator<'a, 'b> {
     /// Per sum: (vector accumulator, scalar accumulator).
     sum_vars: HashMap<V, (Variable, Variable)>,
     chunks: Vec<(usize, usize)>,
+    /// While emitting a block of four seq steps at once: lanes run along seq, and these are the
+    /// vector values of the seq-level steps.
+    along_seq: bool,
+    seq_vecs: HashMap<V, Value>,
 }
 
 impl<'a, 'b> KernelTranslator<'a, 'b> {
@@ -88,6 +99,8 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             state_slots: HashMap::new(),
             sum_vars: HashMap::new(),
             chunks,
+            along_seq: false,
+            seq_vecs: HashMap::new(),
         };
         t.body();
     }
@@ -264,11 +277,38 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         }
     }
 
+    /// Whether seq steps can run four at a time: the seq-level work (everything outside the
+    /// inner loop: `softplus(delta + bias)`, the gate, loads and stores along `len`) is then
+    /// vectorized across four consecutive steps, while the scan still walks them one by one.
+    fn seq_blocks(&self) -> bool {
+        let Some((extent, reverse)) = self.k.seq else { return false };
+        let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
+        self.vw == 4
+            && !reverse
+            && extent >= 4
+            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+    }
+
     fn seq_loop(&mut self) {
         let (extent, reverse) = self.k.seq.unwrap_or((1, false));
         let t = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(t, zero);
+        if self.seq_blocks() {
+            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let tv = self.b.use_var(t);
+            let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, extent as i64 - 3);
+            self.b.ins().brif(more, body, &[], done, &[]);
+            self.b.switch_to_block(body);
+            self.seq_block(tv);
+            let tv = self.b.use_var(t);
+            let next = self.b.ins().iadd_imm_s(tv, 4);
+            self.b.def_var(t, next);
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(done);
+        }
         let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(head);
@@ -299,6 +339,60 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(done);
         self.l = None;
+    }
+
+    /// Four forward seq steps starting at `l0`: seq-level steps as vectors along seq, the inner
+    /// level four times in order, then the seq-level epilogue as vectors again.
+    fn seq_block(&mut self, l0: Value) {
+        let saved: HashMap<V, Value> = self.scalars.clone();
+        let lanes = Chunk { width: 4, i: l0, unrolled: None };
+        self.l = Some(l0);
+        self.along_seq = true;
+        self.seq_vecs.clear();
+        let pre = self.steps_at(Level::SeqPre);
+        for &v in &pre {
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_seq = false;
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
+        for j in 0..4u8 {
+            let l = self.b.ins().iadd_imm_s(l0, j as i64);
+            self.l = Some(l);
+            for &v in &pre {
+                if let Some(&vec) = self.seq_vecs.get(&v) {
+                    let lane = self.b.ins().extractlane(vec, j);
+                    self.scalars.insert(v, lane);
+                }
+            }
+            self.inner_level();
+            for &s in &sums {
+                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
+            }
+        }
+        self.l = Some(l0);
+        self.along_seq = true;
+        for &s in &sums {
+            let l = &sum_lanes[&s];
+            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
+            for (j, x) in l.iter().enumerate().skip(1) {
+                vec = self.b.ins().insertlane(vec, *x, j as u8);
+            }
+            self.seq_vecs.insert(s, vec);
+        }
+        for v in self.steps_at(Level::SeqPost) {
+            if matches!(self.k.steps[v].1, Step::Sum(_)) {
+                continue;
+            }
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_seq = false;
+        self.seq_vecs.clear();
+        self.scalars = saved;
     }
 
     fn inner_level(&mut self) {
@@ -421,18 +515,18 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
     /// One element of `buffer` at `addr`, as `f32`.
     fn load_scalar(&mut self, dtype: DType, addr: Value) -> Value {
         match dtype {
-            DType::F32 => self.b.ins().load(types::F32, flags(), addr, 0),
+            DType::F32 => self.b.ins().load(types::F32, load_flags(), addr, 0),
             DType::F64 => {
-                let d = self.b.ins().load(types::F64, flags(), addr, 0);
+                let d = self.b.ins().load(types::F64, load_flags(), addr, 0);
                 self.b.ins().fdemote(types::F32, d)
             }
             DType::BF16 => {
-                let h = self.b.ins().uload16(types::I32, flags(), addr, 0);
+                let h = self.b.ins().uload16(types::I32, load_flags(), addr, 0);
                 let w = self.b.ins().ishl_imm_u(h, 16);
                 self.b.ins().bitcast(types::F32, MemFlagsData::new(), w)
             }
             DType::F16 => {
-                let h = self.b.ins().uload16(types::I32, flags(), addr, 0);
+                let h = self.b.ins().uload16(types::I32, load_flags(), addr, 0);
                 self.f16_bits_to_f32(types::F32, h)
             }
         }
@@ -476,25 +570,35 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.b.ins().bitcast(ty, MemFlagsData::new(), out)
     }
 
+    /// The stride between lanes and the inner index for an access from chunk `ch`.
+    fn lanes(&self, a: &Access, ch: Chunk) -> (usize, Option<Value>) {
+        if self.along_seq {
+            (a.seq, None)
+        } else {
+            (a.inner, Some(ch.i))
+        }
+    }
+
     fn load(&mut self, a: &Access, ch: Option<Chunk>) -> Value {
         let dtype = self.k.buffers[a.buffer].dtype;
         match ch {
             Some(ch) if ch.width == 4 => {
-                let off = self.offset(a, Some(ch.i));
+                let (lane_stride, i) = self.lanes(a, ch);
+                let off = self.offset(a, i);
                 let addr = self.address(a.buffer, off);
-                match (a.inner, dtype) {
+                match (lane_stride, dtype) {
                     (0, _) => {
                         let s = self.load_scalar(dtype, addr);
                         self.b.ins().splat(types::F32X4, s)
                     }
-                    (1, DType::F32) => self.b.ins().load(types::F32X4, flags(), addr, 0),
+                    (1, DType::F32) => self.b.ins().load(types::F32X4, load_flags(), addr, 0),
                     (1, DType::BF16) => {
-                        let h = self.b.ins().uload16x4(flags(), addr, 0);
+                        let h = self.b.ins().uload16x4(load_flags(), addr, 0);
                         let w = self.b.ins().ishl_imm_u(h, 16);
                         self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), w)
                     }
                     (1, DType::F16) => {
-                        let h = self.b.ins().uload16x4(flags(), addr, 0);
+                        let h = self.b.ins().uload16x4(load_flags(), addr, 0);
                         self.f16_bits_to_f32(types::F32X4, h)
                     }
                     (stride, _) => {
@@ -520,14 +624,18 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
     }
 
     fn store(&mut self, val: Value, a: &Access, ch: Option<Chunk>) {
-        let off = self.offset(a, ch.map(|c| c.i));
+        let (lane_stride, i) = match ch {
+            Some(c) => self.lanes(a, c),
+            None => (0, None),
+        };
+        let off = self.offset(a, i);
         let addr = self.address(a.buffer, off);
         match ch {
-            Some(ch) if ch.width == 4 && a.inner == 1 => {
+            Some(ch) if ch.width == 4 && lane_stride == 1 => {
                 self.b.ins().store(flags(), val, addr, 0);
             }
             Some(ch) if ch.width == 4 => {
-                let step = (a.inner * 4) as i32;
+                let step = (lane_stride * 4) as i32;
                 for lane in 0..4u8 {
                     let s = self.b.ins().extractlane(val, lane);
                     self.b.ins().store(flags(), s, addr, step * lane as i32);
@@ -542,6 +650,13 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
 
     /// The value of step `v` as seen from chunk `ch` (scalars are splat to the chunk's width).
     fn operand(&mut self, v: V, ch: Chunk) -> Value {
+        if self.along_seq {
+            if let Some(&vec) = self.seq_vecs.get(&v) {
+                return vec;
+            }
+            let s = self.scalars[&v];
+            return self.b.ins().splat(types::F32X4, s);
+        }
         let val = match self.level(v) {
             Level::Row | Level::SeqPre | Level::SeqPost => self.scalars[&v],
             Level::RowInner if self.unrolled => match ch.unrolled {

@@ -121,6 +121,45 @@ pub struct Param {
     pub len: usize,
     /// Whether the kernel writes it.
     pub written: bool,
+    /// Set when the runtime must pass a staged copy instead of the buffer itself.
+    pub stage: Option<Staging>,
+}
+
+/// How to stage a buffer: convert it to `f32` and permute its axes, so that the kernel's inner
+/// loop reads it contiguously.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Staging {
+    /// Extents of the stored buffer, outermost first.
+    pub extents: Vec<usize>,
+    /// Axis `k` of the staged copy is axis `perm[k]` of the stored buffer.
+    pub perm: Vec<usize>,
+}
+
+impl Staging {
+    /// The staged copy of `values` (the stored buffer, widened to `f32`).
+    pub fn apply(&self, values: &[f32]) -> Vec<f32> {
+        let rank = self.extents.len();
+        let mut strides = vec![1; rank];
+        for i in (0..rank.saturating_sub(1)).rev() {
+            strides[i] = strides[i + 1] * self.extents[i + 1];
+        }
+        let ext: Vec<usize> = self.perm.iter().map(|&p| self.extents[p]).collect();
+        let src: Vec<usize> = self.perm.iter().map(|&p| strides[p]).collect();
+        let total: usize = ext.iter().product();
+        let mut out = Vec::with_capacity(total);
+        let mut idx = vec![0; rank];
+        for _ in 0..total {
+            out.push(values[idx.iter().zip(&src).map(|(i, s)| i * s).sum::<usize>()]);
+            for a in (0..rank).rev() {
+                idx[a] += 1;
+                if idx[a] < ext[a] {
+                    break;
+                }
+                idx[a] = 0;
+            }
+        }
+        out
+    }
 }
 
 /// One kernel, lowered.

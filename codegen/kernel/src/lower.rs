@@ -1,6 +1,6 @@
 //! Lowering: one kernel of a [`Plan`] at concrete sizes, under a [`Schedule`], into [`Kir`].
 
-use crate::kir::{Access, Axis, Kir, Level, Param, Step, V};
+use crate::kir::{Access, Axis, Kir, Level, Param, Staging, Step, V};
 use crate::schedule::Schedule;
 use ssmc_ir::{infer::conv_taps, DimId, IrError, NodeId, Op, Shape};
 use ssmc_opt::{Kernel, Plan};
@@ -21,16 +21,32 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
     if inner.is_none() && schedule.vectorize_rows {
         inner = rows.pop();
     }
-    let buffers: Vec<Param> = k
-        .reads
-        .iter()
-        .map(|b| (b, false))
-        .chain(k.writes.iter().map(|b| (b, true)))
-        .map(|(b, written)| {
-            let buf = &plan.buffers[b.0];
-            Param { name: buf.name.clone(), dtype: buf.dtype, len: plan.buffer_bytes(*b, sizes) as usize / buf.dtype.size(), written }
-        })
-        .collect();
+    // A read buffer whose inner dim is not its fastest axis is staged: copied to f32 with the
+    // inner dim moved last, so the inner loop reads it contiguously (B and C of Mamba, stored
+    // [batch, state, len] and read along state).
+    let mut layouts = Vec::new();
+    let mut buffers = Vec::new();
+    for (b, written) in k.reads.iter().map(|b| (b, false)).chain(k.writes.iter().map(|b| (b, true))) {
+        let buf = &plan.buffers[b.0];
+        let stored = &buf.shape;
+        let len = plan.buffer_bytes(*b, sizes) as usize / buf.dtype.size();
+        let stage = match inner {
+            Some(d) if schedule.stage_strided && !written && stored.contains(d) && stored.dims().last() != Some(&d) => {
+                let pos = stored.position(d).expect("contains");
+                let mut perm: Vec<usize> = (0..stored.rank()).filter(|&i| i != pos).collect();
+                perm.push(pos);
+                Some(perm)
+            }
+            _ => None,
+        };
+        let (layout, dtype) = match &stage {
+            Some(perm) => (Shape(perm.iter().map(|&i| stored.dims()[i]).collect()), ssmc_ir::DType::F32),
+            None => (stored.clone(), buf.dtype),
+        };
+        let extents = stored.dims().iter().map(|d| sizes[d.index()]).collect();
+        buffers.push(Param { name: buf.name.clone(), dtype, len, written, stage: stage.map(|perm| Staging { extents, perm }) });
+        layouts.push(layout);
+    }
     let param_of: BTreeMap<NodeId, usize> =
         k.reads.iter().chain(k.writes.iter()).enumerate().map(|(i, b)| (plan.buffers[b.0].node, i)).collect();
     let mut cx = Lowerer {
@@ -41,7 +57,7 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         seq: seq.map(|s| s.0),
         inner,
         param_of,
-        layouts: k.reads.iter().chain(k.writes.iter()).map(|b| plan.buffers[b.0].shape.clone()).collect(),
+        layouts,
         steps: Vec::new(),
         value: BTreeMap::new(),
         loads: BTreeMap::new(),

@@ -13,17 +13,19 @@ pub struct Schedule {
     pub threads: usize,
     /// When a kernel has no inner dim, move its fastest row dim inside (vectorizing over it).
     pub vectorize_rows: bool,
+    /// Stage read buffers whose inner dim is not contiguous (a transposed `f32` copy).
+    pub stage_strided: bool,
 }
 
 impl Schedule {
     /// The default CPU schedule: `f32x4`, unroll up to 64, all cores.
     pub fn cpu_default() -> Self {
-        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true }
+        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true }
     }
 
     /// Plain scalar code on one thread, no unrolling: the simplest lowering, for testing the
     /// others against.
     pub fn cpu_scalar() -> Self {
-        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false }
+        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false }
     }
 }

@@ -1,0 +1,235 @@
+//! Benchmarks of compiled layers, fused against unfused: warm-up, then the median of repeated
+//! runs; both checked against the oracle; a table, JSON, and an SVG plot for sweeps.
+
+use crate::compiled::{Backend, CompiledLayer};
+use crate::random::random_inputs;
+use crate::{Error, Layer};
+use ssmc_ir::{DType, IrError};
+use ssmc_opt::Fusion;
+use ssmc_runtime::TensorMap;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// One measured configuration.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// Dim sizes.
+    pub dims: BTreeMap<String, usize>,
+    /// Median time of the fused plan.
+    pub fused: Duration,
+    /// Median time of the unfused plan.
+    pub unfused: Duration,
+    /// JIT time of the fused plan's kernels.
+    pub compile_fused: Duration,
+    /// JIT time of the unfused plan's kernels.
+    pub compile_unfused: Duration,
+    /// Bytes the fused plan moves (each input once, each output once): the floor.
+    pub floor_bytes: u64,
+    /// Bytes the unfused plan moves.
+    pub unfused_bytes: u64,
+    /// Elements of the largest value the layer computes (for Mamba: one state update each).
+    pub updates: u64,
+    /// Largest |compiled - oracle| over both plans on the sample shape.
+    pub max_abs_err: f64,
+    /// The sample shape the oracle check ran at.
+    pub sample_dims: BTreeMap<String, usize>,
+    /// Largest |fused - unfused| at the full shape.
+    pub fused_vs_unfused: f64,
+}
+
+/// How to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Storage dtype of the random inputs.
+    pub dtype: DType,
+    /// Timed runs per plan (after one warm-up); the median is reported.
+    pub reps: usize,
+    /// Seed for the inputs.
+    pub seed: u64,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time_runs(c: &CompiledLayer, x: &TensorMap, reps: usize) -> Result<(Duration, TensorMap), Error> {
+    let out = c.run(x)?; // warm-up (and JIT)
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let r = c.run(x)?;
+        times.push(t.elapsed());
+        std::hint::black_box(r);
+    }
+    Ok((median(times), out))
+}
+
+fn max_diff(a: &TensorMap, b: &TensorMap) -> f64 {
+    a.iter()
+        .map(|(n, t)| {
+            t.to_f64().iter().zip(b[n].to_f64()).map(|(x, y)| if x == &y { 0.0 } else { (x - y).abs() }).fold(0.0, f64::max)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The sample the oracle checks: the same dims, with `batch` cut to 1 and `dim` to 8.
+fn sample_of(dims: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+    dims.iter()
+        .map(|(k, &v)| {
+            let cut = match k.as_str() {
+                "batch" => v.min(1),
+                "dim" => v.min(8),
+                _ => v,
+            };
+            (k.clone(), cut)
+        })
+        .collect()
+}
+
+/// Measures `layer` fused and unfused at `dims` on `backend`.
+pub fn bench(layer: &Layer, backend: Backend, dims: &BTreeMap<String, usize>, opts: &BenchOptions) -> Result<BenchResult, Error> {
+    let fused = layer.compile(backend, Fusion::On)?;
+    let unfused = layer.compile(backend, Fusion::Off)?;
+    let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
+    let compile_fused = fused.compile_time(&x)?;
+    let compile_unfused = unfused.compile_time(&x)?;
+    let (tf, of) = time_runs(&fused, &x, opts.reps)?;
+    let (tu, ou) = time_runs(&unfused, &x, opts.reps)?;
+    let sample_dims = sample_of(dims);
+    let xs = random_inputs(layer.graph(), &sample_dims, opts.dtype, opts.seed ^ 1)?;
+    let want = layer.eval(&xs)?;
+    let max_abs_err = max_diff(&fused.run(&xs)?, &want).max(max_diff(&unfused.run(&xs)?, &want));
+    let sizes: Vec<usize> = layer.graph().dims().map(|(_, n)| dims.get(n).copied().unwrap_or(1)).collect();
+    let floor_bytes = fused.plan().bytes(&sizes);
+    let unfused_bytes = unfused.plan().bytes(&sizes);
+    let updates = layer
+        .graph()
+        .nodes()
+        .iter()
+        .map(|n| n.shape.dims().iter().map(|d| sizes[d.index()] as u64).product::<u64>())
+        .max()
+        .unwrap_or(1);
+    Ok(BenchResult {
+        dims: dims.clone(),
+        fused: tf,
+        unfused: tu,
+        compile_fused,
+        compile_unfused,
+        floor_bytes,
+        unfused_bytes,
+        updates,
+        max_abs_err,
+        sample_dims,
+        fused_vs_unfused: max_diff(&of, &ou),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn dims_text(d: &BTreeMap<String, usize>) -> String {
+    d.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+impl BenchResult {
+    /// A readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let gbs = |t: Duration| self.floor_bytes as f64 / t.as_secs_f64() / 1e9;
+        let ns = |t: Duration| t.as_secs_f64() * 1e9 / self.updates as f64;
+        let _ = writeln!(s, "dims {}   ({} updates, floor {:.1} MB)", dims_text(&self.dims), self.updates, self.floor_bytes as f64 / 1e6);
+        let _ = writeln!(s, "plan      time (ms)   ns/update   GB/s of floor   JIT (ms)");
+        let _ = writeln!(s, "fused     {:>9.3}   {:>9.4}   {:>13.2}   {:>8.2}", ms(self.fused), ns(self.fused), gbs(self.fused), ms(self.compile_fused));
+        let _ = writeln!(s, "unfused   {:>9.3}   {:>9.4}   {:>13.2}   {:>8.2}", ms(self.unfused), ns(self.unfused), gbs(self.unfused), ms(self.compile_unfused));
+        let _ = writeln!(s, "speedup   {:.1}x (unfused moves {:.1}x the bytes)", self.unfused.as_secs_f64() / self.fused.as_secs_f64(), self.unfused_bytes as f64 / self.floor_bytes as f64);
+        let _ = writeln!(
+            s,
+            "max |err| vs oracle {:.3e} (at {}), |fused - unfused| {:.3e}",
+            self.max_abs_err,
+            dims_text(&self.sample_dims),
+            self.fused_vs_unfused
+        );
+        s
+    }
+
+    /// One JSON object.
+    pub fn json(&self) -> String {
+        let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+        format!(
+            "{{\"dims\": {{{}}}, \"fused_ms\": {}, \"unfused_ms\": {}, \"speedup\": {}, \"compile_ms\": {}, \"compile_unfused_ms\": {}, \"ns_per_update_fused\": {}, \"ns_per_update_unfused\": {}, \"floor_bytes\": {}, \"unfused_bytes\": {}, \"fused_gbps\": {}, \"max_abs_err\": {:e}, \"fused_vs_unfused\": {:e}}}",
+            dims.join(", "),
+            ms(self.fused),
+            ms(self.unfused),
+            self.unfused.as_secs_f64() / self.fused.as_secs_f64(),
+            ms(self.compile_fused),
+            ms(self.compile_unfused),
+            self.fused.as_secs_f64() * 1e9 / self.updates as f64,
+            self.unfused.as_secs_f64() * 1e9 / self.updates as f64,
+            self.floor_bytes,
+            self.unfused_bytes,
+            self.floor_bytes as f64 / self.fused.as_secs_f64() / 1e9,
+            self.max_abs_err,
+            self.fused_vs_unfused
+        )
+    }
+}
+
+/// `len=256..8192`: the dim and the sizes from `lo` to `hi`, doubling.
+pub fn parse_sweep(text: &str) -> Result<(String, Vec<usize>), Error> {
+    let bad = || IrError::new(format!("--sweep: expected `dim=lo..hi` with 0 < lo <= hi, found `{text}`"));
+    let (dim, range) = text.split_once('=').ok_or_else(bad)?;
+    let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
+    let (lo, hi): (usize, usize) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    if lo == 0 || lo > hi {
+        return Err(bad().into());
+    }
+    let mut v = vec![];
+    let mut at = lo;
+    while at < hi {
+        v.push(at);
+        at *= 2;
+    }
+    v.push(hi);
+    Ok((dim.trim().to_string(), v))
+}
+
+/// A line plot of time against the swept dim, fused and unfused (log-log).
+pub fn svg(dim: &str, results: &[BenchResult], title: &str) -> String {
+    let (w, h, m) = (640.0, 400.0, 60.0);
+    let xs: Vec<f64> = results.iter().map(|r| r.dims[dim] as f64).collect();
+    let all: Vec<f64> = results.iter().flat_map(|r| [ms(r.fused), ms(r.unfused)]).collect();
+    let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min).log10(), xs.iter().cloned().fold(0.0, f64::max).log10());
+    let (y0, y1) = (all.iter().cloned().fold(f64::INFINITY, f64::min).log10() - 0.1, all.iter().cloned().fold(0.0, f64::max).log10() + 0.1);
+    let px = |x: f64| m + (x.log10() - x0) / (x1 - x0).max(1e-9) * (w - 2.0 * m);
+    let py = |y: f64| h - m - (y.log10() - y0) / (y1 - y0).max(1e-9) * (h - 2.0 * m);
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+    let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+    let _ = writeln!(s, "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">{title}</text>", w / 2.0);
+    let _ = writeln!(s, "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", h - m, w - m, h - m);
+    let _ = writeln!(s, "<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>", h - m);
+    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{dim} (log scale)</text>", w / 2.0, h - 20.0);
+    let _ = writeln!(s, "<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">time, ms (log scale)</text>", h / 2.0, h / 2.0);
+    for (x, r) in xs.iter().zip(results) {
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", px(*x), h - m + 16.0, r.dims[dim]);
+    }
+    for (name, color, pick) in [("fused", "#1f77b4", true), ("unfused", "#d62728", false)] {
+        let pts: Vec<String> = xs
+            .iter()
+            .zip(results)
+            .map(|(x, r)| format!("{:.1},{:.1}", px(*x), py(ms(if pick { r.fused } else { r.unfused }))))
+            .collect();
+        let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "));
+        for (x, r) in xs.iter().zip(results) {
+            let t = ms(if pick { r.fused } else { r.unfused });
+            let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{name} {t:.3} ms</title></circle>", px(*x), py(t));
+            let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{color}\">{t:.2}</text>", px(*x) + 4.0, py(t) - 4.0);
+        }
+        let ly = if pick { m + 10.0 } else { m + 26.0 };
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{ly}\" fill=\"{color}\">{name}</text>", w - m - 60.0);
+    }
+    s.push_str("</svg>\n");
+    s
+}
