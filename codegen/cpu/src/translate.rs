@@ -763,7 +763,9 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             Step::Scan { a, b: bv, .. } => {
                 let (a, bv) = (op(self, a), op(self, bv));
                 let h = self.state_get(v, ch, outer);
-                let h = self.b.ins().fma(a, h, bv);
+                // the state first: Cranelift places pure values depth-first from their uses, so
+                // this makes earlier steps' chains come before this step's `a` (fewer spills)
+                let h = self.b.ins().fma(h, a, bv);
                 self.state_set(v, ch, outer, h);
                 h
             }
