@@ -4,9 +4,10 @@
 //! Accuracy, measured against `f64` over a sweep (`tests/math.rs` asserts these bounds):
 //! - [`exp2`]: relative error below 3e-7 for results in the normal range; `x < -127` gives 0,
 //!   `x >= 128` gives infinity, NaN stays NaN.
-//! - [`exp`]: `exp2(x * log2 e)`, relative error below 5e-7 for `|x| <= 80`.
-//! - [`log`]: absolute error below 2e-7 for `x` in `[1e-30, 1e30]`; `log 0 = -inf`, negative
-//!   or NaN gives NaN, `log inf = inf`. Subnormal inputs are not handled exactly.
+//! - [`exp`]: Cody-Waite reduction, relative error below 5e-7 for `|x| <= 87`; below -88 it
+//!   gives 0, above 89 infinity.
+//! - [`log`]: error below `3e-7 * max(1, |ln x|)` for `x` in `[1e-30, 1e30]`; `log 0 = -inf`,
+//!   negative or NaN gives NaN, `log inf = inf`. Subnormal inputs are not handled exactly.
 //! - [`log1p`]: `log(1 + x) * x / ((1 + x) - 1)`, relative error below 3e-7 for `|x| < 1`.
 
 use cranelift_codegen::ir::{condcodes::FloatCC, types, InstBuilder, MemFlagsData, Type, Value};
@@ -86,11 +87,41 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     b.ins().fmul(p, scale)
 }
 
-/// `e^x`.
+/// `e^x`, with Cody-Waite range reduction: `x = n ln 2 + r`, `ln 2` split in two so that `r`
+/// is exact to f32 rounding, then `e^r` by a polynomial and `2^n` by exponent bits.
 pub fn exp(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
-    let k = konst(b, ty, std::f32::consts::LOG2_E);
-    let y = b.ins().fmul(x, k);
-    exp2(b, ty, y)
+    let lo = konst(b, ty, -88.0);
+    let hi = konst(b, ty, 89.0);
+    let below = b.ins().fcmp(FloatCC::LessThan, x, lo);
+    let xc = select(b, ty, below, lo, x);
+    let above = b.ins().fcmp(FloatCC::GreaterThan, xc, hi);
+    let xc = select(b, ty, above, hi, xc);
+    let l2e = konst(b, ty, std::f32::consts::LOG2_E);
+    let t = b.ins().fmul(xc, l2e);
+    let n = b.ins().nearest(t);
+    let nln2_hi = konst(b, ty, -0.693_145_75);
+    let nln2_lo = konst(b, ty, -1.428_606_8e-6);
+    let r = b.ins().fma(n, nln2_hi, xc);
+    let r = b.ins().fma(n, nln2_lo, r);
+    let p = horner(b, ty, r, &[1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0]);
+    // 2^n in two halves, so n up to 128 and down to -127 stay representable
+    let ni = b.ins().fcvt_to_sint_sat(int_ty(ty), n);
+    let half = b.ins().sshr_imm_u(ni, 1);
+    let rest = b.ins().isub(ni, half);
+    let bias = iconst(b, ty, 127);
+    let e1 = b.ins().iadd(half, bias);
+    let e1 = b.ins().ishl_imm_u(e1, 23);
+    let e2 = b.ins().iadd(rest, bias);
+    let e2 = b.ins().ishl_imm_u(e2, 23);
+    let s1 = from_bits(b, ty, e1);
+    let s2 = from_bits(b, ty, e2);
+    let y = b.ins().fmul(p, s1);
+    let y = b.ins().fmul(y, s2);
+    // beyond the clamp: 0 below, infinity above; NaN stays NaN through the polynomial
+    let zero = konst(b, ty, 0.0);
+    let inf = konst(b, ty, f32::INFINITY);
+    let y = select(b, ty, below, zero, y);
+    select(b, ty, above, inf, y)
 }
 
 /// `e^x - 1`, accurate near 0 (Taylor to degree 6 below `|x| < 0.35`, where `e^x - 1` would
@@ -148,8 +179,11 @@ pub fn log(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let t2 = b.ins().fmul(t, t);
     let p = horner(b, ty, t2, &[2.0, 2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0]);
     let lm = b.ins().fmul(p, t);
-    let ln2 = konst(b, ty, std::f32::consts::LN_2);
-    let r = b.ins().fma(ef, ln2, lm);
+    // e ln 2 + log m, with ln 2 split in two (e ln 2 is exact in the high part)
+    let ln2_hi = konst(b, ty, 0.693_145_75);
+    let ln2_lo = konst(b, ty, 1.428_606_8e-6);
+    let lo_part = b.ins().fma(ef, ln2_lo, lm);
+    let r = b.ins().fma(ef, ln2_hi, lo_part);
     // special values
     let zero = konst(b, ty, 0.0);
     let inf = konst(b, ty, f32::INFINITY);
