@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone: installs what the tests need, then runs them.
-# Needs only the Rust toolchain (and, once the PTX backend lands, Python for ptxas).
+# Needs only the Rust toolchain and Python (for ptxas, from the PyPI wheel nvidia-cuda-nvcc-cu12,
+# which validates every emitted PTX kernel and needs no GPU).
 set -euo pipefail
 cd "$(dirname "$0")"
+if [ -z "${SSMC_PTXAS:-}" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvcc-cu12==12.9.86" 2>&1 | grep -v "WARNING: Running pip as" || true
+  SSMC_PTXAS="$(python3 -c "import nvidia.cuda_nvcc, os; print(os.path.join(list(nvidia.cuda_nvcc.__path__)[0], 'bin', 'ptxas'))")"
+  export SSMC_PTXAS
+fi
+"$SSMC_PTXAS" --version | tail -1
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked

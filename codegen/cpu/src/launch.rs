@@ -16,6 +16,9 @@ pub enum Arg<'a> {
     Write(&'a mut [f32]),
 }
 
+/// Below this many row x seq x inner elements a launch stays on one thread.
+pub const SMALL_WORK: usize = 1 << 16;
+
 /// Runs `k` over `args` (in the kernel's parameter order) on up to `threads` threads (0 = all).
 pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(), CpuError> {
     let params = &k.kir.buffers;
@@ -42,7 +45,13 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
         ptrs.push(ptr);
     }
     let rows = k.kir.row_count();
-    let threads = if threads == 0 { rayon::current_num_threads() } else { threads };
+    // small launches (a decode step) run on the calling thread: waking a pool costs more
+    let work = rows * k.kir.seq.map_or(1, |s| s.0) * k.kir.inner.unwrap_or(1);
+    let threads = match threads {
+        _ if work < SMALL_WORK => 1,
+        0 => rayon::current_num_threads(),
+        t => t,
+    };
     let tasks = (threads * 4).min(rows).max(1);
     let per = rows.div_ceil(tasks);
     let base = ptrs.as_ptr() as usize;

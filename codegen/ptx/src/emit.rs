@@ -1,0 +1,632 @@
+//! PtxWriter: one [`Kir`] into a PTX `.entry`, one GPU thread per row.
+//!
+//! Each thread walks its row exactly as the CPU kernel does: the seq loop in order, the inner
+//! dim unrolled (the scan state of every inner index in its own register) or, when longer than
+//! the schedule's unroll limit, looped with the states in local memory. Values are virtual
+//! registers in SSA form except the loop-carried ones (states, sums, counters); ptxas allocates.
+
+use crate::arch::Arch;
+use crate::isa::{self, fimm};
+use ssmc_ir::{DType, GateKind, Method};
+use ssmc_kernel::{Access, Axis, Kir, Level, Schedule, Step, V};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// Register allocation and instruction text.
+#[derive(Default)]
+pub struct Regs {
+    body: String,
+    nf: u32,
+    nrd: u32,
+    np: u32,
+    nr: u32,
+    nh: u32,
+    labels: u32,
+}
+
+impl Regs {
+    /// A fresh `.f32` register.
+    pub fn f(&mut self) -> String {
+        self.nf += 1;
+        format!("%f{}", self.nf)
+    }
+    /// A fresh `.u64` register.
+    pub fn rd(&mut self) -> String {
+        self.nrd += 1;
+        format!("%rd{}", self.nrd)
+    }
+    /// A fresh predicate.
+    pub fn p(&mut self) -> String {
+        self.np += 1;
+        format!("%p{}", self.np)
+    }
+    /// A fresh `.b32` register.
+    pub fn r(&mut self) -> String {
+        self.nr += 1;
+        format!("%r{}", self.nr)
+    }
+    /// A fresh `.b16` register.
+    pub fn h(&mut self) -> String {
+        self.nh += 1;
+        format!("%h{}", self.nh)
+    }
+    /// A fresh label.
+    pub fn label(&mut self, what: &str) -> String {
+        self.labels += 1;
+        format!("$L_{what}_{}", self.labels)
+    }
+    /// One instruction.
+    pub fn ins(&mut self, s: impl AsRef<str>) {
+        let _ = writeln!(self.body, "\t{};", s.as_ref());
+    }
+    /// A label line.
+    pub fn put_label(&mut self, l: &str) {
+        let _ = writeln!(self.body, "{l}:");
+    }
+    fn decls(&self) -> String {
+        let mut s = String::new();
+        for (ty, prefix, n) in [(".f32", "%f", self.nf), (".u64", "%rd", self.nrd), (".pred", "%p", self.np), (".b32", "%r", self.nr), (".b16", "%h", self.nh)] {
+            if n > 0 {
+                let _ = writeln!(s, "\t.reg {ty} {prefix}<{}>;", n + 1);
+            }
+        }
+        s
+    }
+}
+
+/// The PTX for a whole plan: one `.entry` per kernel.
+pub fn module(kirs: &[Kir], schedule: &Schedule, arch: Arch) -> String {
+    let mut out = arch.header();
+    for (i, k) in kirs.iter().enumerate() {
+        out.push('\n');
+        out.push_str(&entry(k, &entry_name(k, i), schedule));
+    }
+    out
+}
+
+/// The entry point name of kernel `i`.
+pub fn entry_name(k: &Kir, i: usize) -> String {
+    format!("{}_{i}", k.name)
+}
+
+/// One kernel: `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)`.
+pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
+    let n = k.inner.unwrap_or(1);
+    let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
+    let mut t = Translator {
+        w: Regs::default(),
+        k,
+        unrolled,
+        bases: vec![],
+        row_idx: vec![],
+        l: None,
+        scalars: HashMap::new(),
+        per_chunk: HashMap::new(),
+        cur: HashMap::new(),
+        states: HashMap::new(),
+        sums: HashMap::new(),
+        locals: vec![],
+    };
+    t.body();
+    let mut s = format!(".visible .entry {name}(\n");
+    let params: Vec<String> = (0..k.buffers.len()).map(|i| format!("\t.param .u64 buf{i}")).chain(["\t.param .u64 rows".to_string()]).collect();
+    s.push_str(&params.join(",\n"));
+    s.push_str("\n)\n{\n");
+    s.push_str(&t.w.decls());
+    for (name, bytes) in &t.locals {
+        let _ = writeln!(s, "\t.local .align 4 .b8 {name}[{bytes}];");
+    }
+    s.push_str(&t.w.body);
+    s.push_str("}\n");
+    s
+}
+
+struct Translator<'a> {
+    w: Regs,
+    k: &'a Kir,
+    unrolled: bool,
+    bases: Vec<String>,
+    row_idx: Vec<String>,
+    l: Option<String>,
+    scalars: HashMap<V, String>,
+    per_chunk: HashMap<(V, usize), String>,
+    cur: HashMap<V, String>,
+    /// Scan states: a register per inner index when unrolled; else a local array name.
+    states: HashMap<(V, usize), String>,
+    sums: HashMap<V, String>,
+    locals: Vec<(String, usize)>,
+}
+
+/// The inner index of the value being emitted: a constant when unrolled, a register in a loop.
+#[derive(Clone)]
+enum Inner {
+    None,
+    Static(usize),
+    Reg(String),
+}
+
+impl Translator<'_> {
+    fn steps_at(&self, level: Level) -> Vec<V> {
+        self.k.steps.iter().enumerate().filter(|(_, (l, _))| *l == level).map(|(i, _)| i).collect()
+    }
+
+    fn level(&self, v: V) -> Level {
+        self.k.steps[v].0
+    }
+
+    fn body(&mut self) {
+        let w = &mut self.w;
+        let (tid, ntid, ctaid) = (w.r(), w.r(), w.r());
+        w.ins(format!("mov.u32 {tid}, %tid.x"));
+        w.ins(format!("mov.u32 {ntid}, %ntid.x"));
+        w.ins(format!("mov.u32 {ctaid}, %ctaid.x"));
+        let (a, b, row) = (w.rd(), w.rd(), w.rd());
+        w.ins(format!("mul.wide.u32 {a}, {ctaid}, {ntid}"));
+        w.ins(format!("cvt.u64.u32 {b}, {tid}"));
+        w.ins(format!("add.u64 {row}, {a}, {b}"));
+        let rows = w.rd();
+        w.ins(format!("ld.param.u64 {rows}, [rows]"));
+        let p = w.p();
+        w.ins(format!("setp.ge.u64 {p}, {row}, {rows}"));
+        let done = w.label("exit");
+        w.ins(format!("@{p} bra {done}"));
+        for i in 0..self.k.buffers.len() {
+            let (g, base) = (self.w.rd(), self.w.rd());
+            self.w.ins(format!("ld.param.u64 {g}, [buf{i}]"));
+            self.w.ins(format!("cvta.to.global.u64 {base}, {g}"));
+            self.bases.push(base);
+        }
+        // row indices, last dim fastest
+        let mut rest = row;
+        let mut idx = vec![String::new(); self.k.rows.len()];
+        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
+            if k == 0 {
+                idx[k] = rest.clone();
+            } else {
+                let (r, q) = (self.w.rd(), self.w.rd());
+                self.w.ins(format!("rem.u64 {r}, {rest}, {extent}"));
+                self.w.ins(format!("div.u64 {q}, {rest}, {extent}"));
+                idx[k] = r;
+                rest = q;
+            }
+        }
+        self.row_idx = idx;
+        for v in self.steps_at(Level::Row) {
+            self.scalar_step(v);
+        }
+        if self.unrolled {
+            for c in 0..self.k.inner.unwrap_or(1) {
+                self.cur.clear();
+                for v in self.steps_at(Level::RowInner) {
+                    self.inner_step(v, Inner::Static(c));
+                    if let Some(val) = self.cur.get(&v).cloned() {
+                        self.per_chunk.insert((v, c), val);
+                    }
+                }
+            }
+        }
+        self.init_states();
+        self.seq_loop();
+        self.final_level();
+        self.w.put_label(&done);
+        self.w.ins("ret");
+    }
+
+    fn inner_indices(&mut self, mut f: impl FnMut(&mut Self, Inner)) {
+        let n = self.k.inner.unwrap_or(1);
+        if self.unrolled {
+            for c in 0..n {
+                self.cur.clear();
+                f(self, Inner::Static(c));
+            }
+            return;
+        }
+        let i = self.w.rd();
+        self.w.ins(format!("mov.u64 {i}, 0"));
+        let (head, done) = (self.w.label("inner"), self.w.label("inner_done"));
+        self.w.put_label(&head);
+        let p = self.w.p();
+        self.w.ins(format!("setp.ge.u64 {p}, {i}, {n}"));
+        self.w.ins(format!("@{p} bra {done}"));
+        self.cur.clear();
+        if let Some(rows_inner) = Some(self.steps_at(Level::RowInner)) {
+            for v in rows_inner {
+                self.inner_step(v, Inner::Reg(i.clone()));
+            }
+        }
+        f(self, Inner::Reg(i.clone()));
+        self.w.ins(format!("add.u64 {i}, {i}, 1"));
+        self.w.ins(format!("bra {head}"));
+        self.w.put_label(&done);
+    }
+
+    fn init_states(&mut self) {
+        let scans: Vec<V> = (0..self.k.steps.len()).filter(|&v| matches!(self.k.steps[v].1, Step::Scan { .. })).collect();
+        for v in scans {
+            let Step::Scan { init, .. } = self.k.steps[v].1.clone() else { unreachable!() };
+            if self.level(v) != Level::Inner {
+                let h = self.w.f();
+                match init {
+                    Some(i) => self.w.ins(format!("mov.f32 {h}, {}", self.scalars[&i])),
+                    None => self.w.ins(format!("mov.f32 {h}, {}", fimm(0.0))),
+                }
+                self.states.insert((v, usize::MAX), h);
+                continue;
+            }
+            if !self.unrolled {
+                let name = format!("state{v}");
+                self.locals.push((name.clone(), self.k.inner.unwrap_or(1) * 4));
+                self.states.insert((v, usize::MAX), name);
+            }
+            self.inner_indices(|t, at| {
+                let h0 = match init {
+                    Some(i) => t.operand(i, &at),
+                    None => fimm(0.0),
+                };
+                match at {
+                    Inner::Static(c) => {
+                        let h = t.w.f();
+                        t.w.ins(format!("mov.f32 {h}, {h0}"));
+                        t.states.insert((v, c), h);
+                    }
+                    Inner::Reg(i) => {
+                        let addr = t.local_addr(v, &i);
+                        t.w.ins(format!("st.local.f32 [{addr}], {h0}"));
+                    }
+                    Inner::None => unreachable!("inner states have an inner index"),
+                }
+            });
+        }
+    }
+
+    fn local_addr(&mut self, scan: V, i: &str) -> String {
+        let name = self.states[&(scan, usize::MAX)].clone();
+        let (base, a) = (self.w.rd(), self.w.rd());
+        self.w.ins(format!("mov.u64 {base}, {name}"));
+        self.w.ins(format!("mad.lo.u64 {a}, {i}, 4, {base}"));
+        a
+    }
+
+    fn seq_loop(&mut self) {
+        let (extent, reverse) = self.k.seq.unwrap_or((1, false));
+        let t = self.w.rd();
+        self.w.ins(format!("mov.u64 {t}, 0"));
+        let (head, done) = (self.w.label("seq"), self.w.label("seq_done"));
+        self.w.put_label(&head);
+        let p = self.w.p();
+        self.w.ins(format!("setp.ge.u64 {p}, {t}, {extent}"));
+        self.w.ins(format!("@{p} bra {done}"));
+        let l = if reverse {
+            let l = self.w.rd();
+            self.w.ins(format!("sub.u64 {l}, {}, {t}", extent - 1));
+            l
+        } else {
+            t.clone()
+        };
+        self.l = Some(l);
+        let saved = self.scalars.clone();
+        for v in self.steps_at(Level::SeqPre) {
+            self.scalar_step(v);
+        }
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        for &s in &sums {
+            let acc = self.w.f();
+            self.w.ins(format!("mov.f32 {acc}, {}", fimm(0.0)));
+            self.sums.insert(s, acc);
+        }
+        let inner = self.steps_at(Level::Inner);
+        self.inner_indices(|tr, at| {
+            for &v in &inner {
+                tr.inner_step(v, at.clone());
+            }
+            for &s in &sums {
+                let Step::Sum(x) = tr.k.steps[s].1 else { unreachable!() };
+                let val = tr.operand(x, &at);
+                let acc = tr.sums[&s].clone();
+                tr.w.ins(format!("add.f32 {acc}, {acc}, {val}"));
+            }
+        });
+        for &s in &sums {
+            self.scalars.insert(s, self.sums[&s].clone());
+        }
+        for v in self.steps_at(Level::SeqPost) {
+            self.scalar_step(v);
+        }
+        self.scalars = saved;
+        self.w.ins(format!("add.u64 {t}, {t}, 1"));
+        self.w.ins(format!("bra {head}"));
+        self.w.put_label(&done);
+        self.l = None;
+    }
+
+    fn final_level(&mut self) {
+        let steps = self.steps_at(Level::Final);
+        let chunked = |t: &Self, v: V| match &t.k.steps[v].1 {
+            Step::Final(s) => t.level(*s) == Level::Inner,
+            Step::Store(x, _) => matches!(&t.k.steps[*x].1, Step::Final(s) if t.level(*s) == Level::Inner),
+            _ => false,
+        };
+        let (vec_steps, scalar_steps): (Vec<V>, Vec<V>) = steps.into_iter().partition(|&v| chunked(self, v));
+        for v in scalar_steps {
+            self.scalar_step(v);
+        }
+        if !vec_steps.is_empty() {
+            self.inner_indices(|t, at| {
+                for &v in &vec_steps {
+                    t.inner_step(v, at.clone());
+                }
+            });
+        }
+    }
+
+    /// Element offset of `a` at the current row, seq step and inner index.
+    fn offset(&mut self, a: &Access, at: &Inner) -> String {
+        let off = self.w.rd();
+        self.w.ins(format!("mov.u64 {off}, 0"));
+        let mut terms: Vec<(String, usize)> = vec![];
+        for (k, &stride) in a.row.iter().enumerate() {
+            if stride != 0 {
+                terms.push((self.row_idx[k].clone(), stride));
+            }
+        }
+        if let (Some(l), true) = (&self.l, a.seq != 0) {
+            terms.push((l.clone(), a.seq));
+        }
+        let mut off = off;
+        for (x, s) in terms {
+            let n = self.w.rd();
+            self.w.ins(format!("mad.lo.u64 {n}, {x}, {s}, {off}"));
+            off = n;
+        }
+        match at {
+            Inner::Static(c) if a.inner != 0 => {
+                let n = self.w.rd();
+                self.w.ins(format!("add.u64 {n}, {off}, {}", c * a.inner));
+                n
+            }
+            Inner::Reg(i) if a.inner != 0 => {
+                let n = self.w.rd();
+                self.w.ins(format!("mad.lo.u64 {n}, {i}, {}, {off}", a.inner));
+                n
+            }
+            _ => off,
+        }
+    }
+
+    fn address(&mut self, buffer: usize, off: &str) -> String {
+        let size = self.k.buffers[buffer].dtype.size();
+        let a = self.w.rd();
+        self.w.ins(format!("mad.lo.u64 {a}, {off}, {size}, {}", self.bases[buffer]));
+        a
+    }
+
+    fn load_at(&mut self, dtype: DType, addr: &str) -> String {
+        let d = self.w.f();
+        match dtype {
+            DType::F32 => self.w.ins(format!("ld.global.nc.f32 {d}, [{addr}]")),
+            DType::F64 => {
+                // an f64 register is only needed here
+                let dd = format!("%fd_{}", d.trim_start_matches("%f"));
+                self.w.ins(format!("{{\n\t.reg .f64 {dd};\n\tld.global.nc.f64 {dd}, [{addr}];\n\tcvt.rn.f32.f64 {d}, {dd};\n\t}}"));
+            }
+            DType::BF16 => {
+                let (h, r, s) = (self.w.h(), self.w.r(), self.w.r());
+                self.w.ins(format!("ld.global.nc.b16 {h}, [{addr}]"));
+                self.w.ins(format!("cvt.u32.u16 {r}, {h}"));
+                self.w.ins(format!("shl.b32 {s}, {r}, 16"));
+                self.w.ins(format!("mov.b32 {d}, {s}"));
+            }
+            DType::F16 => {
+                let h = self.w.h();
+                self.w.ins(format!("ld.global.nc.b16 {h}, [{addr}]"));
+                self.w.ins(format!("cvt.f32.f16 {d}, {h}"));
+            }
+        }
+        d
+    }
+
+    fn operand(&mut self, v: V, at: &Inner) -> String {
+        match (self.level(v), at) {
+            (Level::Row | Level::SeqPre | Level::SeqPost, _) => self.scalars[&v].clone(),
+            (Level::RowInner, Inner::Static(c)) if self.unrolled => self.per_chunk[&(v, *c)].clone(),
+            _ => self.cur[&v].clone(),
+        }
+    }
+
+    fn scalar_step(&mut self, v: V) {
+        if let Some(val) = self.emit(v, Inner::None, true) {
+            self.scalars.insert(v, val);
+        }
+    }
+
+    fn inner_step(&mut self, v: V, at: Inner) {
+        if let Some(val) = self.emit(v, at, false) {
+            self.cur.insert(v, val);
+        }
+    }
+
+    fn state_get(&mut self, scan: V, at: &Inner) -> String {
+        match at {
+            Inner::None => self.states[&(scan, usize::MAX)].clone(),
+            Inner::Static(c) => self.states[&(scan, *c)].clone(),
+            Inner::Reg(i) => {
+                let addr = self.local_addr(scan, i);
+                let d = self.w.f();
+                self.w.ins(format!("ld.local.f32 {d}, [{addr}]"));
+                d
+            }
+        }
+    }
+
+    fn emit(&mut self, v: V, at: Inner, outer: bool) -> Option<String> {
+        let step = self.k.steps[v].1.clone();
+        let op = |t: &mut Self, x: V| if outer { t.scalars[&x].clone() } else { t.operand(x, &at) };
+        let here = if outer { Inner::None } else { at.clone() };
+        Some(match step {
+            Step::Load(a) => {
+                let off = self.offset(&a, &here);
+                let addr = self.address(a.buffer, &off);
+                self.load_at(self.k.buffers[a.buffer].dtype, &addr)
+            }
+            Step::Const(c) => {
+                let d = self.w.f();
+                self.w.ins(format!("mov.f32 {d}, {}", fimm(c)));
+                d
+            }
+            Step::Unary(u, x) => {
+                let x = op(self, x);
+                isa::unary(&mut self.w, u, &x)
+            }
+            Step::Binary(b, x, y) => {
+                let (x, y) = (op(self, x), op(self, y));
+                let d = self.w.f();
+                self.w.ins(format!("{} {d}, {x}, {y}", isa::binary(b)));
+                d
+            }
+            Step::DiscA(m, dt, a) => {
+                let (dt, a) = (op(self, dt), op(self, a));
+                let x = self.w.f();
+                self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
+                match m {
+                    Method::Zoh => isa::exp(&mut self.w, &x),
+                    Method::Euler => {
+                        let d = self.w.f();
+                        self.w.ins(format!("add.f32 {d}, {x}, {}", fimm(1.0)));
+                        d
+                    }
+                    Method::Bilinear => {
+                        let (num, den, d) = (self.w.f(), self.w.f(), self.w.f());
+                        self.w.ins(format!("fma.rn.f32 {num}, {x}, {}, {}", fimm(0.5), fimm(1.0)));
+                        self.w.ins(format!("fma.rn.f32 {den}, {x}, {}, {}", fimm(-0.5), fimm(1.0)));
+                        self.w.ins(format!("div.rn.f32 {d}, {num}, {den}"));
+                        d
+                    }
+                }
+            }
+            Step::DiscB(m, dt, a, b) => {
+                let (dt, a, b) = (op(self, dt), op(self, a), op(self, b));
+                let dtb = self.w.f();
+                self.w.ins(format!("mul.f32 {dtb}, {dt}, {b}"));
+                match m {
+                    Method::Euler => dtb,
+                    Method::Zoh => {
+                        let x = self.w.f();
+                        self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
+                        let e = isa::expm1(&mut self.w, &x);
+                        let phi = self.w.f();
+                        self.w.ins(format!("div.rn.f32 {phi}, {e}, {x}"));
+                        let p = self.w.p();
+                        self.w.ins(format!("setp.eq.f32 {p}, {x}, {}", fimm(0.0)));
+                        let phi2 = self.w.f();
+                        self.w.ins(format!("selp.f32 {phi2}, {}, {phi}, {p}", fimm(1.0)));
+                        let d = self.w.f();
+                        self.w.ins(format!("mul.f32 {d}, {dtb}, {phi2}"));
+                        d
+                    }
+                    Method::Bilinear => {
+                        let (x, den, d) = (self.w.f(), self.w.f(), self.w.f());
+                        self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
+                        self.w.ins(format!("fma.rn.f32 {den}, {x}, {}, {}", fimm(-0.5), fimm(1.0)));
+                        self.w.ins(format!("div.rn.f32 {d}, {dtb}, {den}"));
+                        d
+                    }
+                }
+            }
+            Step::Gate(kind, x, z) => {
+                let (x, z) = (op(self, x), op(self, z));
+                let s = isa::sigmoid(&mut self.w, &z);
+                let g = match kind {
+                    GateKind::Silu => {
+                        let g = self.w.f();
+                        self.w.ins(format!("mul.f32 {g}, {z}, {s}"));
+                        g
+                    }
+                    GateKind::Sigmoid => s,
+                };
+                let d = self.w.f();
+                self.w.ins(format!("mul.f32 {d}, {x}, {g}"));
+                d
+            }
+            Step::Scan { a, b, .. } => {
+                let (a, b) = (op(self, a), op(self, b));
+                match &here {
+                    Inner::Reg(i) => {
+                        let h = self.state_get(v, &here);
+                        let d = self.w.f();
+                        self.w.ins(format!("fma.rn.f32 {d}, {h}, {a}, {b}"));
+                        let addr = self.local_addr(v, &i.clone());
+                        self.w.ins(format!("st.local.f32 [{addr}], {d}"));
+                        d
+                    }
+                    _ => {
+                        // the state register is updated in place (it is carried around the loop)
+                        let h = self.state_get(v, &here);
+                        self.w.ins(format!("fma.rn.f32 {h}, {h}, {a}, {b}"));
+                        let d = self.w.f();
+                        self.w.ins(format!("mov.f32 {d}, {h}"));
+                        d
+                    }
+                }
+            }
+            Step::Sum(_) => return None,
+            Step::Final(s) => {
+                let from = if self.level(s) == Level::Inner { here.clone() } else { Inner::None };
+                let h = self.state_get(s, &from);
+                let d = self.w.f();
+                self.w.ins(format!("mov.f32 {d}, {h}"));
+                d
+            }
+            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => {
+                let pos = match (axis, &here) {
+                    (Axis::Row(k), _) => self.row_idx[k].clone(),
+                    (Axis::Seq, _) => self.l.clone().expect("a conv along seq runs in the seq loop"),
+                    (Axis::Inner, Inner::Static(c)) => {
+                        let r = self.w.rd();
+                        self.w.ins(format!("mov.u64 {r}, {c}"));
+                        r
+                    }
+                    (Axis::Inner, Inner::Reg(i)) => i.clone(),
+                    (Axis::Inner, Inner::None) => unreachable!("a conv along the inner dim has an inner index"),
+                };
+                let xo = self.offset(&x, &here);
+                let wo = self.offset(&w, &here);
+                let acc0 = self.w.f();
+                self.w.ins(format!("mov.f32 {acc0}, {}", fimm(0.0)));
+                let mut acc = acc0;
+                for j in 0..taps {
+                    let back = taps - 1 - j;
+                    let p = self.w.p();
+                    self.w.ins(format!("setp.ge.u64 {p}, {pos}, {back}"));
+                    let (shifted, safe) = (self.w.rd(), self.w.rd());
+                    self.w.ins(format!("sub.u64 {shifted}, {xo}, {}", back * x_axis_stride));
+                    self.w.ins(format!("selp.u64 {safe}, {shifted}, 0, {p}"));
+                    let xa = self.address(x.buffer, &safe);
+                    let xv = self.load_at(self.k.buffers[x.buffer].dtype, &xa);
+                    let xz = self.w.f();
+                    self.w.ins(format!("selp.f32 {xz}, {xv}, {}, {p}", fimm(0.0)));
+                    let wj = self.w.rd();
+                    self.w.ins(format!("add.u64 {wj}, {wo}, {}", j * tap_stride));
+                    let wa = self.address(w.buffer, &wj);
+                    let wv = self.load_at(self.k.buffers[w.buffer].dtype, &wa);
+                    let n = self.w.f();
+                    self.w.ins(format!("fma.rn.f32 {n}, {wv}, {xz}, {acc}"));
+                    acc = n;
+                }
+                if let Some(bias) = bias {
+                    let bv = op(self, bias);
+                    let n = self.w.f();
+                    self.w.ins(format!("add.f32 {n}, {acc}, {bv}"));
+                    acc = n;
+                }
+                acc
+            }
+            Step::Store(x, a) => {
+                let val = op(self, x);
+                let off = self.offset(&a, &here);
+                let addr = self.address(a.buffer, &off);
+                self.w.ins(format!("st.global.f32 [{addr}], {val}"));
+                return None;
+            }
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! One table from kernel-IR operations to PTX instructions, and the composite functions
+//! (softplus, sigmoid, ...) built from them. Every emitter call goes through here.
+
+use crate::emit::Regs;
+
+/// A PTX `f32` immediate (exact bits).
+pub fn fimm(v: f32) -> String {
+    format!("0f{:08X}", v.to_bits())
+}
+
+/// `2^x`: the hardware approximation (max relative error about 2^-22).
+pub fn exp2(w: &mut Regs, x: &str) -> String {
+    let d = w.f();
+    w.ins(format!("ex2.approx.f32 {d}, {x}"));
+    d
+}
+
+/// `e^x = 2^(x log2 e)`.
+pub fn exp(w: &mut Regs, x: &str) -> String {
+    let t = w.f();
+    w.ins(format!("mul.f32 {t}, {x}, {}", fimm(std::f32::consts::LOG2_E)));
+    exp2(w, &t)
+}
+
+/// `ln x = log2(x) ln 2` (the hardware `lg2`; 0 gives -inf, negative gives NaN).
+pub fn log(w: &mut Regs, x: &str) -> String {
+    let t = w.f();
+    w.ins(format!("lg2.approx.f32 {t}, {x}"));
+    let d = w.f();
+    w.ins(format!("mul.f32 {d}, {t}, {}", fimm(std::f32::consts::LN_2)));
+    d
+}
+
+/// `ln(1 + x)` as `ln(u) * x / (u - 1)`, `u = 1 + x` (exact as `x -> 0`).
+pub fn log1p(w: &mut Regs, x: &str) -> String {
+    let u = w.f();
+    w.ins(format!("add.f32 {u}, {x}, {}", fimm(1.0)));
+    let lu = log(w, &u);
+    let um1 = w.f();
+    w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
+    let q = w.f();
+    w.ins(format!("div.rn.f32 {q}, {x}, {um1}"));
+    let r = w.f();
+    w.ins(format!("mul.f32 {r}, {lu}, {q}"));
+    let p = w.p();
+    w.ins(format!("setp.eq.f32 {p}, {u}, {}", fimm(1.0)));
+    let d = w.f();
+    w.ins(format!("selp.f32 {d}, {x}, {r}, {p}"));
+    // u = inf: the ratio is NaN, the answer inf; u = 0: -inf
+    let pi = w.p();
+    w.ins(format!("setp.eq.f32 {pi}, {u}, {}", fimm(f32::INFINITY)));
+    let d2 = w.f();
+    w.ins(format!("selp.f32 {d2}, {}, {d}, {pi}", fimm(f32::INFINITY)));
+    let pz = w.p();
+    w.ins(format!("setp.eq.f32 {pz}, {u}, {}", fimm(0.0)));
+    let d3 = w.f();
+    w.ins(format!("selp.f32 {d3}, {}, {d2}, {pz}", fimm(f32::NEG_INFINITY)));
+    d3
+}
+
+/// `e^x - 1`, a degree-6 Taylor polynomial below `|x| < 0.35`.
+pub fn expm1(w: &mut Regs, x: &str) -> String {
+    let e = exp(w, x);
+    let big = w.f();
+    w.ins(format!("sub.f32 {big}, {e}, {}", fimm(1.0)));
+    let mut acc = fimm(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0] {
+        let t = w.f();
+        w.ins(format!("fma.rn.f32 {t}, {acc}, {x}, {}", fimm(c)));
+        acc = t;
+    }
+    let small = w.f();
+    w.ins(format!("mul.f32 {small}, {acc}, {x}"));
+    let ax = w.f();
+    w.ins(format!("abs.f32 {ax}, {x}"));
+    let p = w.p();
+    w.ins(format!("setp.lt.f32 {p}, {ax}, {}", fimm(0.35)));
+    let d = w.f();
+    w.ins(format!("selp.f32 {d}, {small}, {big}, {p}"));
+    d
+}
+
+/// `1 / (1 + e^-x)`.
+pub fn sigmoid(w: &mut Regs, x: &str) -> String {
+    let nx = w.f();
+    w.ins(format!("neg.f32 {nx}, {x}"));
+    let e = exp(w, &nx);
+    let den = w.f();
+    w.ins(format!("add.f32 {den}, {e}, {}", fimm(1.0)));
+    let d = w.f();
+    w.ins(format!("rcp.rn.f32 {d}, {den}"));
+    d
+}
+
+/// `max(x, 0) + log1p(e^-|x|)`.
+pub fn softplus(w: &mut Regs, x: &str) -> String {
+    let pos = w.f();
+    w.ins(format!("max.NaN.f32 {pos}, {x}, {}", fimm(0.0)));
+    let ax = w.f();
+    w.ins(format!("abs.f32 {ax}, {x}"));
+    let nax = w.f();
+    w.ins(format!("neg.f32 {nax}, {ax}"));
+    let e = exp(w, &nax);
+    let l = log1p(w, &e);
+    let d = w.f();
+    w.ins(format!("add.f32 {d}, {pos}, {l}"));
+    d
+}
+
+/// `1 - 2 / (e^{2x} + 1)`, its Taylor series below `|x| < 0.25`.
+pub fn tanh(w: &mut Regs, x: &str) -> String {
+    let x2 = w.f();
+    w.ins(format!("add.f32 {x2}, {x}, {x}"));
+    let e = exp(w, &x2);
+    let den = w.f();
+    w.ins(format!("add.f32 {den}, {e}, {}", fimm(1.0)));
+    let q = w.f();
+    w.ins(format!("div.rn.f32 {q}, {}, {den}", fimm(2.0)));
+    let big = w.f();
+    w.ins(format!("sub.f32 {big}, {}, {q}", fimm(1.0)));
+    let xx = w.f();
+    w.ins(format!("mul.f32 {xx}, {x}, {x}"));
+    let mut acc = fimm(62.0 / 2835.0);
+    for c in [-17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0, 1.0] {
+        let t = w.f();
+        w.ins(format!("fma.rn.f32 {t}, {acc}, {xx}, {}", fimm(c)));
+        acc = t;
+    }
+    let small = w.f();
+    w.ins(format!("mul.f32 {small}, {acc}, {x}"));
+    let ax = w.f();
+    w.ins(format!("abs.f32 {ax}, {x}"));
+    let p = w.p();
+    w.ins(format!("setp.lt.f32 {p}, {ax}, {}", fimm(0.25)));
+    let d = w.f();
+    w.ins(format!("selp.f32 {d}, {small}, {big}, {p}"));
+    d
+}
+
+/// A binary instruction's text.
+pub fn binary(op: ssmc_ir::BinaryOp) -> &'static str {
+    use ssmc_ir::BinaryOp::*;
+    match op {
+        Add => "add.f32",
+        Sub => "sub.f32",
+        Mul => "mul.f32",
+        Div => "div.rn.f32",
+        Max => "max.NaN.f32",
+        Min => "min.NaN.f32",
+    }
+}
+
+/// A unary function.
+pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str) -> String {
+    use ssmc_ir::UnaryOp::*;
+    let simple = |w: &mut Regs, i: &str| {
+        let d = w.f();
+        w.ins(format!("{i} {d}, {x}"));
+        d
+    };
+    match op {
+        Neg => simple(w, "neg.f32"),
+        Abs => simple(w, "abs.f32"),
+        Sqrt => simple(w, "sqrt.rn.f32"),
+        Recip => simple(w, "rcp.rn.f32"),
+        Rsqrt => {
+            let s = simple(w, "sqrt.rn.f32");
+            let d = w.f();
+            w.ins(format!("rcp.rn.f32 {d}, {s}"));
+            d
+        }
+        Exp => exp(w, x),
+        Exp2 => exp2(w, x),
+        Log => log(w, x),
+        Log1p => log1p(w, x),
+        Softplus => softplus(w, x),
+        Sigmoid => sigmoid(w, x),
+        Silu => {
+            let s = sigmoid(w, x);
+            let d = w.f();
+            w.ins(format!("mul.f32 {d}, {x}, {s}"));
+            d
+        }
+        Tanh => tanh(w, x),
+    }
+}

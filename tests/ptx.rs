@@ -1,0 +1,38 @@
+//! Every example's PTX, fused and unfused, f32 and bf16 inputs, assembles with ptxas for sm_90.
+//! The test command installs ptxas (PyPI `nvidia-cuda-nvcc-cu12`); without it this test fails
+//! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
+
+use ssmc::ir::DType;
+use ssmc::{Fusion, Layer};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const EXAMPLES: [&str; 7] =
+    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
+
+#[test]
+fn every_example_assembles_for_sm90() {
+    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
+        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found: run ./test.sh (it installs nvidia-cuda-nvcc-cu12) or set SSMC_PTXAS");
+        return;
+    };
+    let dims: BTreeMap<String, usize> =
+        [("batch", 2), ("dim", 64), ("len", 128), ("state", 16), ("width", 4)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut report = Vec::new();
+    for name in EXAMPLES {
+        let layer = Layer::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)).unwrap();
+        let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
+        for fusion in [Fusion::On, Fusion::Off] {
+            for dtype in [DType::F32, DType::BF16] {
+                let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype).unwrap();
+                let kernels = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90)
+                    .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype}: ptxas failed:\n{log}\n{ptx}"));
+                assert!(!kernels.is_empty(), "{name}: ptxas reported no kernels");
+                for k in kernels {
+                    report.push(format!("{name} {fusion:?} {dtype} {}: {} registers, {} B spilled", k.name, k.registers, k.spill_stores));
+                }
+            }
+        }
+    }
+    println!("{}", report.join("\n"));
+}
