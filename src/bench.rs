@@ -233,3 +233,174 @@ pub fn svg(dim: &str, results: &[BenchResult], title: &str) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+/// One GPU measurement: device times (CUDA events, L2 flushed before every call) of both plans,
+/// and the two ceilings measured in the same run.
+#[derive(Clone, Debug)]
+pub struct GpuBenchResult {
+    /// Dim sizes.
+    pub dims: BTreeMap<String, usize>,
+    /// Input dtype.
+    pub dtype: DType,
+    /// Median device time of the fused plan, microseconds.
+    pub fused_us: f64,
+    /// Median device time of the unfused plan, microseconds.
+    pub unfused_us: f64,
+    /// Median host time of one fused call (launches and the wait), microseconds.
+    pub fused_host_us: f64,
+    /// Bytes the fused plan moves (its floor in traffic).
+    pub floor_bytes: u64,
+    /// Bytes the unfused plan moves.
+    pub unfused_bytes: u64,
+    /// exp-family evaluations the fused kernel makes.
+    pub exp_evals: u64,
+    /// Device-to-device copy bandwidth measured now, GB/s (bytes read + written).
+    pub copy_gbps: f64,
+    /// `ex2.approx` evaluations per second measured now.
+    pub ex2_per_s: f64,
+    /// Largest |gpu - oracle| over both plans on the sample shape.
+    pub max_abs_err: f64,
+}
+
+impl GpuBenchResult {
+    /// `max(bytes / copy bandwidth, exp evaluations / ex2 rate)`, microseconds.
+    pub fn floor_us(&self) -> f64 {
+        (self.floor_bytes as f64 / (self.copy_gbps * 1e9)).max(self.exp_evals as f64 / self.ex2_per_s) * 1e6
+    }
+
+    /// A readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let gbs = |us: f64, bytes: u64| bytes as f64 / (us * 1e-6) / 1e9;
+        let _ = writeln!(s, "dims {} ({}), copy {:.0} GB/s, ex2 {:.3e}/s, floor {:.1} us", dims_text(&self.dims), self.dtype, self.copy_gbps, self.ex2_per_s, self.floor_us());
+        let _ = writeln!(s, "plan      device (us)   GB/s   x floor   host (us)");
+        let _ = writeln!(s, "fused     {:>11.1}   {:>5.0}   {:>7.2}   {:>9.1}", self.fused_us, gbs(self.fused_us, self.floor_bytes), self.fused_us / self.floor_us(), self.fused_host_us);
+        let _ = writeln!(s, "unfused   {:>11.1}   {:>5.0}   {:>7.2}", self.unfused_us, gbs(self.unfused_us, self.unfused_bytes), self.unfused_us / self.floor_us());
+        let _ = writeln!(s, "speedup   {:.1}x; max |err| vs oracle {:.3e}", self.unfused_us / self.fused_us, self.max_abs_err);
+        s
+    }
+
+    /// One JSON object.
+    pub fn json(&self) -> String {
+        let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+        format!(
+            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
+            dims.join(", "),
+            self.dtype,
+            self.fused_us,
+            self.unfused_us,
+            self.fused_host_us,
+            self.unfused_us / self.fused_us,
+            self.floor_us(),
+            self.copy_gbps,
+            self.ex2_per_s,
+            self.floor_bytes,
+            self.exp_evals,
+            self.max_abs_err
+        )
+    }
+}
+
+/// A PTX kernel of independent `ex2.approx` chains (8 per thread, `ITERS` steps each).
+const EX2_ITERS: u64 = 2048;
+fn ex2_rate_ptx() -> String {
+    let mut body = String::new();
+    for k in 0..8 {
+        let _ = writeln!(body, "\tneg.f32 %t{k}, %c{k};\n\tex2.approx.f32 %c{k}, %t{k};");
+    }
+    format!(
+        "{}\n.visible .entry ex2rate(.param .u64 out, .param .u64 rows)\n{{\n\t.reg .f32 %c<8>;\n\t.reg .f32 %t<8>;\n\t.reg .f32 %s;\n\t.reg .u32 %r<4>;\n\t.reg .u64 %rd<6>;\n\t.reg .pred %p;\n\tmov.u32 %r1, %tid.x;\n\tmov.u32 %r2, %ctaid.x;\n\tmov.u32 %r3, %ntid.x;\n\tmad.lo.u32 %r1, %r2, %r3, %r1;\n\tcvt.rn.f32.u32 %s, %r1;\n\tmul.f32 %s, %s, 0f33800000;\n{}\tmov.u64 %rd1, 0;\n$L:\n\tsetp.ge.u64 %p, %rd1, {EX2_ITERS};\n\t@%p bra $D;\n{body}\tadd.u64 %rd1, %rd1, 1;\n\tbra $L;\n$D:\n\tadd.f32 %s, %c0, %c1;\n\tadd.f32 %s, %s, %c2;\n\tadd.f32 %s, %s, %c3;\n\tadd.f32 %s, %s, %c4;\n\tadd.f32 %s, %s, %c5;\n\tadd.f32 %s, %s, %c6;\n\tadd.f32 %s, %s, %c7;\n\tld.param.u64 %rd2, [out];\n\tcvta.to.global.u64 %rd2, %rd2;\n\tcvt.u64.u32 %rd3, %r1;\n\tmad.lo.u64 %rd4, %rd3, 4, %rd2;\n\tst.global.f32 [%rd4], %s;\n\tret;\n}}\n",
+        ssmc_ptx::Arch::SM90.header(),
+        (0..8).map(|k| format!("\tadd.f32 %c{k}, %s, 0f3{k}000000;\n")).collect::<String>()
+    )
+}
+
+/// Measures `layer` fused and unfused on the GPU at `dims`.
+pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOptions) -> Result<GpuBenchResult, Error> {
+    let fused = layer.compile(Backend::Cuda, Fusion::On)?;
+    let unfused = layer.compile(Backend::Cuda, Fusion::Off)?;
+    let gpu = fused.gpu().ok_or_else(|| IrError::new("no GPU"))?;
+    let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
+    // 256 MiB written before every timed call, so no input is served from L2
+    let mut flush = gpu.zeros_f32(64 << 20)?;
+    let mut time = |c: &CompiledLayer| -> Result<(f64, f64), Error> {
+        let mut run = c.gpu_run(&x)?;
+        run.launch()?;
+        gpu.sync()?;
+        let (mut dev, mut host) = (Vec::new(), Vec::new());
+        for _ in 0..opts.reps.max(3) {
+            gpu.clear(&mut flush)?;
+            gpu.sync()?;
+            let t0 = Instant::now();
+            let a = gpu.mark()?;
+            run.launch()?;
+            let b = gpu.mark()?;
+            let ms = gpu.elapsed_ms(&a, &b)? as f64;
+            host.push(t0.elapsed().as_secs_f64() * 1e6);
+            dev.push(ms * 1e3);
+        }
+        dev.sort_by(f64::total_cmp);
+        host.sort_by(f64::total_cmp);
+        Ok((dev[dev.len() / 2], host[host.len() / 2]))
+    };
+    let (fused_us, fused_host_us) = time(&fused)?;
+    let (unfused_us, _) = time(&unfused)?;
+    // copy bandwidth: 1 GiB device to device
+    let n = 256 << 20;
+    let src = gpu.zeros_f32(n)?;
+    let mut dst = gpu.zeros_f32(n)?;
+    gpu.copy(&src, &mut dst)?;
+    let mut copies = Vec::new();
+    for _ in 0..5 {
+        let a = gpu.mark()?;
+        gpu.copy(&src, &mut dst)?;
+        let b = gpu.mark()?;
+        copies.push(gpu.elapsed_ms(&a, &b)? as f64);
+    }
+    copies.sort_by(f64::total_cmp);
+    let copy_gbps = 2.0 * (n * 4) as f64 / (copies[2] * 1e-3) / 1e9;
+    // ex2 rate: 8 independent chains per thread
+    let threads: u64 = 132 * 2048;
+    let module = gpu.load(&ex2_rate_ptx(), &["ex2rate".to_string()])?;
+    let out = gpu.zeros_f32(threads as usize)?;
+    gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 256)?;
+    let mut ex2 = Vec::new();
+    for _ in 0..5 {
+        let a = gpu.mark()?;
+        gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 256)?;
+        let b = gpu.mark()?;
+        ex2.push(gpu.elapsed_ms(&a, &b)? as f64);
+    }
+    ex2.sort_by(f64::total_cmp);
+    let ex2_per_s = (threads * 8 * EX2_ITERS) as f64 / (ex2[2] * 1e-3);
+    let sizes: Vec<usize> = layer.graph().dims().map(|(_, n)| dims.get(n).copied().unwrap_or(1)).collect();
+    let elements = |s: &ssmc_ir::Shape| s.dims().iter().map(|d| sizes[d.index()] as u64).product::<u64>();
+    let exp_evals = fused
+        .plan()
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| {
+            use ssmc_ir::{Op, UnaryOp::*};
+            matches!(&n.op, Op::Unary(Exp | Exp2 | Softplus | Sigmoid | Silu | Tanh, _) | Op::Gate { .. } | Op::DiscretizeA { method: ssmc_ir::Method::Zoh, .. } | Op::DiscretizeB { method: ssmc_ir::Method::Zoh, .. })
+        })
+        .map(|n| elements(&n.shape))
+        .sum();
+    let sample_dims = sample_of(dims);
+    let xs = random_inputs(layer.graph(), &sample_dims, opts.dtype, opts.seed ^ 1)?;
+    let want = layer.eval(&xs)?;
+    let max_abs_err = max_diff(&fused.run(&xs)?, &want).max(max_diff(&unfused.run(&xs)?, &want));
+    Ok(GpuBenchResult {
+        dims: dims.clone(),
+        dtype: opts.dtype,
+        fused_us,
+        unfused_us,
+        fused_host_us,
+        floor_bytes: fused.plan().bytes(&sizes),
+        unfused_bytes: unfused.plan().bytes(&sizes),
+        exp_evals,
+        copy_gbps,
+        ex2_per_s,
+        max_abs_err,
+    })
+}

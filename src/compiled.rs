@@ -5,6 +5,7 @@ use crate::{Error, Layer};
 use ssmc_cpu::{Arg, CpuModule};
 use ssmc_ir::{DType, IrError};
 use ssmc_kernel::Schedule;
+use ssmc_ptx::Gpu;
 use ssmc_opt::{BufferKind, Fusion, Options, Plan};
 use ssmc_runtime::{HostTensor, TensorMap};
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ use std::time::Duration;
 pub enum Backend {
     /// Cranelift JIT on this CPU.
     Cpu,
+    /// PTX on an NVIDIA GPU through the CUDA driver (feature `cuda`).
+    Cuda,
 }
 
 /// What a compiled kernel set is specialized on.
@@ -31,6 +34,8 @@ pub struct CompiledLayer {
     plan: Plan,
     schedule: Schedule,
     cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
+    gpu: Option<Gpu>,
+    gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
 }
 
 impl Layer {
@@ -42,9 +47,19 @@ impl Layer {
 
     /// [`Layer::compile`] with an explicit schedule.
     pub fn compile_with(&self, backend: Backend, fusion: Fusion, schedule: Schedule) -> Result<CompiledLayer, Error> {
-        let Backend::Cpu = backend;
+        let gpu = match backend {
+            Backend::Cpu => None,
+            Backend::Cuda => Some(Gpu::new(0)?),
+        };
         let plan = self.plan(fusion, &Options::at_sizes(self.graph(), &[]))?.plan;
-        Ok(CompiledLayer { layer: self.clone(), plan, schedule, cache: Mutex::new(HashMap::new()) })
+        Ok(CompiledLayer {
+            layer: self.clone(),
+            plan,
+            schedule,
+            cache: Mutex::new(HashMap::new()),
+            gpu,
+            gpu_cache: Mutex::new(HashMap::new()),
+        })
     }
 }
 
@@ -52,6 +67,40 @@ impl CompiledLayer {
     /// The plan it runs.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    fn key(&self, inputs: &TensorMap) -> Result<ShapeKey, Error> {
+        let sizes = self.layer.check_inputs(inputs)?;
+        Ok(ShapeKey {
+            sizes: sizes.0.iter().map(|s| s.unwrap_or(1)).collect(),
+            dtypes: self.layer.graph().inputs().map(|(_, d)| inputs[&d.name].dtype()).collect(),
+        })
+    }
+
+    /// The GPU code for these inputs' shapes and dtypes (loaded now, or from the cache).
+    pub fn prepare_gpu(&self, inputs: &TensorMap) -> Result<Arc<crate::gpu::GpuCode>, Error> {
+        let gpu = self.gpu.as_ref().ok_or_else(|| IrError::new("this layer was compiled for the CPU"))?;
+        let key = self.key(inputs)?;
+        let mut cache = self.gpu_cache.lock().map_err(|_| IrError::new("the compiled-code cache was poisoned"))?;
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let code = Arc::new(crate::gpu::load(gpu, &self.plan, &key.sizes, inputs)?);
+        cache.insert(key, code.clone());
+        Ok(code)
+    }
+
+    /// Uploads `inputs` for repeated GPU launches (benchmarks time [`crate::gpu::GpuRun::launch`]).
+    pub fn gpu_run(&self, inputs: &TensorMap) -> Result<crate::gpu::GpuRun<'_>, Error> {
+        let gpu = self.gpu.as_ref().ok_or_else(|| IrError::new("this layer was compiled for the CPU"))?;
+        let code = self.prepare_gpu(inputs)?;
+        let key = self.key(inputs)?;
+        crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)
+    }
+
+    /// The GPU, when compiled for one.
+    pub fn gpu(&self) -> Option<&Gpu> {
+        self.gpu.as_ref()
     }
 
     /// Machine code for these inputs' shapes and dtypes (compiled now, or from the cache).
@@ -91,6 +140,11 @@ impl CompiledLayer {
 
     /// Runs the layer; outputs are rounded to `out_dtype`.
     pub fn run_as(&self, inputs: &TensorMap, out_dtype: DType) -> Result<TensorMap, Error> {
+        if self.gpu.is_some() {
+            let mut run = self.gpu_run(inputs)?;
+            run.launch()?;
+            return run.outputs(inputs, out_dtype);
+        }
         let module = self.prepare(inputs)?;
         let sizes = self.layer.check_inputs(inputs)?;
         let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };

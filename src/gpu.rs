@@ -25,3 +25,92 @@ pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype:
     let kirs = lower_for_gpu(layer, fusion, dims, dtype)?;
     Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(), ssmc_ptx::Arch::SM90))
 }
+
+use ssmc_ptx::{DeviceBuffer, Gpu, GpuError, GpuModule};
+use ssmc_runtime::{HostTensor, TensorMap};
+use std::sync::Arc;
+
+impl From<GpuError> for Error {
+    fn from(e: GpuError) -> Self {
+        Error::Gpu(e.to_string())
+    }
+}
+
+/// Threads per block for row kernels.
+pub const BLOCK: u32 = 128;
+
+/// A plan's kernels loaded on the GPU for one shape and set of input dtypes.
+pub struct GpuCode {
+    kirs: Vec<Kir>,
+    module: GpuModule,
+    /// The PTX text that was loaded.
+    pub ptx: String,
+}
+
+/// Inputs on the device with every buffer of the plan allocated: launch, time, read back.
+pub struct GpuRun<'a> {
+    gpu: &'a Gpu,
+    code: Arc<GpuCode>,
+    plan: &'a ssmc_opt::Plan,
+    memory: Vec<Option<DeviceBuffer>>,
+    extents: Vec<Vec<usize>>,
+}
+
+/// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are.
+pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap) -> Result<GpuCode, Error> {
+    let mut plan = plan.clone();
+    for b in plan.buffers.iter_mut().filter(|b| b.kind == BufferKind::Input) {
+        b.dtype = inputs[&b.name].dtype();
+    }
+    let schedule = ssmc_ptx::gpu_schedule();
+    let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(&plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
+    let ptx = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90);
+    let names: Vec<String> = kirs.iter().enumerate().map(|(i, k)| ssmc_ptx::emit::entry_name(k, i)).collect();
+    let module = gpu.load(&ptx, &names)?;
+    Ok(GpuCode { kirs, module, ptx })
+}
+
+impl<'a> GpuRun<'a> {
+    /// Uploads `inputs` and allocates every other buffer of `plan`.
+    pub fn new(gpu: &'a Gpu, code: Arc<GpuCode>, plan: &'a ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap) -> Result<Self, Error> {
+        let extents: Vec<Vec<usize>> = plan.buffers.iter().map(|b| b.shape.dims().iter().map(|d| sizes[d.index()]).collect()).collect();
+        let mut memory = Vec::new();
+        for (b, ext) in plan.buffers.iter().zip(&extents) {
+            memory.push(Some(match b.kind {
+                BufferKind::Input => gpu.upload(inputs[&b.name].bytes())?,
+                _ => gpu.zeros_f32(ext.iter().product())?,
+            }));
+        }
+        Ok(GpuRun { gpu, code, plan, memory, extents })
+    }
+
+    /// Launches every kernel in order (asynchronously).
+    pub fn launch(&mut self) -> Result<(), Error> {
+        for (k, kir) in self.plan.kernels.iter().zip(&self.code.kirs) {
+            let ids: Vec<usize> = k.reads.iter().chain(k.writes.iter()).map(|b| b.0).collect();
+            let bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| self.memory[i].as_ref().expect("allocated")).collect();
+            let needs: Vec<usize> = kir.buffers.iter().map(|p| p.len * p.dtype.size()).collect();
+            let index = self.plan.kernels.iter().position(|x| std::ptr::eq(x, k)).expect("own kernel");
+            self.gpu.launch(&self.code.module, index, &bufs, &needs, kir.row_count() as u64, BLOCK)?;
+        }
+        Ok(())
+    }
+
+    /// The outputs, read back as `out_dtype`.
+    pub fn outputs(&self, inputs: &TensorMap, out_dtype: DType) -> Result<TensorMap, Error> {
+        self.gpu.sync()?;
+        let mut out = TensorMap::new();
+        for (name, b) in &self.plan.outputs {
+            let buf = &self.plan.buffers[b.0];
+            let t = match buf.kind {
+                BufferKind::Input => inputs[&buf.name].cast(out_dtype),
+                _ => {
+                    let v = self.gpu.download_f32(self.memory[b.0].as_ref().expect("allocated"))?;
+                    HostTensor::from_f32(self.extents[b.0].clone(), &v).expect("sized from the plan").cast(out_dtype)
+                }
+            };
+            out.insert(name.clone(), t);
+        }
+        Ok(out)
+    }
+}

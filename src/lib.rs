@@ -59,6 +59,9 @@ pub enum Error {
         /// The dtype given.
         got: DType,
     },
+    /// The GPU backend failed (not built in, no driver, launch or memory errors).
+    #[error("{0}")]
+    Gpu(String),
     /// A spec file could not be read.
     #[error("{path}: {source}")]
     File {

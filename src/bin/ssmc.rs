@@ -24,6 +24,23 @@ enum Command {
         /// The .ssm file.
         spec: PathBuf,
     },
+    /// Print the layer compiled for a target (PTX for the GPU).
+    Compile {
+        /// The .ssm file.
+        spec: PathBuf,
+        /// What to emit.
+        #[arg(long, value_enum, default_value_t = Target::Ptx)]
+        target: Target,
+        /// Fused or unfused plan.
+        #[arg(long, value_enum, default_value_t = FusionArg::On)]
+        fusion: FusionArg,
+        /// Storage dtype of the inputs the kernels read.
+        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+        dtype: DType,
+        /// Sizes the kernels are specialized to (others at their defaults).
+        #[arg(long, default_value = "")]
+        dims: String,
+    },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
         /// The .ssm file.
@@ -111,6 +128,8 @@ enum Backend {
     Interp,
     /// Cranelift JIT on this CPU.
     Cpu,
+    /// PTX on the GPU (needs the `cuda` feature and a GPU).
+    Cuda,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,10 +140,27 @@ enum FusionArg {
     Off,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum BenchBackend {
     /// Cranelift JIT on this CPU.
     Cpu,
+    /// The GPU (needs the `cuda` feature and a GPU).
+    Cuda,
+}
+
+impl From<FusionArg> for Fusion {
+    fn from(f: FusionArg) -> Fusion {
+        match f {
+            FusionArg::On => Fusion::On,
+            FusionArg::Off => Fusion::Off,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    /// PTX text for sm_90.
+    Ptx,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -188,6 +224,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims } => {
+            let layer = Layer::from_file(&spec)?;
+            let given = random::parse_dims(layer.graph(), &dims)?;
+            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype)?);
+            Ok(())
+        }
         Command::Explain { spec, dims, dtype, json, dot } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
@@ -213,8 +255,15 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json } => {
             let layer = Layer::from_file(&spec)?;
             let base = random::parse_dims(layer.graph(), &dims)?;
-            let BenchBackend::Cpu = backend;
             let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0 };
+            if backend == BenchBackend::Cuda {
+                if sweep.is_some() {
+                    return Err(ssmc::ir::IrError::new("--sweep runs on the cpu backend only").into());
+                }
+                let r = ssmc::bench::bench_cuda(&layer, &base, &opts)?;
+                print!("{}", if json { r.json() + "\n" } else { r.table() });
+                return Ok(());
+            }
             match sweep {
                 None => {
                     let r = ssmc::bench::bench(&layer, ssmc::Backend::Cpu, &base, &opts)?;
@@ -269,12 +318,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             let outputs = match backend {
                 Backend::Interp => layer.eval_as(&inputs, out_dtype)?,
-                Backend::Cpu => {
-                    let fusion = match fusion {
-                        FusionArg::On => Fusion::On,
-                        FusionArg::Off => Fusion::Off,
-                    };
-                    layer.compile(ssmc::Backend::Cpu, fusion)?.run_as(&inputs, out_dtype)?
+                Backend::Cpu | Backend::Cuda => {
+                    let target = if matches!(backend, Backend::Cpu) { ssmc::Backend::Cpu } else { ssmc::Backend::Cuda };
+                    layer.compile(target, fusion.into())?.run_as(&inputs, out_dtype)?
                 }
             };
             match out {

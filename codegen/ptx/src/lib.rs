@@ -17,3 +17,41 @@ use ssmc_kernel::Schedule;
 pub fn gpu_schedule() -> Schedule {
     Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false }
 }
+
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(feature = "cuda")]
+pub use cuda::{DeviceBuffer, Gpu, GpuModule, Mark};
+#[cfg(not(feature = "cuda"))]
+mod cuda_stub;
+#[cfg(not(feature = "cuda"))]
+pub use cuda_stub::{DeviceBuffer, Gpu, GpuModule, Mark};
+
+/// What can go wrong on the GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpuError {
+    /// ssmc was built without the `cuda` feature.
+    CudaNotEnabled,
+    /// libcuda (the NVIDIA driver) is not installed on this machine.
+    NoDriver,
+    /// The driver refused the PTX.
+    Load(String),
+    /// A launch failed.
+    Launch(String),
+    /// Any other driver error (no device, out of memory, ...).
+    Driver(String),
+}
+
+impl std::fmt::Display for GpuError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GpuError::CudaNotEnabled => write!(f, "the cuda backend is not built in (rebuild with `--features cuda`)"),
+            GpuError::NoDriver => write!(f, "no CUDA driver found (libcuda could not be loaded)"),
+            GpuError::Load(m) => write!(f, "the CUDA driver rejected the PTX: {m}"),
+            GpuError::Launch(m) => write!(f, "kernel launch failed: {m}"),
+            GpuError::Driver(m) => write!(f, "CUDA: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}

@@ -1,0 +1,87 @@
+//! The GPU backend against the oracle: every example, fused and unfused, f32 and bf16 inputs.
+//! Needs the `cuda` feature and a GPU; elsewhere each test checks the clean error instead.
+//!
+//! On a GPU machine: `cargo test --release --features cuda --test oracle_cuda` (or the carried
+//! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
+
+use ssmc::ir::DType;
+use ssmc::random::random_inputs;
+use ssmc::runtime::TensorMap;
+use ssmc::{Backend, Fusion, Layer};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const EXAMPLES: [&str; 7] =
+    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
+
+/// The examples, from `$SSMC_ROOT` when the test binary runs away from its checkout.
+fn example(name: &str) -> Layer {
+    let root = std::env::var("SSMC_ROOT").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    Layer::from_file(&Path::new(&root).join("examples").join(name)).unwrap()
+}
+
+/// The compiled layer, or `None` (with the reason checked) when no GPU is usable here.
+fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
+    match layer.compile(Backend::Cuda, fusion) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(std::env::var("SSMC_REQUIRE_GPU").is_err(), "SSMC_REQUIRE_GPU is set but: {msg}");
+            assert!(
+                msg.contains("not built in") || msg.contains("no CUDA driver") || msg.contains("CUDA"),
+                "unexpected error without a GPU: {msg}"
+            );
+            None
+        }
+    }
+}
+
+fn dims(layer: &Layer, b: usize, d: usize, l: usize, n: usize) -> BTreeMap<String, usize> {
+    [("batch", b), ("dim", d), ("len", l), ("state", n), ("width", 4)]
+        .into_iter()
+        .filter(|(k, _)| layer.graph().dim(k).is_some())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn assert_agree(got: &TensorMap, want: &TensorMap, what: &str) {
+    for (name, w) in want {
+        let g = &got[name];
+        assert_eq!(g.shape(), w.shape(), "{what}: {name} shape");
+        let scale = w.to_f64().iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in g.to_f64().iter().zip(w.to_f64()).enumerate() {
+            // ex2.approx and lg2.approx: about 2^-22 relative each
+            let ok = (a.is_nan() && b.is_nan()) || a == &b || (a - b).abs() <= 1e-3 * b.abs() + 1e-4 * (1.0 + scale);
+            assert!(ok, "{what}: {name}[{i}]: gpu {a}, oracle {b}");
+        }
+    }
+}
+
+#[test]
+fn every_example_matches_the_oracle_on_the_gpu() {
+    for name in EXAMPLES {
+        let layer = example(name);
+        for fusion in [Fusion::On, Fusion::Off] {
+            let Some(compiled) = compile(&layer, fusion) else { return };
+            for dtype in [DType::F32, DType::BF16] {
+                for (b, d, l, n) in [(2, 37, 33, 16), (1, 8, 1, 16), (2, 5, 9, 3)] {
+                    let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 4).unwrap();
+                    let want = layer.eval_as(&x, DType::F64).unwrap();
+                    let got = compiled.run_as(&x, DType::F64).unwrap();
+                    assert_agree(&got, &want, &format!("{name} {fusion:?} {dtype} ({b},{d},{l},{n})"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn mamba1_at_a_benchmark_shape_matches_the_cpu() {
+    let layer = example("mamba1.ssm");
+    let Some(gpu) = compile(&layer, Fusion::On) else { return };
+    let cpu = layer.compile(Backend::Cpu, Fusion::On).unwrap();
+    let x = random_inputs(layer.graph(), &dims(&layer, 2, 256, 512, 16), DType::BF16, 5).unwrap();
+    let (g, c) = (gpu.run(&x).unwrap(), cpu.run(&x).unwrap());
+    let worst = g["out"].to_f64().iter().zip(c["out"].to_f64()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-3, "gpu and cpu differ by {worst}");
+}
