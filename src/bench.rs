@@ -260,6 +260,8 @@ pub struct GpuBenchResult {
     pub ex2_per_s: f64,
     /// Largest |gpu - oracle| over both plans on the sample shape.
     pub max_abs_err: f64,
+    /// The autotuner's measurements for the fused plan: (schedule, device us), chosen first.
+    pub tuning: Vec<(String, f64)>,
 }
 
 impl GpuBenchResult {
@@ -284,9 +286,11 @@ impl GpuBenchResult {
     pub fn json(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         format!(
-            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
+            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
             dims.join(", "),
             self.dtype,
+            self.tuning.first().map_or("rows", |t| t.0.as_str()),
+            self.tuning.iter().map(|(n, t)| format!("{n} {t:.1} us")).collect::<Vec<_>>().join(", "),
             self.fused_us,
             self.unfused_us,
             self.fused_host_us,
@@ -363,11 +367,11 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let threads: u64 = 132 * 2048;
     let module = gpu.load(&ex2_rate_ptx(), &["ex2rate".to_string()])?;
     let out = gpu.zeros_f32(threads as usize)?;
-    gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 256)?;
+    gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?;
     let mut ex2 = Vec::new();
     for _ in 0..5 {
         let a = gpu.mark()?;
-        gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 256)?;
+        gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?;
         let b = gpu.mark()?;
         ex2.push(gpu.elapsed_ms(&a, &b)? as f64);
     }
@@ -402,5 +406,6 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         copy_gbps,
         ex2_per_s,
         max_abs_err,
+        tuning: fused.prepare_gpu(&x)?.tuning.clone(),
     })
 }

@@ -36,6 +36,7 @@ pub struct CompiledLayer {
     cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
     gpu: Option<Gpu>,
     gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
+    gpu_lanes: Option<bool>,
 }
 
 impl Layer {
@@ -59,6 +60,7 @@ impl Layer {
             cache: Mutex::new(HashMap::new()),
             gpu,
             gpu_cache: Mutex::new(HashMap::new()),
+            gpu_lanes: None,
         })
     }
 }
@@ -85,7 +87,7 @@ impl CompiledLayer {
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let code = Arc::new(crate::gpu::load(gpu, &self.plan, &key.sizes, inputs)?);
+        let code = Arc::new(crate::gpu::load(gpu, &self.plan, &key.sizes, inputs, self.gpu_lanes)?);
         cache.insert(key, code.clone());
         Ok(code)
     }
@@ -96,6 +98,13 @@ impl CompiledLayer {
         let code = self.prepare_gpu(inputs)?;
         let key = self.key(inputs)?;
         crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)
+    }
+
+    /// Fixes the GPU schedule (lanes over the inner dim, or one thread per row) instead of
+    /// letting the autotuner time both.
+    pub fn with_gpu_lanes(mut self, lanes: bool) -> Self {
+        self.gpu_lanes = Some(lanes);
+        self
     }
 
     /// The GPU, when compiled for one.

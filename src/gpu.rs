@@ -1,7 +1,7 @@
 //! The layer as PTX: the plan lowered under the GPU schedule at concrete sizes and input dtypes.
 
 use crate::{Error, Layer};
-use ssmc_ir::DType;
+use ssmc_ir::{DType, IrError};
 use ssmc_kernel::Kir;
 use ssmc_opt::{BufferKind, Fusion, Options};
 use std::collections::BTreeMap;
@@ -16,14 +16,14 @@ pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usiz
         let pinned = layer.graph().input_named(&b.name).and_then(|(_, d)| d.dtype);
         b.dtype = pinned.unwrap_or(dtype);
     }
-    let schedule = ssmc_ptx::gpu_schedule();
+    let schedule = ssmc_ptx::gpu_schedule(false);
     Ok(plan.kernels.iter().map(|k| ssmc_kernel::lower(&plan, k, &opts.sizes, &schedule)).collect::<Result<_, _>>()?)
 }
 
-/// The PTX module of `layer` (one `.entry` per kernel, in launch order).
-pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType) -> Result<String, Error> {
+/// The PTX module of `layer` (one `.entry` per kernel, in launch order), with rows or lanes.
+pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool) -> Result<String, Error> {
     let kirs = lower_for_gpu(layer, fusion, dims, dtype)?;
-    Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(), ssmc_ptx::Arch::SM90))
+    Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(lanes), ssmc_ptx::Arch::SM90))
 }
 
 use ssmc_ptx::{DeviceBuffer, Gpu, GpuError, GpuModule};
@@ -43,8 +43,11 @@ pub const BLOCK: u32 = 128;
 pub struct GpuCode {
     kirs: Vec<Kir>,
     module: GpuModule,
+    schedule: ssmc_kernel::Schedule,
     /// The PTX text that was loaded.
     pub ptx: String,
+    /// What the autotuner measured: (schedule, median device microseconds), the chosen first.
+    pub tuning: Vec<(String, f64)>,
 }
 
 /// Inputs on the device with every buffer of the plan allocated: launch, time, read back.
@@ -56,18 +59,56 @@ pub struct GpuRun<'a> {
     extents: Vec<Vec<usize>>,
 }
 
-/// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are.
-pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap) -> Result<GpuCode, Error> {
+/// Loads `plan`'s kernels under one GPU schedule.
+fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], lanes: bool) -> Result<GpuCode, Error> {
+    let schedule = ssmc_ptx::gpu_schedule(lanes);
+    let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
+    let ptx = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90);
+    let names: Vec<String> = kirs.iter().enumerate().map(|(i, k)| ssmc_ptx::emit::entry_name(k, i)).collect();
+    let module = gpu.load(&ptx, &names)?;
+    Ok(GpuCode { kirs, module, schedule, ptx, tuning: vec![] })
+}
+
+/// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. When a kernel
+/// can run with lanes over its inner dim as well as one thread per row, both are timed on these
+/// inputs (the autotuner) and the faster is kept; the choice is cached with the code.
+pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<bool>) -> Result<GpuCode, Error> {
     let mut plan = plan.clone();
     for b in plan.buffers.iter_mut().filter(|b| b.kind == BufferKind::Input) {
         b.dtype = inputs[&b.name].dtype();
     }
-    let schedule = ssmc_ptx::gpu_schedule();
-    let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(&plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
-    let ptx = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90);
-    let names: Vec<String> = kirs.iter().enumerate().map(|(i, k)| ssmc_ptx::emit::entry_name(k, i)).collect();
-    let module = gpu.load(&ptx, &names)?;
-    Ok(GpuCode { kirs, module, ptx })
+    if let Some(lanes) = force {
+        return load_with(gpu, &plan, sizes, lanes);
+    }
+    let rows = load_with(gpu, &plan, sizes, false)?;
+    let lanes_apply = rows.kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &ssmc_ptx::gpu_schedule(true)) > 1);
+    if !lanes_apply {
+        return Ok(rows);
+    }
+    let lanes = load_with(gpu, &plan, sizes, true)?;
+    let mut timed = Vec::new();
+    for code in [rows, lanes] {
+        let code = Arc::new(code);
+        let mut run = GpuRun::new(gpu, code.clone(), &plan, sizes, inputs)?;
+        run.launch()?;
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let a = gpu.mark()?;
+            run.launch()?;
+            let b = gpu.mark()?;
+            times.push(gpu.elapsed_ms(&a, &b)? as f64 * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        drop(run);
+        timed.push((code, times[1]));
+    }
+    timed.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let tuning: Vec<(String, f64)> =
+        timed.iter().map(|(c, t)| (if c.schedule.lanes { "lanes".to_string() } else { "rows".to_string() }, *t)).collect();
+    let best = timed.swap_remove(0).0;
+    let mut best = Arc::try_unwrap(best).map_err(|_| IrError::new("autotuner: code still shared"))?;
+    best.tuning = tuning;
+    Ok(best)
 }
 
 impl<'a> GpuRun<'a> {
@@ -91,7 +132,7 @@ impl<'a> GpuRun<'a> {
             let bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| self.memory[i].as_ref().expect("allocated")).collect();
             let needs: Vec<usize> = kir.buffers.iter().map(|p| p.len * p.dtype.size()).collect();
             let index = self.plan.kernels.iter().position(|x| std::ptr::eq(x, k)).expect("own kernel");
-            self.gpu.launch(&self.code.module, index, &bufs, &needs, kir.row_count() as u64, BLOCK)?;
+            self.gpu.launch(&self.code.module, index, &bufs, &needs, kir.row_count() as u64, ssmc_ptx::emit::lanes_per_row(kir, &self.code.schedule), BLOCK)?;
         }
         Ok(())
     }

@@ -40,6 +40,9 @@ enum Command {
         /// Sizes the kernels are specialized to (others at their defaults).
         #[arg(long, default_value = "")]
         dims: String,
+        /// Spread inner dims of at most 32 over warp lanes (the autotuner's other choice).
+        #[arg(long)]
+        lanes: bool,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -224,10 +227,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype)?);
+            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, lanes)?);
             Ok(())
         }
         Command::Explain { spec, dims, dtype, json, dot } => {

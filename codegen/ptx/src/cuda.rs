@@ -105,9 +105,10 @@ impl Gpu {
         }
     }
 
-    /// Runs entry `kernel` of `module` over `rows` rows with `buffers` (parameter order), each
-    /// at least as large as `needs` says (in bytes).
-    pub fn launch(&self, module: &GpuModule, kernel: usize, buffers: &[&DeviceBuffer], needs: &[usize], rows: u64, block: u32) -> Result<(), GpuError> {
+    /// Runs entry `kernel` of `module` over `rows` rows, `lanes` threads each, with `buffers`
+    /// (parameter order), each at least as large as `needs` says (in bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch(&self, module: &GpuModule, kernel: usize, buffers: &[&DeviceBuffer], needs: &[usize], rows: u64, lanes: u32, block: u32) -> Result<(), GpuError> {
         let f = module.functions.get(kernel).ok_or_else(|| GpuError::Driver(format!("no kernel {kernel}")))?;
         if buffers.len() != needs.len() {
             return Err(GpuError::Driver(format!("kernel takes {} buffers, got {}", needs.len(), buffers.len())));
@@ -120,7 +121,7 @@ impl Gpu {
         if rows == 0 {
             return Ok(());
         }
-        let blocks = rows.div_ceil(block as u64);
+        let blocks = (rows * lanes as u64).div_ceil(block as u64);
         let grid = u32::try_from(blocks).map_err(|_| GpuError::Driver(format!("{rows} rows need too many blocks")))?;
         let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
         let mut args = self.stream.launch_builder(f);

@@ -57,7 +57,8 @@ impl Gpu {
         match *self {}
     }
     /// Unreachable: no `Gpu` exists.
-    pub fn launch(&self, _m: &GpuModule, _k: usize, _b: &[&DeviceBuffer], _n: &[usize], _rows: u64, _block: u32) -> Result<(), GpuError> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch(&self, _m: &GpuModule, _k: usize, _b: &[&DeviceBuffer], _n: &[usize], _rows: u64, _lanes: u32, _block: u32) -> Result<(), GpuError> {
         match *self {}
     }
     /// Unreachable: no `Gpu` exists.

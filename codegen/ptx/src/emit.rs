@@ -106,6 +106,8 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
         states: HashMap::new(),
         sums: HashMap::new(),
         locals: vec![],
+        lanes: lanes_per_row(k, schedule),
+        lane: None,
     };
     t.body();
     let mut s = format!(".visible .entry {name}(\n");
@@ -135,6 +137,32 @@ struct Translator<'a> {
     states: HashMap<(V, usize), String>,
     sums: HashMap<V, String>,
     locals: Vec<(String, usize)>,
+    /// Threads per row (1, or the inner extent rounded up to a power of two).
+    lanes: u32,
+    lane: Option<Lane>,
+}
+
+/// A thread's place in its row's lane group.
+struct Lane {
+    /// The inner index this lane owns (clamped into range for addressing).
+    i: String,
+    /// Whether the lane owns a real inner index.
+    active: String,
+    /// Whether the row exists.
+    valid: String,
+    /// Whether the row exists (threads past the end stay alive for the shuffles).
+    store_inner: String,
+    /// Whether this lane writes row-level values (lane 0 of a real row).
+    store_row: String,
+}
+
+/// Threads per row for kernel `k`: with `schedule.lanes`, an inner dim of at most 32 spreads over that many lanes
+/// (rounded up to a power of two), reduced with `shfl.sync`; otherwise one thread per row.
+pub fn lanes_per_row(k: &Kir, schedule: &Schedule) -> u32 {
+    match k.inner {
+        Some(n) if schedule.lanes && (2..=32).contains(&n) => (n as u32).next_power_of_two(),
+        _ => 1,
+    }
 }
 
 /// The inner index of the value being emitted: a constant when unrolled, a register in a loop.
@@ -143,6 +171,8 @@ enum Inner {
     None,
     Static(usize),
     Reg(String),
+    /// This thread's lane: one inner index per thread (lanes-over-inner schedule).
+    Lane(String),
 }
 
 impl Translator<'_> {
@@ -166,10 +196,32 @@ impl Translator<'_> {
         w.ins(format!("add.u64 {row}, {a}, {b}"));
         let rows = w.rd();
         w.ins(format!("ld.param.u64 {rows}, [rows]"));
-        let p = w.p();
-        w.ins(format!("setp.ge.u64 {p}, {row}, {rows}"));
         let done = w.label("exit");
-        w.ins(format!("@{p} bra {done}"));
+        let row = if self.lanes > 1 {
+            // lanes-over-inner: thread = (row, lane); every thread stays alive for the shuffles
+            let g = self.lanes as u64;
+            let n = self.k.inner.unwrap_or(1) as u64;
+            let (r, lane, last, rc) = (w.rd(), w.rd(), w.rd(), w.rd());
+            w.ins(format!("shr.u64 {r}, {row}, {}", g.trailing_zeros()));
+            w.ins(format!("and.b64 {lane}, {row}, {}", g - 1));
+            w.ins(format!("sub.u64 {last}, {rows}, 1"));
+            w.ins(format!("min.u64 {rc}, {r}, {last}"));
+            let (valid, active, si, sr, zero) = (w.p(), w.p(), w.p(), w.p(), w.p());
+            w.ins(format!("setp.lt.u64 {valid}, {r}, {rows}"));
+            w.ins(format!("setp.lt.u64 {active}, {lane}, {n}"));
+            w.ins(format!("and.pred {si}, {valid}, {active}"));
+            w.ins(format!("setp.eq.u64 {zero}, {lane}, 0"));
+            w.ins(format!("and.pred {sr}, {valid}, {zero}"));
+            let i = w.rd();
+            w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
+            self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr });
+            rc
+        } else {
+            let p = w.p();
+            w.ins(format!("setp.ge.u64 {p}, {row}, {rows}"));
+            w.ins(format!("@{p} bra {done}"));
+            row
+        };
         for i in 0..self.k.buffers.len() {
             let (g, base) = (self.w.rd(), self.w.rd());
             self.w.ins(format!("ld.param.u64 {g}, [buf{i}]"));
@@ -194,7 +246,15 @@ impl Translator<'_> {
         for v in self.steps_at(Level::Row) {
             self.scalar_step(v);
         }
-        if self.unrolled {
+        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()) {
+            self.cur.clear();
+            for v in self.steps_at(Level::RowInner) {
+                self.inner_step(v, Inner::Lane(i.clone()));
+                if let Some(val) = self.cur.get(&v).cloned() {
+                    self.per_chunk.insert((v, 0), val);
+                }
+            }
+        } else if self.unrolled {
             for c in 0..self.k.inner.unwrap_or(1) {
                 self.cur.clear();
                 for v in self.steps_at(Level::RowInner) {
@@ -214,6 +274,11 @@ impl Translator<'_> {
 
     fn inner_indices(&mut self, mut f: impl FnMut(&mut Self, Inner)) {
         let n = self.k.inner.unwrap_or(1);
+        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()) {
+            self.cur.clear();
+            f(self, Inner::Lane(i));
+            return;
+        }
         if self.unrolled {
             for c in 0..n {
                 self.cur.clear();
@@ -269,6 +334,11 @@ impl Translator<'_> {
                         t.w.ins(format!("mov.f32 {h}, {h0}"));
                         t.states.insert((v, c), h);
                     }
+                    Inner::Lane(_) => {
+                        let h = t.w.f();
+                        t.w.ins(format!("mov.f32 {h}, {h0}"));
+                        t.states.insert((v, 0), h);
+                    }
                     Inner::Reg(i) => {
                         let addr = t.local_addr(v, &i);
                         t.w.ins(format!("st.local.f32 [{addr}], {h0}"));
@@ -287,7 +357,62 @@ impl Translator<'_> {
         a
     }
 
+    /// The inner pass of one seq step and the reduction of its sums (left in `scalars`).
+    fn inner_and_sums(&mut self) {
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        for &s in &sums {
+            let acc = self.w.f();
+            self.w.ins(format!("mov.f32 {acc}, {}", fimm(0.0)));
+            self.sums.insert(s, acc);
+        }
+        let inner = self.steps_at(Level::Inner);
+        self.inner_indices(|tr, at| {
+            for &v in &inner {
+                tr.inner_step(v, at.clone());
+            }
+            for &s in &sums {
+                let Step::Sum(x) = tr.k.steps[s].1 else { unreachable!() };
+                let val = tr.operand(x, &at);
+                let acc = tr.sums[&s].clone();
+                tr.w.ins(format!("add.f32 {acc}, {acc}, {val}"));
+            }
+        });
+        for &s in &sums {
+            let mut acc = self.sums[&s].clone();
+            if let Some(lane) = &self.lane {
+                // inactive lanes add nothing; then a butterfly over the row's lanes
+                let active = lane.active.clone();
+                let m = self.w.f();
+                self.w.ins(format!("selp.f32 {m}, {acc}, {}, {active}", fimm(0.0)));
+                acc = m;
+                let mut off = self.lanes / 2;
+                while off >= 1 {
+                    let (t, n) = (self.w.f(), self.w.f());
+                    self.w.ins(format!("shfl.sync.bfly.b32 {t}, {acc}, {off}, 31, -1"));
+                    self.w.ins(format!("add.f32 {n}, {acc}, {t}"));
+                    acc = n;
+                    off /= 2;
+                }
+            }
+            self.scalars.insert(s, acc);
+        }
+    }
+
+    /// Whether the seq loop can run in blocks of one step per lane: the seq-level work (loads
+    /// and transcendentals outside the scan, the epilogue and its stores) is then spread over the
+    /// row's lanes instead of repeated by each, and its memory accesses are coalesced.
+    fn lane_blocks(&self) -> bool {
+        let Some((_, reverse)) = self.k.seq else { return false };
+        let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
+        self.lane.is_some()
+            && !reverse
+            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+    }
+
     fn seq_loop(&mut self) {
+        if self.lane_blocks() {
+            return self.seq_loop_lane_blocks();
+        }
         let (extent, reverse) = self.k.seq.unwrap_or((1, false));
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, 0"));
@@ -308,32 +433,98 @@ impl Translator<'_> {
         for v in self.steps_at(Level::SeqPre) {
             self.scalar_step(v);
         }
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
-        for &s in &sums {
-            let acc = self.w.f();
-            self.w.ins(format!("mov.f32 {acc}, {}", fimm(0.0)));
-            self.sums.insert(s, acc);
-        }
-        let inner = self.steps_at(Level::Inner);
-        self.inner_indices(|tr, at| {
-            for &v in &inner {
-                tr.inner_step(v, at.clone());
-            }
-            for &s in &sums {
-                let Step::Sum(x) = tr.k.steps[s].1 else { unreachable!() };
-                let val = tr.operand(x, &at);
-                let acc = tr.sums[&s].clone();
-                tr.w.ins(format!("add.f32 {acc}, {acc}, {val}"));
-            }
-        });
-        for &s in &sums {
-            self.scalars.insert(s, self.sums[&s].clone());
-        }
+        self.inner_and_sums();
         for v in self.steps_at(Level::SeqPost) {
             self.scalar_step(v);
         }
         self.scalars = saved;
         self.w.ins(format!("add.u64 {t}, {t}, 1"));
+        self.w.ins(format!("bra {head}"));
+        self.w.put_label(&done);
+        self.l = None;
+    }
+
+    /// The seq loop in blocks of `lanes` steps: lane `j` computes the seq-level values of step
+    /// `t + j`; the scan then walks the block's steps in order, each broadcasting its values with
+    /// `shfl.sync.idx`; lane `j` keeps step `t + j`'s sums and runs its epilogue.
+    fn seq_loop_lane_blocks(&mut self) {
+        let (extent, _) = self.k.seq.expect("checked by lane_blocks");
+        let g = self.lanes as u64;
+        // the lane's own number (not clamped to the inner extent)
+        let own = self.w.rd();
+        let (tid,) = (self.w.r(),);
+        self.w.ins(format!("mov.u32 {tid}, %tid.x"));
+        self.w.ins(format!("cvt.u64.u32 {own}, {tid}"));
+        self.w.ins(format!("and.b64 {own}, {own}, {}", g - 1));
+        let t = self.w.rd();
+        self.w.ins(format!("mov.u64 {t}, 0"));
+        let (head, done) = (self.w.label("seqb"), self.w.label("seqb_done"));
+        self.w.put_label(&head);
+        let p = self.w.p();
+        self.w.ins(format!("setp.ge.u64 {p}, {t}, {extent}"));
+        self.w.ins(format!("@{p} bra {done}"));
+        // this lane's step in the block, clamped for addressing
+        let (lj, lc, valid_l) = (self.w.rd(), self.w.rd(), self.w.p());
+        self.w.ins(format!("add.u64 {lj}, {t}, {own}"));
+        self.w.ins(format!("setp.lt.u64 {valid_l}, {lj}, {extent}"));
+        self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
+        self.l = Some(lc.clone());
+        let saved = self.scalars.clone();
+        let pre = self.steps_at(Level::SeqPre);
+        for &v in &pre {
+            self.scalar_step(v);
+        }
+        let mine: HashMap<V, String> = pre.iter().filter_map(|v| self.scalars.get(v).map(|r| (*v, r.clone()))).collect();
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let mut kept: HashMap<V, String> = HashMap::new();
+        for &s in &sums {
+            let r = self.w.f();
+            self.w.ins(format!("mov.f32 {r}, {}", fimm(0.0)));
+            kept.insert(s, r);
+        }
+        let seg = ((32 - g) << 8) | 0x1f;
+        for j in 0..g {
+            let skip = self.w.label("step_skip");
+            let (tj, pj) = (self.w.rd(), self.w.p());
+            self.w.ins(format!("add.u64 {tj}, {t}, {j}"));
+            self.w.ins(format!("setp.ge.u64 {pj}, {tj}, {extent}"));
+            self.w.ins(format!("@{pj} bra {skip}"));
+            self.l = Some(tj);
+            for (&v, r) in &mine {
+                let b = self.w.f();
+                self.w.ins(format!("shfl.sync.idx.b32 {b}, {r}, {j}, {seg}, -1"));
+                self.scalars.insert(v, b);
+            }
+            self.inner_and_sums();
+            let is_me = self.w.p();
+            self.w.ins(format!("setp.eq.u64 {is_me}, {own}, {j}"));
+            for &s in &sums {
+                let k = kept[&s].clone();
+                let total = self.scalars[&s].clone();
+                self.w.ins(format!("selp.f32 {k}, {total}, {k}, {is_me}"));
+            }
+            self.w.put_label(&skip);
+        }
+        // the epilogue of step t + lane, on this lane
+        self.l = Some(lc);
+        for (&v, r) in &mine {
+            self.scalars.insert(v, r.clone());
+        }
+        for &s in &sums {
+            self.scalars.insert(s, kept[&s].clone());
+        }
+        // row-level stores: by every lane of a real row whose step exists (not only lane 0)
+        let valid_row = self.w.p();
+        let lane = self.lane.as_mut().expect("lane mode");
+        let saved_store_row = lane.store_row.clone();
+        self.w.ins(format!("and.pred {valid_row}, {}, {valid_l}", lane.valid.clone()));
+        lane.store_row = valid_row;
+        for v in self.steps_at(Level::SeqPost) {
+            self.scalar_step(v);
+        }
+        self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
+        self.scalars = saved;
+        self.w.ins(format!("add.u64 {t}, {t}, {g}"));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
         self.l = None;
@@ -384,7 +575,7 @@ impl Translator<'_> {
                 self.w.ins(format!("add.u64 {n}, {off}, {}", c * a.inner));
                 n
             }
-            Inner::Reg(i) if a.inner != 0 => {
+            Inner::Reg(i) | Inner::Lane(i) if a.inner != 0 => {
                 let n = self.w.rd();
                 self.w.ins(format!("mad.lo.u64 {n}, {i}, {}, {off}", a.inner));
                 n
@@ -429,6 +620,7 @@ impl Translator<'_> {
         match (self.level(v), at) {
             (Level::Row | Level::SeqPre | Level::SeqPost, _) => self.scalars[&v].clone(),
             (Level::RowInner, Inner::Static(c)) if self.unrolled => self.per_chunk[&(v, *c)].clone(),
+            (Level::RowInner, Inner::Lane(_)) => self.per_chunk[&(v, 0)].clone(),
             _ => self.cur[&v].clone(),
         }
     }
@@ -449,6 +641,7 @@ impl Translator<'_> {
         match at {
             Inner::None => self.states[&(scan, usize::MAX)].clone(),
             Inner::Static(c) => self.states[&(scan, *c)].clone(),
+            Inner::Lane(_) => self.states[&(scan, 0)].clone(),
             Inner::Reg(i) => {
                 let addr = self.local_addr(scan, i);
                 let d = self.w.f();
@@ -585,7 +778,7 @@ impl Translator<'_> {
                         self.w.ins(format!("mov.u64 {r}, {c}"));
                         r
                     }
-                    (Axis::Inner, Inner::Reg(i)) => i.clone(),
+                    (Axis::Inner, Inner::Reg(i) | Inner::Lane(i)) => i.clone(),
                     (Axis::Inner, Inner::None) => unreachable!("a conv along the inner dim has an inner index"),
                 };
                 let xo = self.offset(&x, &here);
@@ -624,7 +817,12 @@ impl Translator<'_> {
                 let val = op(self, x);
                 let off = self.offset(&a, &here);
                 let addr = self.address(a.buffer, &off);
-                self.w.ins(format!("st.global.f32 [{addr}], {val}"));
+                let guard = match (&self.lane, &here) {
+                    (Some(l), Inner::Lane(_)) => format!("@{} ", l.store_inner),
+                    (Some(l), _) => format!("@{} ", l.store_row),
+                    (None, _) => String::new(),
+                };
+                self.w.ins(format!("{guard}st.global.f32 [{addr}], {val}"));
                 return None;
             }
         })

@@ -12,10 +12,10 @@ pub use emit::module;
 
 use ssmc_kernel::Schedule;
 
-/// The GPU schedule: one thread per row, scalar code, inner dims up to 64 unrolled into
-/// registers, strided inputs read in place.
-pub fn gpu_schedule() -> Schedule {
-    Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false }
+/// The GPU schedule: one thread per row (or, with `lanes`, one lane per inner index), scalar
+/// code, inner dims up to 64 unrolled into registers, strided inputs read in place.
+pub fn gpu_schedule(lanes: bool) -> Schedule {
+    Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lanes }
 }
 
 #[cfg(feature = "cuda")]

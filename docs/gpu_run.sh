@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root: differential tests, then benchmarks.
+set -u
+export SSMC_ROOT=$PWD SSMC_REQUIRE_GPU=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt
+./carry/oracle_cuda --test-threads=1 2>&1 | tail -25 | tee $OUT/tests.txt
+for shape in 1,1536,2048,16 8,1536,2048,16 8,4096,2048,16 1,4096,8192,16 16,2048,4096,16; do
+  IFS=, read b d l n <<< "$shape"
+  for dt in f32 bf16; do
+    timeout 120 ./carry/ssmc bench examples/mamba1.ssm --backend cuda --dims batch=$b,dim=$d,len=$l,state=$n --dtype $dt --reps 9 --json 2>&1 | tee -a $OUT/prefill.jsonl
+  done
+done
+for b in 1 16 64; do
+  timeout 60 ./carry/ssmc bench examples/mamba1_step.ssm --backend cuda --dims batch=$b,dim=4096,len=1,state=16 --dtype f32 --reps 51 --json 2>&1 | tee -a $OUT/decode.jsonl
+done
+./carry/ssmc compile examples/mamba1.ssm --dims batch=8,dim=4096,len=2048,state=16 > $OUT/mamba1.ptx
