@@ -12,3 +12,5 @@ fi
 "$SSMC_PTXAS" --version | tail -1
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
+# the cuda runtime without a GPU: clean errors, no panics (cudarc loads the driver lazily)
+cargo test --locked --features cuda --test cuda_errors --test oracle_cuda

@@ -605,7 +605,11 @@ fn unknown_out_dtype_is_named() {
     let line = fails(&["run", &p(&mamba1()), "--random", "--dims", DIMS, "--out-dtype", "f8"], 2, &["--out-dtype", "f8"]);
     assert!(line.contains("bf16"), "the error lists the dtypes: {line}");
     fails(&["run", &p(&mamba1()), "--random", "--dims", DIMS, "--dtype", "int8"], 2, &["--dtype", "int8"]);
-    fails(&["run", &p(&mamba1()), "--random", "--dims", DIMS, "--backend", "cuda"], 2, &["--backend", "cuda", "interp"]);
+    fails(&["run", &p(&mamba1()), "--random", "--dims", DIMS, "--backend", "tpu"], 2, &["--backend", "tpu", "interp"]);
+    // a known backend this build or machine cannot run is a plain error, not a usage error
+    if !cfg!(feature = "cuda") {
+        fails(&["run", &p(&mamba1()), "--random", "--dims", DIMS, "--backend", "cuda"], 1, &["cuda", "not built in"]);
+    }
     fails(&["run", &p(&mamba1()), "--random", "--dims", DIMS, "--seed", "minus-one"], 2, &["--seed", "minus-one"]);
 }
 
@@ -615,7 +619,8 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&no_args, 2, &["check", "run"]);
     fails(&["run"], 2, &["<SPEC>"]);
     fails(&["check"], 2, &["<SPEC>"]);
-    fails(&["compile", "x.ssm"], 2, &["compile"]);
+    fails(&["frobnicate", "x.ssm"], 2, &["frobnicate"]);
+    fails(&["compile", "/nonexistent/x.ssm"], 1, &["/nonexistent/x.ssm"]);
 }
 
 #[test]

@@ -4,28 +4,17 @@
 
 use proptest::prelude::*;
 use ssmc::ir::gen::{random_graph, GenOptions};
+mod common;
+use common::{dims, example, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::{HostTensor, TensorMap};
 use ssmc::{Backend, Fusion, Layer};
 use ssmc_kernel::Schedule;
 use std::collections::BTreeMap;
-use std::path::Path;
 
-const EXAMPLES: [&str; 7] =
-    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
 
-fn example(name: &str) -> Layer {
-    Layer::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)).unwrap()
-}
 
-fn dims(layer: &Layer, b: usize, d: usize, l: usize, n: usize) -> BTreeMap<String, usize> {
-    [("batch", b), ("dim", d), ("len", l), ("state", n), ("width", 4)]
-        .into_iter()
-        .filter(|(k, _)| layer.graph().dim(k).is_some())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
 
 /// Relative tolerance of f32 kernels against the f64 oracle (on the same stored input values).
 const RTOL: f64 = 2e-4;

@@ -4,21 +4,14 @@
 //! On a GPU machine: `cargo test --release --features cuda --test oracle_cuda` (or the carried
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
+mod common;
+use common::{dims, example, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::TensorMap;
 use ssmc::{Backend, Fusion, Layer};
-use std::collections::BTreeMap;
-use std::path::Path;
 
-const EXAMPLES: [&str; 7] =
-    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
 
-/// The examples, from `$SSMC_ROOT` when the test binary runs away from its checkout.
-fn example(name: &str) -> Layer {
-    let root = std::env::var("SSMC_ROOT").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    Layer::from_file(&Path::new(&root).join("examples").join(name)).unwrap()
-}
 
 /// The compiled layer, or `None` (with the reason checked) when no GPU is usable here.
 fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
@@ -36,13 +29,6 @@ fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
     }
 }
 
-fn dims(layer: &Layer, b: usize, d: usize, l: usize, n: usize) -> BTreeMap<String, usize> {
-    [("batch", b), ("dim", d), ("len", l), ("state", n), ("width", 4)]
-        .into_iter()
-        .filter(|(k, _)| layer.graph().dim(k).is_some())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
 
 fn assert_agree(got: &TensorMap, want: &TensorMap, what: &str) {
     for (name, w) in want {

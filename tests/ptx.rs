@@ -2,13 +2,12 @@
 //! The test command installs ptxas (PyPI `nvidia-cuda-nvcc-cu12`); without it this test fails
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
+mod common;
+use common::{example, EXAMPLES};
 use ssmc::ir::DType;
-use ssmc::{Fusion, Layer};
+use ssmc::Fusion;
 use std::collections::BTreeMap;
-use std::path::Path;
 
-const EXAMPLES: [&str; 7] =
-    ["mamba1.ssm", "mamba1_zoh.ssm", "mamba1_step.ssm", "mamba1_conv.ssm", "s4d.ssm", "sigmoid_noskip.ssm", "reverse.ssm"];
 
 #[test]
 fn every_example_assembles_for_sm90() {
@@ -20,7 +19,7 @@ fn every_example_assembles_for_sm90() {
         [("batch", 2), ("dim", 64), ("len", 128), ("state", 16), ("width", 4)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut report = Vec::new();
     for name in EXAMPLES {
-        let layer = Layer::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)).unwrap();
+        let layer = example(name);
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
         for fusion in [Fusion::On, Fusion::Off] {
             for (dtype, lanes) in [(DType::F32, false), (DType::BF16, false), (DType::F32, true), (DType::BF16, true)] {

@@ -106,6 +106,8 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
         states: HashMap::new(),
         sums: HashMap::new(),
         locals: vec![],
+        row_bases: HashMap::new(),
+        seq_bases: HashMap::new(),
         lanes: lanes_per_row(k, schedule),
         lane: None,
     };
@@ -137,6 +139,10 @@ struct Translator<'a> {
     states: HashMap<(V, usize), String>,
     sums: HashMap<V, String>,
     locals: Vec<(String, usize)>,
+    /// Byte address of each (buffer, row strides) at this thread's row, computed once.
+    row_bases: HashMap<(usize, Vec<usize>), String>,
+    /// Byte address at the current seq step, per (buffer, row strides, seq stride).
+    seq_bases: HashMap<(usize, Vec<usize>, usize), String>,
     /// Threads per row (1, or the inner extent rounded up to a power of two).
     lanes: u32,
     lane: Option<Lane>,
@@ -243,6 +249,32 @@ impl Translator<'_> {
             }
         }
         self.row_idx = idx;
+        // every access's row part, once per thread: the loops then only add seq and inner terms
+        let accesses: Vec<Access> = self
+            .k
+            .steps
+            .iter()
+            .filter_map(|(_, st)| match st {
+                Step::Load(a) | Step::Store(_, a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        for a in accesses {
+            let key = (a.buffer, a.row.clone());
+            if self.row_bases.contains_key(&key) {
+                continue;
+            }
+            let size = self.k.buffers[a.buffer].dtype.size();
+            let mut at = self.bases[a.buffer].clone();
+            for (k, &stride) in a.row.iter().enumerate() {
+                if stride != 0 {
+                    let n = self.w.rd();
+                    self.w.ins(format!("mad.lo.u64 {n}, {}, {}, {at}", self.row_idx[k], stride * size));
+                    at = n;
+                }
+            }
+            self.row_bases.insert(key, at);
+        }
         for v in self.steps_at(Level::Row) {
             self.scalar_step(v);
         }
@@ -349,6 +381,40 @@ impl Translator<'_> {
         }
     }
 
+    fn set_l(&mut self, l: Option<String>) {
+        self.l = l;
+        self.seq_bases.clear();
+    }
+
+    /// The address of `a`'s element at the current row, seq step and inner index, as PTX
+    /// `[reg+imm]` operand text: the row part precomputed, the seq part once per step, a static
+    /// inner index folded into the immediate.
+    fn addr(&mut self, a: &Access, at: &Inner) -> String {
+        let size = self.k.buffers[a.buffer].dtype.size();
+        let mut base = self.row_bases[&(a.buffer, a.row.clone())].clone();
+        if let (Some(l), true) = (self.l.clone(), a.seq != 0) {
+            let key = (a.buffer, a.row.clone(), a.seq);
+            base = match self.seq_bases.get(&key) {
+                Some(b) => b.clone(),
+                None => {
+                    let n = self.w.rd();
+                    self.w.ins(format!("mad.lo.u64 {n}, {l}, {}, {base}", a.seq * size));
+                    self.seq_bases.insert(key, n.clone());
+                    n
+                }
+            };
+        }
+        match at {
+            Inner::Static(c) if a.inner != 0 => format!("{base}+{}", c * a.inner * size),
+            Inner::Reg(i) | Inner::Lane(i) if a.inner != 0 => {
+                let n = self.w.rd();
+                self.w.ins(format!("mad.lo.u64 {n}, {i}, {}, {base}", a.inner * size));
+                n
+            }
+            _ => base,
+        }
+    }
+
     fn local_addr(&mut self, scan: V, i: &str) -> String {
         let name = self.states[&(scan, usize::MAX)].clone();
         let (base, a) = (self.w.rd(), self.w.rd());
@@ -428,7 +494,7 @@ impl Translator<'_> {
         } else {
             t.clone()
         };
-        self.l = Some(l);
+        self.set_l(Some(l));
         let saved = self.scalars.clone();
         for v in self.steps_at(Level::SeqPre) {
             self.scalar_step(v);
@@ -441,7 +507,7 @@ impl Translator<'_> {
         self.w.ins(format!("add.u64 {t}, {t}, 1"));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
-        self.l = None;
+        self.set_l(None);
     }
 
     /// The seq loop in blocks of `lanes` steps: lane `j` computes the seq-level values of step
@@ -468,7 +534,7 @@ impl Translator<'_> {
         self.w.ins(format!("add.u64 {lj}, {t}, {own}"));
         self.w.ins(format!("setp.lt.u64 {valid_l}, {lj}, {extent}"));
         self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
-        self.l = Some(lc.clone());
+        self.set_l(Some(lc.clone()));
         let saved = self.scalars.clone();
         let pre = self.steps_at(Level::SeqPre);
         for &v in &pre {
@@ -489,7 +555,7 @@ impl Translator<'_> {
             self.w.ins(format!("add.u64 {tj}, {t}, {j}"));
             self.w.ins(format!("setp.ge.u64 {pj}, {tj}, {extent}"));
             self.w.ins(format!("@{pj} bra {skip}"));
-            self.l = Some(tj);
+            self.set_l(Some(tj));
             for (&v, r) in &mine {
                 let b = self.w.f();
                 self.w.ins(format!("shfl.sync.idx.b32 {b}, {r}, {j}, {seg}, -1"));
@@ -506,7 +572,7 @@ impl Translator<'_> {
             self.w.put_label(&skip);
         }
         // the epilogue of step t + lane, on this lane
-        self.l = Some(lc);
+        self.set_l(Some(lc));
         for (&v, r) in &mine {
             self.scalars.insert(v, r.clone());
         }
@@ -527,7 +593,7 @@ impl Translator<'_> {
         self.w.ins(format!("add.u64 {t}, {t}, {g}"));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
-        self.l = None;
+        self.set_l(None);
     }
 
     fn final_level(&mut self) {
@@ -657,8 +723,7 @@ impl Translator<'_> {
         let here = if outer { Inner::None } else { at.clone() };
         Some(match step {
             Step::Load(a) => {
-                let off = self.offset(&a, &here);
-                let addr = self.address(a.buffer, &off);
+                let addr = self.addr(&a, &here);
                 self.load_at(self.k.buffers[a.buffer].dtype, &addr)
             }
             Step::Const(c) => {
@@ -691,7 +756,7 @@ impl Translator<'_> {
                         let (num, den, d) = (self.w.f(), self.w.f(), self.w.f());
                         self.w.ins(format!("fma.rn.f32 {num}, {x}, {}, {}", fimm(0.5), fimm(1.0)));
                         self.w.ins(format!("fma.rn.f32 {den}, {x}, {}, {}", fimm(-0.5), fimm(1.0)));
-                        self.w.ins(format!("div.rn.f32 {d}, {num}, {den}"));
+                        self.w.ins(format!("div.full.f32 {d}, {num}, {den}"));
                         d
                     }
                 }
@@ -707,7 +772,7 @@ impl Translator<'_> {
                         self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
                         let e = isa::expm1(&mut self.w, &x);
                         let phi = self.w.f();
-                        self.w.ins(format!("div.rn.f32 {phi}, {e}, {x}"));
+                        self.w.ins(format!("div.full.f32 {phi}, {e}, {x}"));
                         let p = self.w.p();
                         self.w.ins(format!("setp.eq.f32 {p}, {x}, {}", fimm(0.0)));
                         let phi2 = self.w.f();
@@ -720,7 +785,7 @@ impl Translator<'_> {
                         let (x, den, d) = (self.w.f(), self.w.f(), self.w.f());
                         self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
                         self.w.ins(format!("fma.rn.f32 {den}, {x}, {}, {}", fimm(-0.5), fimm(1.0)));
-                        self.w.ins(format!("div.rn.f32 {d}, {dtb}, {den}"));
+                        self.w.ins(format!("div.full.f32 {d}, {dtb}, {den}"));
                         d
                     }
                 }
@@ -815,8 +880,7 @@ impl Translator<'_> {
             }
             Step::Store(x, a) => {
                 let val = op(self, x);
-                let off = self.offset(&a, &here);
-                let addr = self.address(a.buffer, &off);
+                let addr = self.addr(&a, &here);
                 let guard = match (&self.lane, &here) {
                     (Some(l), Inner::Lane(_)) => format!("@{} ", l.store_inner),
                     (Some(l), _) => format!("@{} ", l.store_row),

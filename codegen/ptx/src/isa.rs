@@ -1,5 +1,7 @@
 //! One table from kernel-IR operations to PTX instructions, and the composite functions
-//! (softplus, sigmoid, ...) built from them. Every emitter call goes through here.
+//! (softplus, sigmoid, ...) built from them. Every emitter call goes through here. A user's `/`
+//! and `recip` are IEEE (`div.rn`, `rcp.rn`); divisions inside composite functions use
+//! `div.full` / `rcp.approx` (at most 2 ulp), which avoid the IEEE division subroutine.
 
 use crate::emit::Regs;
 
@@ -39,7 +41,7 @@ pub fn log1p(w: &mut Regs, x: &str) -> String {
     let um1 = w.f();
     w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
     let q = w.f();
-    w.ins(format!("div.rn.f32 {q}, {x}, {um1}"));
+    w.ins(format!("div.full.f32 {q}, {x}, {um1}"));
     let r = w.f();
     w.ins(format!("mul.f32 {r}, {lu}, {q}"));
     let p = w.p();
@@ -88,7 +90,7 @@ pub fn sigmoid(w: &mut Regs, x: &str) -> String {
     let den = w.f();
     w.ins(format!("add.f32 {den}, {e}, {}", fimm(1.0)));
     let d = w.f();
-    w.ins(format!("rcp.rn.f32 {d}, {den}"));
+    w.ins(format!("rcp.approx.f32 {d}, {den}"));
     d
 }
 
@@ -115,7 +117,7 @@ pub fn tanh(w: &mut Regs, x: &str) -> String {
     let den = w.f();
     w.ins(format!("add.f32 {den}, {e}, {}", fimm(1.0)));
     let q = w.f();
-    w.ins(format!("div.rn.f32 {q}, {}, {den}", fimm(2.0)));
+    w.ins(format!("div.full.f32 {q}, {}, {den}", fimm(2.0)));
     let big = w.f();
     w.ins(format!("sub.f32 {big}, {}, {q}", fimm(1.0)));
     let xx = w.f();
