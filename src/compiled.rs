@@ -36,7 +36,7 @@ pub struct CompiledLayer {
     cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
     gpu: Option<Gpu>,
     gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
-    gpu_lanes: Option<bool>,
+    gpu_force: Option<(bool, bool)>,
 }
 
 impl Layer {
@@ -60,7 +60,7 @@ impl Layer {
             cache: Mutex::new(HashMap::new()),
             gpu,
             gpu_cache: Mutex::new(HashMap::new()),
-            gpu_lanes: None,
+            gpu_force: None,
         })
     }
 }
@@ -87,7 +87,7 @@ impl CompiledLayer {
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let code = Arc::new(crate::gpu::load(gpu, &self.plan, &key.sizes, inputs, self.gpu_lanes)?);
+        let code = Arc::new(crate::gpu::load(gpu, &self.plan, &key.sizes, inputs, self.gpu_force)?);
         cache.insert(key, code.clone());
         Ok(code)
     }
@@ -100,10 +100,10 @@ impl CompiledLayer {
         crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)
     }
 
-    /// Fixes the GPU schedule (lanes over the inner dim, or one thread per row) instead of
-    /// letting the autotuner time both.
-    pub fn with_gpu_lanes(mut self, lanes: bool) -> Self {
-        self.gpu_lanes = Some(lanes);
+    /// Fixes the GPU schedule (lanes over the inner dim or one thread per row; the scan cut
+    /// into chunks or not) instead of letting the autotuner time them.
+    pub fn with_gpu_schedule(mut self, lanes: bool, chunked: bool) -> Self {
+        self.gpu_force = Some((lanes, chunked));
         self
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// The kernels of `layer`'s plan lowered for the GPU, every input stored as `dtype` (unless the
 /// spec pins one), at `dims` (others at their default sizes).
-pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType) -> Result<Vec<Kir>, Error> {
+pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool) -> Result<Vec<Kir>, Error> {
     let given: Vec<(&str, usize)> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let opts = Options::at_sizes(layer.graph(), &given);
     let mut plan = layer.plan(fusion, &opts)?.plan;
@@ -16,14 +16,15 @@ pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usiz
         let pinned = layer.graph().input_named(&b.name).and_then(|(_, d)| d.dtype);
         b.dtype = pinned.unwrap_or(dtype);
     }
-    let schedule = ssmc_ptx::gpu_schedule(false);
+    let schedule = ssmc_ptx::gpu_schedule(lanes);
     Ok(plan.kernels.iter().map(|k| ssmc_kernel::lower(&plan, k, &opts.sizes, &schedule)).collect::<Result<_, _>>()?)
 }
 
-/// The PTX module of `layer` (one `.entry` per kernel, in launch order), with rows or lanes.
-pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool) -> Result<String, Error> {
-    let kirs = lower_for_gpu(layer, fusion, dims, dtype)?;
-    Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(lanes), ssmc_ptx::Arch::SM90))
+/// The PTX module of `layer` (one `.entry` per kernel in launch order, three for a chunked
+/// scan), with rows or lanes, chunked or not.
+pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool, chunked: bool) -> Result<String, Error> {
+    let kirs = lower_for_gpu(layer, fusion, dims, dtype, lanes)?;
+    Ok(build_module(&kirs, &ssmc_ptx::gpu_schedule(lanes), chunked).0)
 }
 
 use ssmc_ptx::{DeviceBuffer, Gpu, GpuError, GpuModule};
@@ -44,6 +45,9 @@ pub struct GpuCode {
     kirs: Vec<Kir>,
     module: GpuModule,
     schedule: ssmc_kernel::Schedule,
+    /// Per kernel: its entry (plain), or its three entries (summary, combine, main) and the
+    /// number of chunks its scan is cut into.
+    entries: Vec<Entries>,
     /// The PTX text that was loaded.
     pub ptx: String,
     /// What the autotuner measured: (schedule, median device microseconds), the chosen first.
@@ -57,37 +61,95 @@ pub struct GpuRun<'a> {
     plan: &'a ssmc_opt::Plan,
     memory: Vec<Option<DeviceBuffer>>,
     extents: Vec<Vec<usize>>,
+    /// Per chunked kernel: decay products, end states and start states, `[rows, chunks, inner]`.
+    scratch: Vec<Option<[DeviceBuffer; 3]>>,
 }
 
-/// Loads `plan`'s kernels under one GPU schedule.
-fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], lanes: bool) -> Result<GpuCode, Error> {
+/// How a kernel is launched.
+#[derive(Clone, Copy, Debug)]
+enum Entries {
+    Plain(usize),
+    Chunked { summary: usize, combine: usize, main: usize, chunks: usize },
+}
+
+/// Chunks to cut a scan of `rows` rows into: enough (row, chunk) threads to fill the GPU
+/// (132 SMs x 512 threads), at least 32 steps a chunk, a power of two, at most 256.
+fn chunks_for(rows: usize, extent: usize) -> usize {
+    let want = (132 * 512usize).div_ceil(rows.max(1)).next_power_of_two();
+    let most = 1usize << (extent / 32).max(1).ilog2();
+    want.min(most).clamp(1, 256)
+}
+
+/// The PTX module of lowered kernels, its entry names, and how each kernel launches.
+fn build_module(kirs: &[Kir], schedule: &ssmc_kernel::Schedule, chunked: bool) -> (String, Vec<String>, Vec<Entries>) {
+    let mut ptx = ssmc_ptx::Arch::SM90.header();
+    let mut names = Vec::new();
+    let mut entries = Vec::new();
+    for (i, k) in kirs.iter().enumerate() {
+        let base = ssmc_ptx::emit::entry_name(k, i);
+        let chunks = match (chunked, ssmc_ptx::emit::chunkable(k, &schedule), k.seq) {
+            (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
+            _ => 1,
+        };
+        if chunks > 1 {
+            use ssmc_ptx::emit::{combine_entry, entry_chunked, ChunkPass};
+            let n = k.inner.unwrap_or(1);
+            for (suffix, text) in [
+                ("summary", entry_chunked(k, &format!("{base}_summary"), &schedule, chunks, ChunkPass::Summary)),
+                ("combine", combine_entry(&format!("{base}_combine"), chunks, n)),
+                ("main", entry_chunked(k, &format!("{base}_main"), &schedule, chunks, ChunkPass::Main)),
+            ] {
+                ptx.push('\n');
+                ptx.push_str(&text);
+                names.push(format!("{base}_{suffix}"));
+            }
+            let at = names.len();
+            entries.push(Entries::Chunked { summary: at - 3, combine: at - 2, main: at - 1, chunks });
+        } else {
+            ptx.push('\n');
+            ptx.push_str(&ssmc_ptx::emit::entry(k, &base, &schedule));
+            names.push(base);
+            entries.push(Entries::Plain(names.len() - 1));
+        }
+    }
+    (ptx, names, entries)
+}
+
+/// Loads `plan`'s kernels under one GPU schedule; `chunked` cuts eligible scans into chunks.
+fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], lanes: bool, chunked: bool) -> Result<GpuCode, Error> {
     let schedule = ssmc_ptx::gpu_schedule(lanes);
     let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
-    let ptx = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90);
-    let names: Vec<String> = kirs.iter().enumerate().map(|(i, k)| ssmc_ptx::emit::entry_name(k, i)).collect();
+    let (ptx, names, entries) = build_module(&kirs, &schedule, chunked);
     let module = gpu.load(&ptx, &names)?;
-    Ok(GpuCode { kirs, module, schedule, ptx, tuning: vec![] })
+    Ok(GpuCode { kirs, module, schedule, entries, ptx, tuning: vec![] })
 }
 
-/// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. When a kernel
-/// can run with lanes over its inner dim as well as one thread per row, both are timed on these
-/// inputs (the autotuner) and the faster is kept; the choice is cached with the code.
-pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<bool>) -> Result<GpuCode, Error> {
+/// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. The schedules
+/// that apply (one thread per row; the same with the scan cut into chunks; lanes over the inner
+/// dim) are each timed on these inputs, and the fastest is kept (the autotuner); the choice is
+/// cached with the code. `force` = (lanes, chunked) skips the tuning.
+pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<(bool, bool)>) -> Result<GpuCode, Error> {
     let mut plan = plan.clone();
     for b in plan.buffers.iter_mut().filter(|b| b.kind == BufferKind::Input) {
         b.dtype = inputs[&b.name].dtype();
     }
-    if let Some(lanes) = force {
-        return load_with(gpu, &plan, sizes, lanes);
+    if let Some((lanes, chunked)) = force {
+        return load_with(gpu, &plan, sizes, lanes, chunked);
     }
-    let rows = load_with(gpu, &plan, sizes, false)?;
-    let lanes_apply = rows.kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &ssmc_ptx::gpu_schedule(true)) > 1);
-    if !lanes_apply {
-        return Ok(rows);
+    let mut variants = vec![load_with(gpu, &plan, sizes, false, false)?];
+    let chunk_apply = variants[0].kirs.iter().any(|k| ssmc_ptx::emit::chunkable(k, &variants[0].schedule).is_some());
+    if chunk_apply {
+        variants.push(load_with(gpu, &plan, sizes, false, true)?);
     }
-    let lanes = load_with(gpu, &plan, sizes, true)?;
+    let lanes_apply = variants[0].kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &ssmc_ptx::gpu_schedule(true)) > 1);
+    if lanes_apply {
+        variants.push(load_with(gpu, &plan, sizes, true, false)?);
+    }
+    if variants.len() == 1 {
+        return Ok(variants.pop().expect("one"));
+    }
     let mut timed = Vec::new();
-    for code in [rows, lanes] {
+    for code in variants {
         let code = Arc::new(code);
         let mut run = GpuRun::new(gpu, code.clone(), &plan, sizes, inputs)?;
         run.launch()?;
@@ -104,11 +166,26 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
     let tuning: Vec<(String, f64)> =
-        timed.iter().map(|(c, t)| (if c.schedule.lanes { "lanes".to_string() } else { "rows".to_string() }, *t)).collect();
+        timed.iter().map(|(c, t)| (c.describe(), *t)).collect();
     let best = timed.swap_remove(0).0;
     let mut best = Arc::try_unwrap(best).map_err(|_| IrError::new("autotuner: code still shared"))?;
     best.tuning = tuning;
     Ok(best)
+}
+
+impl GpuCode {
+    /// The schedule in words: `rows`, `rows+chunks64`, `lanes`.
+    pub fn describe(&self) -> String {
+        let chunks = self.entries.iter().find_map(|e| match e {
+            Entries::Chunked { chunks, .. } => Some(*chunks),
+            Entries::Plain(_) => None,
+        });
+        match (self.schedule.lanes, chunks) {
+            (true, _) => "lanes".into(),
+            (false, Some(c)) => format!("rows+chunks{c}"),
+            (false, None) => "rows".into(),
+        }
+    }
 }
 
 impl<'a> GpuRun<'a> {
@@ -122,17 +199,45 @@ impl<'a> GpuRun<'a> {
                 _ => gpu.zeros_f32(ext.iter().product())?,
             }));
         }
-        Ok(GpuRun { gpu, code, plan, memory, extents })
+        let mut scratch = Vec::new();
+        for (e, kir) in code.entries.iter().zip(&code.kirs) {
+            scratch.push(match e {
+                Entries::Chunked { chunks, .. } => {
+                    let n = kir.row_count() * chunks * kir.inner.unwrap_or(1);
+                    Some([gpu.zeros_f32(n)?, gpu.zeros_f32(n)?, gpu.zeros_f32(n)?])
+                }
+                Entries::Plain(_) => None,
+            });
+        }
+        Ok(GpuRun { gpu, code, plan, memory, extents, scratch })
     }
 
     /// Launches every kernel in order (asynchronously).
     pub fn launch(&mut self) -> Result<(), Error> {
-        for (k, kir) in self.plan.kernels.iter().zip(&self.code.kirs) {
+        for (idx, (k, kir)) in self.plan.kernels.iter().zip(&self.code.kirs).enumerate() {
             let ids: Vec<usize> = k.reads.iter().chain(k.writes.iter()).map(|b| b.0).collect();
-            let bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| self.memory[i].as_ref().expect("allocated")).collect();
-            let needs: Vec<usize> = kir.buffers.iter().map(|p| p.len * p.dtype.size()).collect();
-            let index = self.plan.kernels.iter().position(|x| std::ptr::eq(x, k)).expect("own kernel");
-            self.gpu.launch(&self.code.module, index, &bufs, &needs, kir.row_count() as u64, ssmc_ptx::emit::lanes_per_row(kir, &self.code.schedule), BLOCK)?;
+            let mut bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| self.memory[i].as_ref().expect("allocated")).collect();
+            let mut needs: Vec<usize> = kir.buffers.iter().map(|p| p.len * p.dtype.size()).collect();
+            let rows = kir.row_count() as u64;
+            match self.code.entries[idx] {
+                Entries::Plain(e) => {
+                    let lanes = ssmc_ptx::emit::lanes_per_row(kir, &self.code.schedule);
+                    self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, lanes, BLOCK)?;
+                }
+                Entries::Chunked { summary, combine, main, chunks } => {
+                    let [p, h, start] = self.scratch[idx].as_ref().expect("allocated with the code");
+                    let n = kir.inner.unwrap_or(1);
+                    let bytes = kir.row_count() * chunks * n * 4;
+                    let (mut sb, mut sn) = (bufs.clone(), needs.clone());
+                    sb.extend([p, h]);
+                    sn.extend([bytes, bytes]);
+                    self.gpu.launch(&self.code.module, summary, &sb, &sn, rows, chunks as u32, BLOCK)?;
+                    self.gpu.launch(&self.code.module, combine, &[p, h, start], &[bytes; 3], rows * n as u64, 1, BLOCK)?;
+                    bufs.push(start);
+                    needs.push(bytes);
+                    self.gpu.launch(&self.code.module, main, &bufs, &needs, rows, chunks as u32, BLOCK)?;
+                }
+            }
         }
         Ok(())
     }

@@ -22,13 +22,15 @@ fn every_example_assembles_for_sm90() {
         let layer = example(name);
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
         for fusion in [Fusion::On, Fusion::Off] {
-            for (dtype, lanes) in [(DType::F32, false), (DType::BF16, false), (DType::F32, true), (DType::BF16, true)] {
-                let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, lanes).unwrap();
+            for (dtype, lanes, chunked) in
+                [(DType::F32, false, false), (DType::BF16, false, false), (DType::F32, true, false), (DType::BF16, true, false), (DType::F32, false, true), (DType::BF16, false, true)]
+            {
+                let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, lanes, chunked).unwrap();
                 let kernels = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90)
-                    .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype} lanes={lanes}: ptxas failed:\n{log}\n{ptx}"));
+                    .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype} lanes={lanes} chunked={chunked}: ptxas failed:\n{log}\n{ptx}"));
                 assert!(!kernels.is_empty(), "{name}: ptxas reported no kernels");
                 for k in kernels {
-                    report.push(format!("{name} {fusion:?} {dtype} lanes={lanes} {}: {} registers, {} B spilled", k.name, k.registers, k.spill_stores));
+                    report.push(format!("{name} {fusion:?} {dtype} lanes={lanes} chunked={chunked} {}: {} registers, {} B spilled", k.name, k.registers, k.spill_stores));
                 }
             }
         }

@@ -40,9 +40,12 @@ enum Command {
         /// Sizes the kernels are specialized to (others at their defaults).
         #[arg(long, default_value = "")]
         dims: String,
-        /// Spread inner dims of at most 32 over warp lanes (the autotuner's other choice).
+        /// Spread inner dims of at most 32 over warp lanes (one of the autotuner's choices).
         #[arg(long)]
         lanes: bool,
+        /// Cut scans along the seq dim into chunks combined by a parallel pass (another).
+        #[arg(long, conflicts_with = "lanes")]
+        chunked: bool,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -227,10 +230,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, lanes)?);
+            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, lanes, chunked)?);
             Ok(())
         }
         Command::Explain { spec, dims, dtype, json, dot } => {

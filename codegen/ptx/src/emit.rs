@@ -91,6 +91,10 @@ pub fn entry_name(k: &Kir, i: usize) -> String {
 
 /// One kernel: `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)`.
 pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
+    translate(k, name, schedule, None, 0)
+}
+
+fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize) -> String {
     let n = k.inner.unwrap_or(1);
     let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
     let mut t = Translator {
@@ -108,12 +112,16 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
         locals: vec![],
         row_bases: HashMap::new(),
         seq_bases: HashMap::new(),
-        lanes: lanes_per_row(k, schedule),
+        lanes: if chunked.is_some() { 1 } else { lanes_per_row(k, schedule) },
         lane: None,
+        chunked,
     };
     t.body();
     let mut s = format!(".visible .entry {name}(\n");
-    let params: Vec<String> = (0..k.buffers.len()).map(|i| format!("\t.param .u64 buf{i}")).chain(["\t.param .u64 rows".to_string()]).collect();
+    let params: Vec<String> = (0..k.buffers.len() + extra_params)
+        .map(|i| format!("\t.param .u64 buf{i}"))
+        .chain(["\t.param .u64 rows".to_string()])
+        .collect();
     s.push_str(&params.join(",\n"));
     s.push_str("\n)\n{\n");
     s.push_str(&t.w.decls());
@@ -146,6 +154,146 @@ struct Translator<'a> {
     /// Threads per row (1, or the inner extent rounded up to a power of two).
     lanes: u32,
     lane: Option<Lane>,
+    chunked: Option<Chunked>,
+}
+
+/// Which pass of a chunked scan an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkPass {
+    /// Scan each chunk from zero; store its decay product `P = prod a` and end state `H`.
+    Summary,
+    /// Scan each chunk from its true start state and compute everything else.
+    Main,
+}
+
+/// A kernel whose seq loop is cut into chunks run by separate threads (see [`entry_chunked`]).
+struct Chunked {
+    chunks: usize,
+    len: usize,
+    pass: ChunkPass,
+    scan: V,
+    /// This thread's chunk.
+    c: String,
+    /// Base pointers of the extra buffers (P, H for the summary; the start states for main).
+    extra: Vec<String>,
+    /// The decay product per inner index (summary).
+    prods: HashMap<usize, String>,
+    /// Byte offset of this (row, chunk)'s first element in the `[rows, chunks, inner]` buffers.
+    slot: String,
+    /// The steps the scan depends on (all a summary computes).
+    needed: std::collections::HashSet<V>,
+}
+
+/// The one scan a kernel can be chunked on: a forward scan at the inner level, unrolled, with
+/// no lanes, no second scan and no conv.
+pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
+    let scans: Vec<V> = k.steps.iter().enumerate().filter(|(_, (_, st))| matches!(st, Step::Scan { .. })).map(|(i, _)| i).collect();
+    let (extent, reverse) = k.seq?;
+    let n = k.inner?;
+    let ok = scans.len() == 1
+        && !reverse
+        && extent >= 64
+        && n <= schedule.unroll_limit
+        && lanes_per_row(k, schedule) == 1
+        && k.steps[scans[0]].0 == Level::Inner
+        && !k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. }));
+    ok.then(|| scans[0])
+}
+
+/// One pass of `k` with its seq loop cut into `chunks` pieces: thread `(row, chunk)` walks its
+/// piece. Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
+/// (`Main`), each `[rows, chunks, inner]` f32, then `rows`.
+pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass) -> String {
+    let scan = chunkable(k, schedule).expect("caller checked chunkable");
+    let extent = k.seq.map_or(1, |s| s.0);
+    let mut needed = std::collections::HashSet::new();
+    let mut stack = vec![scan];
+    while let Some(v) = stack.pop() {
+        if needed.insert(v) {
+            stack.extend(step_operands(&k.steps[v].1));
+        }
+    }
+    let chunked = Chunked {
+        chunks,
+        len: extent.div_ceil(chunks),
+        pass,
+        scan,
+        c: String::new(),
+        extra: vec![],
+        prods: HashMap::new(),
+        slot: String::new(),
+        needed,
+    };
+    let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
+    translate(k, name, schedule, Some(chunked), extra)
+}
+
+/// The values a step reads.
+fn step_operands(s: &Step) -> Vec<V> {
+    match s {
+        Step::Load(_) | Step::Const(_) => vec![],
+        Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) => vec![*x],
+        Step::Binary(_, x, y) | Step::DiscA(_, x, y) | Step::Gate(_, x, y) => vec![*x, *y],
+        Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
+        Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
+        Step::Conv { bias, .. } => bias.iter().copied().collect(),
+    }
+}
+
+/// The combine pass: per (row, inner index), walk the chunks in order, writing each chunk's start
+/// state and carrying `h = P h + H` (the associative operator `(a1,b1) o (a2,b2) = (a1 a2,
+/// a2 b1 + b2)` applied left to right). Parameters: P, H, start states, then the number of
+/// (row, inner index) pairs.
+pub fn combine_entry(name: &str, chunks: usize, inner: usize) -> String {
+    let mut w = Regs::default();
+    let (tid, ntid, ctaid) = (w.r(), w.r(), w.r());
+    w.ins(format!("mov.u32 {tid}, %tid.x"));
+    w.ins(format!("mov.u32 {ntid}, %ntid.x"));
+    w.ins(format!("mov.u32 {ctaid}, %ctaid.x"));
+    let (a, b, g, rows) = (w.rd(), w.rd(), w.rd(), w.rd());
+    w.ins(format!("mul.wide.u32 {a}, {ctaid}, {ntid}"));
+    w.ins(format!("cvt.u64.u32 {b}, {tid}"));
+    w.ins(format!("add.u64 {g}, {a}, {b}"));
+    w.ins(format!("ld.param.u64 {rows}, [rows]"));
+    let p = w.p();
+    let done = w.label("exit");
+    w.ins(format!("setp.ge.u64 {p}, {g}, {rows}"));
+    w.ins(format!("@{p} bra {done}"));
+    let mut base = vec![];
+    for i in 0..3 {
+        let (x, y) = (w.rd(), w.rd());
+        w.ins(format!("ld.param.u64 {x}, [buf{i}]"));
+        w.ins(format!("cvta.to.global.u64 {y}, {x}"));
+        base.push(y);
+    }
+    // pair g = row * inner + i; chunk c of it lives at (row * chunks + c) * inner + i
+    let (row, i, first) = (w.rd(), w.rd(), w.rd());
+    w.ins(format!("div.u64 {row}, {g}, {inner}"));
+    w.ins(format!("rem.u64 {i}, {g}, {inner}"));
+    w.ins(format!("mul.lo.u64 {first}, {row}, {}", chunks * inner));
+    w.ins(format!("add.u64 {first}, {first}, {i}"));
+    w.ins(format!("shl.b64 {first}, {first}, 2"));
+    let h = w.f();
+    w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
+    for c in 0..chunks {
+        let off = c * inner * 4;
+        let (pa, ha, sa) = (w.rd(), w.rd(), w.rd());
+        w.ins(format!("add.u64 {pa}, {}, {first}", base[0]));
+        w.ins(format!("add.u64 {ha}, {}, {first}", base[1]));
+        w.ins(format!("add.u64 {sa}, {}, {first}", base[2]));
+        w.ins(format!("st.global.f32 [{sa}+{off}], {h}"));
+        let (pv, hv) = (w.f(), w.f());
+        w.ins(format!("ld.global.f32 {pv}, [{pa}+{off}]"));
+        w.ins(format!("ld.global.f32 {hv}, [{ha}+{off}]"));
+        w.ins(format!("fma.rn.f32 {h}, {pv}, {h}, {hv}"));
+    }
+    w.put_label(&done);
+    w.ins("ret");
+    let mut s = format!(".visible .entry {name}(\n\t.param .u64 buf0,\n\t.param .u64 buf1,\n\t.param .u64 buf2,\n\t.param .u64 rows\n)\n{{\n");
+    s.push_str(&w.decls());
+    s.push_str(&w.body);
+    s.push_str("}\n");
+    s
 }
 
 /// A thread's place in its row's lane group.
@@ -222,6 +370,16 @@ impl Translator<'_> {
             w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
             self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr });
             rc
+        } else if let Some(ch) = self.chunked.as_mut() {
+            // thread = (row, chunk)
+            let (r, c) = (w.rd(), w.rd());
+            w.ins(format!("div.u64 {r}, {row}, {}", ch.chunks));
+            w.ins(format!("rem.u64 {c}, {row}, {}", ch.chunks));
+            ch.c = c;
+            let p = w.p();
+            w.ins(format!("setp.ge.u64 {p}, {r}, {rows}"));
+            w.ins(format!("@{p} bra {done}"));
+            r
         } else {
             let p = w.p();
             w.ins(format!("setp.ge.u64 {p}, {row}, {rows}"));
@@ -234,6 +392,17 @@ impl Translator<'_> {
             self.w.ins(format!("cvta.to.global.u64 {base}, {g}"));
             self.bases.push(base);
         }
+        if let Some(pass) = self.chunked.as_ref().map(|c| c.pass) {
+            let count = if pass == ChunkPass::Summary { 2 } else { 1 };
+            let first = self.k.buffers.len();
+            for i in first..first + count {
+                let (g, base) = (self.w.rd(), self.w.rd());
+                self.w.ins(format!("ld.param.u64 {g}, [buf{i}]"));
+                self.w.ins(format!("cvta.to.global.u64 {base}, {g}"));
+                self.chunked.as_mut().expect("chunked").extra.push(base);
+            }
+        }
+        let row_for_slot = row.clone();
         // row indices, last dim fastest
         let mut rest = row;
         let mut idx = vec![String::new(); self.k.rows.len()];
@@ -274,6 +443,14 @@ impl Translator<'_> {
                 }
             }
             self.row_bases.insert(key, at);
+        }
+        if let Some(ch) = self.chunked.as_ref() {
+            let (k, n) = (ch.chunks, self.k.inner.unwrap_or(1));
+            let c = ch.c.clone();
+            let (a, b) = (self.w.rd(), self.w.rd());
+            self.w.ins(format!("mad.lo.u64 {a}, {row_for_slot}, {k}, {c}"));
+            self.w.ins(format!("mul.lo.u64 {b}, {a}, {}", n * 4));
+            self.chunked.as_mut().expect("chunked").slot = b;
         }
         for v in self.steps_at(Level::Row) {
             self.scalar_step(v);
@@ -363,7 +540,24 @@ impl Translator<'_> {
                 match at {
                     Inner::Static(c) => {
                         let h = t.w.f();
-                        t.w.ins(format!("mov.f32 {h}, {h0}"));
+                        let chunk = t.chunked.as_ref().filter(|ch| ch.scan == v).map(|ch| (ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone()));
+                        match chunk {
+                            Some((ChunkPass::Summary, ..)) => {
+                                t.w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
+                                let p = t.w.f();
+                                t.w.ins(format!("mov.f32 {p}, {}", fimm(1.0)));
+                                t.chunked.as_mut().expect("chunked").prods.insert(c, p);
+                            }
+                            Some((ChunkPass::Main, chunk_reg, slot, extra)) => {
+                                // chunk 0 starts from the scan's own initial state
+                                let (addr, start, first) = (t.w.rd(), t.w.f(), t.w.p());
+                                t.w.ins(format!("add.u64 {addr}, {}, {slot}", extra[0]));
+                                t.w.ins(format!("ld.global.f32 {start}, [{addr}+{}]", c * 4));
+                                t.w.ins(format!("setp.eq.u64 {first}, {chunk_reg}, 0"));
+                                t.w.ins(format!("selp.f32 {h}, {h0}, {start}, {first}"));
+                            }
+                            None => t.w.ins(format!("mov.f32 {h}, {h0}")),
+                        }
                         t.states.insert((v, c), h);
                     }
                     Inner::Lane(_) => {
@@ -425,7 +619,12 @@ impl Translator<'_> {
 
     /// The inner pass of one seq step and the reduction of its sums (left in `scalars`).
     fn inner_and_sums(&mut self) {
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let summary = self.chunked.as_ref().is_some_and(|c| c.pass == ChunkPass::Summary);
+        let sums: Vec<V> = if summary {
+            vec![]
+        } else {
+            self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect()
+        };
         for &s in &sums {
             let acc = self.w.f();
             self.w.ins(format!("mov.f32 {acc}, {}", fimm(0.0)));
@@ -481,11 +680,25 @@ impl Translator<'_> {
         }
         let (extent, reverse) = self.k.seq.unwrap_or((1, false));
         let t = self.w.rd();
-        self.w.ins(format!("mov.u64 {t}, 0"));
+        // the steps this thread walks: all, or its chunk's
+        let end = match self.chunked.as_ref().map(|ch| (ch.c.clone(), ch.len)) {
+            Some((c, len)) => {
+                let (lo, hi) = (self.w.rd(), self.w.rd());
+                self.w.ins(format!("mul.lo.u64 {lo}, {c}, {len}"));
+                self.w.ins(format!("add.u64 {hi}, {lo}, {len}"));
+                self.w.ins(format!("min.u64 {hi}, {hi}, {extent}"));
+                self.w.ins(format!("mov.u64 {t}, {lo}"));
+                hi
+            }
+            None => {
+                self.w.ins(format!("mov.u64 {t}, 0"));
+                extent.to_string()
+            }
+        };
         let (head, done) = (self.w.label("seq"), self.w.label("seq_done"));
         self.w.put_label(&head);
         let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {t}, {extent}"));
+        self.w.ins(format!("setp.ge.u64 {p}, {t}, {end}"));
         self.w.ins(format!("@{p} bra {done}"));
         let l = if reverse {
             let l = self.w.rd();
@@ -597,6 +810,34 @@ impl Translator<'_> {
     }
 
     fn final_level(&mut self) {
+        if let Some((pass, c, slot, extra, chunks, scan)) =
+            self.chunked.as_ref().map(|ch| (ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone(), ch.chunks, ch.scan))
+        {
+            if pass == ChunkPass::Summary {
+                let (pa, ha) = (self.w.rd(), self.w.rd());
+                self.w.ins(format!("add.u64 {pa}, {}, {slot}", extra[0]));
+                self.w.ins(format!("add.u64 {ha}, {}, {slot}", extra[1]));
+                for i in 0..self.k.inner.unwrap_or(1) {
+                    let p = self.chunked.as_ref().expect("chunked").prods[&i].clone();
+                    let h = self.states[&(scan, i)].clone();
+                    self.w.ins(format!("st.global.f32 [{pa}+{}], {p}", i * 4));
+                    self.w.ins(format!("st.global.f32 [{ha}+{}], {h}", i * 4));
+                }
+                return;
+            }
+            // only the last chunk holds the final states
+            let skip = self.w.label("not_last");
+            let p = self.w.p();
+            self.w.ins(format!("setp.ne.u64 {p}, {c}, {}", chunks - 1));
+            self.w.ins(format!("@{p} bra {skip}"));
+            self.final_steps();
+            self.w.put_label(&skip);
+            return;
+        }
+        self.final_steps();
+    }
+
+    fn final_steps(&mut self) {
         let steps = self.steps_at(Level::Final);
         let chunked = |t: &Self, v: V| match &t.k.steps[v].1 {
             Step::Final(s) => t.level(*s) == Level::Inner,
@@ -719,6 +960,11 @@ impl Translator<'_> {
 
     fn emit(&mut self, v: V, at: Inner, outer: bool) -> Option<String> {
         let step = self.k.steps[v].1.clone();
+        if let Some(ch) = &self.chunked {
+            if ch.pass == ChunkPass::Summary && !ch.needed.contains(&v) {
+                return None;
+            }
+        }
         let op = |t: &mut Self, x: V| if outer { t.scalars[&x].clone() } else { t.operand(x, &at) };
         let here = if outer { Inner::None } else { at.clone() };
         Some(match step {
@@ -817,6 +1063,12 @@ impl Translator<'_> {
                         d
                     }
                     _ => {
+                        if let (Some(ch), Inner::Static(c)) = (&self.chunked, &here) {
+                            if ch.pass == ChunkPass::Summary && ch.scan == v {
+                                let p = ch.prods[c].clone();
+                                self.w.ins(format!("mul.f32 {p}, {p}, {a}"));
+                            }
+                        }
                         // the state register is updated in place (it is carried around the loop)
                         let h = self.state_get(v, &here);
                         self.w.ins(format!("fma.rn.f32 {h}, {h}, {a}, {b}"));
