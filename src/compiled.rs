@@ -52,7 +52,16 @@ impl Layer {
             Backend::Cpu => None,
             Backend::Cuda => Some(Gpu::new(0)?),
         };
+        crate::dump::dump("ir", self.graph().name(), || ssmc_ir::print::print_annotated(self.graph()));
         let plan = self.plan(fusion, &Options::at_sizes(self.graph(), &[]))?.plan;
+        crate::dump::dump("plan", &format!("{} {fusion:?}", self.graph().name()), || {
+            let mut s = ssmc_ir::print::print_annotated(&plan.graph);
+            for k in &plan.kernels {
+                let names = |ids: &[ssmc_opt::BufferId]| ids.iter().map(|b| plan.buffers[b.0].name.clone()).collect::<Vec<_>>().join(", ");
+                s.push_str(&format!("kernel {}: {} ops, reads {}, writes {}\n", k.name, k.body.len(), names(&k.reads), names(&k.writes)));
+            }
+            s
+        });
         Ok(CompiledLayer {
             layer: self.clone(),
             plan,
@@ -132,6 +141,9 @@ impl CompiledLayer {
             .iter()
             .map(|k| ssmc_kernel::lower(&plan, k, &key.sizes, &self.schedule))
             .collect::<Result<Vec<_>, _>>()?;
+        for k in &kirs {
+            crate::dump::dump("kir", &k.name, || format!("{k:#?}"));
+        }
         let module = Arc::new(ssmc_cpu::compile(kirs, &self.schedule).map_err(|e| IrError::new(e.to_string()))?);
         cache.insert(key, module.clone());
         Ok(module)

@@ -122,6 +122,7 @@ fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], lanes: bool, chu
     let schedule = ssmc_ptx::gpu_schedule(lanes);
     let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
     let (ptx, names, entries) = build_module(&kirs, &schedule, chunked);
+    crate::dump::dump("ptx", &format!("lanes={lanes} chunked={chunked}"), || ptx.clone());
     let module = gpu.load(&ptx, &names)?;
     Ok(GpuCode { kirs, module, schedule, entries, ptx, tuning: vec![] })
 }

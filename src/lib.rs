@@ -21,6 +21,7 @@
 
 pub mod bench;
 pub mod compiled;
+pub mod dump;
 pub mod gpu;
 pub mod random;
 

@@ -78,3 +78,16 @@ fn mamba1_at_a_benchmark_shape_matches_the_cpu() {
     let worst = g["out"].to_f64().iter().zip(c["out"].to_f64()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-3, "gpu and cpu differ by {worst}");
 }
+
+#[test]
+fn a_long_state_loops_in_local_memory_on_the_gpu() {
+    // state 80: more than the GPU schedule unrolls, so states live in local memory
+    let layer = example("mamba1_step.ssm");
+    for fusion in [Fusion::On, Fusion::Off] {
+        let Some(compiled) = compile(&layer, fusion) else { return };
+        let x = random_inputs(layer.graph(), &dims(&layer, 2, 7, 21, 80), DType::F32, 6).unwrap();
+        let want = layer.eval_as(&x, DType::F64).unwrap();
+        let got = compiled.run_as(&x, DType::F64).unwrap();
+        assert_agree(&got, &want, &format!("state 80 {fusion:?}"));
+    }
+}

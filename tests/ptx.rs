@@ -35,5 +35,12 @@ fn every_example_assembles_for_sm90() {
             }
         }
     }
+    // a state longer than the unroll limit: states in local memory
+    let layer = example("mamba1_step.ssm");
+    let d: BTreeMap<String, usize> = [("batch", 2), ("dim", 8), ("len", 16), ("state", 80)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for fusion in [Fusion::On, Fusion::Off] {
+        let ptx = ssmc::gpu::ptx(&layer, fusion, &d, DType::F32, false, false).unwrap();
+        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("state 80 {fusion:?}: {log}"));
+    }
     println!("{}", report.join("\n"));
 }
