@@ -52,7 +52,7 @@ fn check(layer: &Layer, inputs: &TensorMap, what: &str) {
 fn every_example_matches_the_oracle() {
     for name in EXAMPLES {
         let layer = example(name);
-        for (b, d, l, n) in [(2, 3, 7, 16), (1, 5, 1, 1), (2, 4, 9, 6)] {
+        for (b, d, l, n) in [(2, 3, 7, 16), (1, 5, 1, 1), (2, 4, 9, 6), (2, 8, 1, 16), (3, 12, 1, 5)] {
             let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, 3).unwrap();
             check(&layer, &x, &format!("{name} ({b},{d},{l},{n})"));
         }

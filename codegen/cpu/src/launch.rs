@@ -53,7 +53,9 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
         t => t,
     };
     let tasks = (threads * 4).min(rows).max(1);
-    let per = rows.div_ceil(tasks);
+    // tasks start on multiples of four rows, so kernels that run rows four at a time (see
+    // `translate::KernelTranslator::row_blocks`) never straddle two tasks
+    let per = if rows % 4 == 0 { rows.div_ceil(tasks).next_multiple_of(4) } else { rows.div_ceil(tasks) };
     let base = ptrs.as_ptr() as usize;
     let code = k.code as usize;
     let run = |t: usize| {

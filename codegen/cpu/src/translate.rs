@@ -69,6 +69,9 @@ pub struct KernelTranslator<'a, 'b> {
     /// vector values of the seq-level steps.
     along_seq: bool,
     seq_vecs: HashMap<V, Value>,
+    /// While emitting a block of four rows at once: lanes run along the last row dim (the
+    /// vectors are kept in `seq_vecs`).
+    along_rows: bool,
 }
 
 impl<'a, 'b> KernelTranslator<'a, 'b> {
@@ -101,6 +104,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             chunks,
             along_seq: false,
             seq_vecs: HashMap::new(),
+            along_rows: false,
         };
         t.body();
     }
@@ -150,9 +154,15 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         let more = self.b.ins().icmp(IntCC::UnsignedLessThan, rv, end);
         self.b.ins().brif(more, row, &[], exit, &[]);
         self.b.switch_to_block(row);
-        self.row(rv);
+        let step = if self.row_blocks() {
+            self.row_block(rv);
+            4
+        } else {
+            self.row(rv);
+            1
+        };
         let rv = self.b.use_var(r);
-        let next = self.b.ins().iadd_imm_s(rv, 1);
+        let next = self.b.ins().iadd_imm_s(rv, step);
         self.b.def_var(r, next);
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(exit);
@@ -195,6 +205,100 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.init_states();
         self.seq_loop();
         self.final_level();
+    }
+
+    /// Whether rows can run four at a time: a one-step (or no) seq loop, as in a decode step,
+    /// whose row-level work (loads, softplus, the gate, stores) then runs as vectors across four
+    /// channels while each channel's inner work runs in turn. Rows come in blocks of four along
+    /// the last row dim, so its extent must be a multiple of four (the launch splits rows on
+    /// multiples of four).
+    fn row_blocks(&self) -> bool {
+        let outer = |l: Level| matches!(l, Level::Row | Level::SeqPre | Level::SeqPost);
+        self.vw == 4
+            && self.unrolled
+            && self.k.rows.last().is_some_and(|&e| e % 4 == 0)
+            && self.k.seq.is_none_or(|s| s.0 == 1)
+            && !self.k.steps.iter().any(|(l, st)| outer(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+    }
+
+    /// Rows `r0 .. r0 + 4`.
+    fn row_block(&mut self, r0: Value) {
+        self.scalars.clear();
+        self.per_chunk.clear();
+        let mut rest = r0;
+        let mut idx = vec![rest; self.k.rows.len()];
+        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
+            if k == 0 {
+                idx[k] = rest;
+            } else {
+                idx[k] = self.b.ins().urem_imm_u(rest, extent as i64);
+                rest = self.b.ins().udiv_imm_u(rest, extent as i64);
+            }
+        }
+        let last = idx.len() - 1;
+        let first = idx[last];
+        self.row_idx = idx;
+        self.l = self.k.seq.map(|_| self.b.ins().iconst(types::I64, 0));
+        let lanes = Chunk { width: 4, i: r0, unrolled: None };
+        self.along_rows = true;
+        self.seq_vecs.clear();
+        let outer: Vec<V> = self.steps_at(Level::Row).into_iter().chain(self.steps_at(Level::SeqPre)).collect();
+        for &v in &outer {
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_rows = false;
+        let vecs = std::mem::take(&mut self.seq_vecs);
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
+        for j in 0..4u8 {
+            self.row_idx[last] = self.b.ins().iadd_imm_s(first, j as i64);
+            for &v in &outer {
+                if let Some(&vec) = vecs.get(&v) {
+                    let lane = self.b.ins().extractlane(vec, j);
+                    self.scalars.insert(v, lane);
+                }
+            }
+            for c in 0..self.chunks.len() {
+                let ch = self.chunk(c);
+                self.cur.clear();
+                for v in self.steps_at(Level::RowInner) {
+                    self.vector_step(v, ch);
+                    if let Some(&val) = self.cur.get(&v) {
+                        self.per_chunk.insert((v, c), val);
+                    }
+                }
+            }
+            self.init_states();
+            self.inner_level();
+            for &s in &sums {
+                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
+            }
+            self.final_level();
+        }
+        self.row_idx[last] = first;
+        self.seq_vecs = vecs;
+        self.along_rows = true;
+        for &s in &sums {
+            let l = &sum_lanes[&s];
+            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
+            for (j, x) in l.iter().enumerate().skip(1) {
+                vec = self.b.ins().insertlane(vec, *x, j as u8);
+            }
+            self.seq_vecs.insert(s, vec);
+        }
+        for v in self.steps_at(Level::SeqPost) {
+            if matches!(self.k.steps[v].1, Step::Sum(_)) {
+                continue;
+            }
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_rows = false;
+        self.seq_vecs.clear();
+        self.l = None;
     }
 
     fn chunk(&mut self, c: usize) -> Chunk {
@@ -572,7 +676,9 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
 
     /// The stride between lanes and the inner index for an access from chunk `ch`.
     fn lanes(&self, a: &Access, ch: Chunk) -> (usize, Option<Value>) {
-        if self.along_seq {
+        if self.along_rows {
+            (a.row.last().copied().unwrap_or(0), None)
+        } else if self.along_seq {
             (a.seq, None)
         } else {
             (a.inner, Some(ch.i))
@@ -650,7 +756,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
 
     /// The value of step `v` as seen from chunk `ch` (scalars are splat to the chunk's width).
     fn operand(&mut self, v: V, ch: Chunk) -> Value {
-        if self.along_seq {
+        if self.along_seq || self.along_rows {
             if let Some(&vec) = self.seq_vecs.get(&v) {
                 return vec;
             }
