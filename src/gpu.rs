@@ -24,9 +24,10 @@ pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usiz
 /// scan), with rows or lanes, chunked or not.
 pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool, chunked: bool) -> Result<String, Error> {
     let kirs = lower_for_gpu(layer, fusion, dims, dtype, lanes)?;
-    Ok(build_module(&kirs, &ssmc_ptx::gpu_schedule(lanes), chunked).0)
+    Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(lanes), ssmc_ptx::Arch::SM90, chunked).text)
 }
 
+use ssmc_ptx::emit::Launch;
 use ssmc_ptx::{DeviceBuffer, Gpu, GpuError, GpuModule};
 use ssmc_runtime::{HostTensor, TensorMap};
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub struct GpuCode {
     schedule: ssmc_kernel::Schedule,
     /// Per kernel: its entry (plain), or its three entries (summary, combine, main) and the
     /// number of chunks its scan is cut into.
-    entries: Vec<Entries>,
+    entries: Vec<Launch>,
     /// The PTX text that was loaded.
     pub ptx: String,
     /// What the autotuner measured: (schedule, median device microseconds), the chosen first.
@@ -67,63 +68,14 @@ pub struct GpuRun<'a> {
     busy: Option<DeviceBuffer>,
 }
 
-/// How a kernel is launched.
-#[derive(Clone, Copy, Debug)]
-enum Entries {
-    Plain(usize),
-    Chunked { summary: usize, combine: usize, main: usize, chunks: usize },
-}
-
-/// Chunks to cut a scan of `rows` rows into: enough (row, chunk) threads to fill the GPU
-/// (132 SMs x 512 threads), at least 32 steps a chunk, a power of two, at most 256.
-fn chunks_for(rows: usize, extent: usize) -> usize {
-    let want = (132 * 512usize).div_ceil(rows.max(1)).next_power_of_two();
-    let most = 1usize << (extent / 32).max(1).ilog2();
-    want.min(most).clamp(1, 256)
-}
-
-/// The PTX module of lowered kernels, its entry names, and how each kernel launches.
-fn build_module(kirs: &[Kir], schedule: &ssmc_kernel::Schedule, chunked: bool) -> (String, Vec<String>, Vec<Entries>) {
-    let mut ptx = ssmc_ptx::Arch::SM90.header();
-    let mut names = Vec::new();
-    let mut entries = Vec::new();
-    for (i, k) in kirs.iter().enumerate() {
-        let base = ssmc_ptx::emit::entry_name(k, i);
-        let chunks = match (chunked, ssmc_ptx::emit::chunkable(k, &schedule), k.seq) {
-            (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
-            _ => 1,
-        };
-        if chunks > 1 {
-            use ssmc_ptx::emit::{combine_entry, entry_chunked, ChunkPass};
-            let n = k.inner.unwrap_or(1);
-            for (suffix, text) in [
-                ("summary", entry_chunked(k, &format!("{base}_summary"), &schedule, chunks, ChunkPass::Summary)),
-                ("combine", combine_entry(&format!("{base}_combine"), chunks, n)),
-                ("main", entry_chunked(k, &format!("{base}_main"), &schedule, chunks, ChunkPass::Main)),
-            ] {
-                ptx.push('\n');
-                ptx.push_str(&text);
-                names.push(format!("{base}_{suffix}"));
-            }
-            let at = names.len();
-            entries.push(Entries::Chunked { summary: at - 3, combine: at - 2, main: at - 1, chunks });
-        } else {
-            ptx.push('\n');
-            ptx.push_str(&ssmc_ptx::emit::entry(k, &base, &schedule));
-            names.push(base);
-            entries.push(Entries::Plain(names.len() - 1));
-        }
-    }
-    (ptx, names, entries)
-}
-
 /// Loads `plan`'s kernels under one GPU schedule; `chunked` cuts eligible scans into chunks.
 fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], lanes: bool, chunked: bool) -> Result<GpuCode, Error> {
     let schedule = ssmc_ptx::gpu_schedule(lanes);
     let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
-    let (ptx, names, entries) = build_module(&kirs, &schedule, chunked);
-    crate::dump::dump("ptx", &format!("lanes={lanes} chunked={chunked}"), || ptx.clone());
-    let module = gpu.load(&ptx, &names)?;
+    let m = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90, chunked);
+    crate::dump::dump("ptx", &format!("lanes={lanes} chunked={chunked}"), || m.text.clone());
+    let module = gpu.load(&m.text, &m.names)?;
+    let (ptx, entries) = (m.text, m.launches);
     Ok(GpuCode { kirs, module, schedule, entries, ptx, tuning: vec![] })
 }
 
@@ -182,8 +134,8 @@ impl GpuCode {
     /// The schedule in words: `rows`, `rows+chunks64`, `lanes`.
     pub fn describe(&self) -> String {
         let chunks = self.entries.iter().find_map(|e| match e {
-            Entries::Chunked { chunks, .. } => Some(*chunks),
-            Entries::Plain(_) => None,
+            Launch::Chunked { chunks, .. } => Some(*chunks),
+            Launch::Plain(_) => None,
         });
         match (self.schedule.lanes, chunks) {
             (true, _) => "lanes".into(),
@@ -207,11 +159,11 @@ impl<'a> GpuRun<'a> {
         let mut scratch = Vec::new();
         for (e, kir) in code.entries.iter().zip(&code.kirs) {
             scratch.push(match e {
-                Entries::Chunked { chunks, .. } => {
+                Launch::Chunked { chunks, .. } => {
                     let n = kir.row_count() * chunks * kir.inner.unwrap_or(1);
                     Some([gpu.zeros_f32(n)?, gpu.zeros_f32(n)?, gpu.zeros_f32(n)?])
                 }
-                Entries::Plain(_) => None,
+                Launch::Plain(_) => None,
             });
         }
         Ok(GpuRun { gpu, code, plan, memory, extents, scratch, busy: None })
@@ -225,11 +177,11 @@ impl<'a> GpuRun<'a> {
             let mut needs: Vec<usize> = kir.buffers.iter().map(|p| p.len * p.dtype.size()).collect();
             let rows = kir.row_count() as u64;
             match self.code.entries[idx] {
-                Entries::Plain(e) => {
+                Launch::Plain(e) => {
                     let lanes = ssmc_ptx::emit::lanes_per_row(kir, &self.code.schedule);
                     self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, lanes, BLOCK)?;
                 }
-                Entries::Chunked { summary, combine, main, chunks } => {
+                Launch::Chunked { summary, combine, main, chunks } => {
                     let [p, h, start] = self.scratch[idx].as_ref().expect("allocated with the code");
                     let n = kir.inner.unwrap_or(1);
                     let bytes = kir.row_count() * chunks * n * 4;
