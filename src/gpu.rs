@@ -27,7 +27,7 @@ pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype:
     Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(lanes), ssmc_ptx::Arch::SM90, chunked).text)
 }
 
-use ssmc_ptx::emit::Launch;
+use ssmc_ptx::Launch;
 use ssmc_ptx::{DeviceBuffer, Gpu, GpuError, GpuModule};
 use ssmc_runtime::{HostTensor, TensorMap};
 use std::sync::Arc;
@@ -92,7 +92,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
         return load_with(gpu, &plan, sizes, lanes, chunked);
     }
     let mut variants = vec![load_with(gpu, &plan, sizes, false, false)?];
-    let chunk_apply = variants[0].kirs.iter().any(|k| ssmc_ptx::emit::chunkable(k, &variants[0].schedule).is_some());
+    let chunk_apply = variants[0].kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &variants[0].schedule).is_some());
     if chunk_apply {
         variants.push(load_with(gpu, &plan, sizes, false, true)?);
     }

@@ -12,9 +12,12 @@ use cranelift_codegen::ir::{
     types, AbiParam, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
-use ssmc_ir::{BinaryOp, DType, GateKind, Method, UnaryOp};
-use ssmc_kernel::{Access, Axis, Kir, Level, Schedule, Step, V};
+use ssmc_ir::{BinaryOp, GateKind, Method, UnaryOp};
+use ssmc_kernel::{Axis, Kir, Level, Schedule, Step, V};
 use std::collections::HashMap;
+
+mod blocks;
+mod memory;
 
 /// Memory flags for kernel loads and stores: the buffers are checked before launch, so accesses
 /// do not trap; they may be unaligned (inputs come straight from files).
@@ -207,100 +210,6 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.final_level();
     }
 
-    /// Whether rows can run four at a time: a one-step (or no) seq loop, as in a decode step,
-    /// whose row-level work (loads, softplus, the gate, stores) then runs as vectors across four
-    /// channels while each channel's inner work runs in turn. Rows come in blocks of four along
-    /// the last row dim, so its extent must be a multiple of four (the launch splits rows on
-    /// multiples of four).
-    fn row_blocks(&self) -> bool {
-        let outer = |l: Level| matches!(l, Level::Row | Level::SeqPre | Level::SeqPost);
-        self.vw == 4
-            && self.unrolled
-            && self.k.rows.last().is_some_and(|&e| e % 4 == 0)
-            && self.k.seq.is_none_or(|s| s.0 == 1)
-            && !self.k.steps.iter().any(|(l, st)| outer(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
-    }
-
-    /// Rows `r0 .. r0 + 4`.
-    fn row_block(&mut self, r0: Value) {
-        self.scalars.clear();
-        self.per_chunk.clear();
-        let mut rest = r0;
-        let mut idx = vec![rest; self.k.rows.len()];
-        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
-            if k == 0 {
-                idx[k] = rest;
-            } else {
-                idx[k] = self.b.ins().urem_imm_u(rest, extent as i64);
-                rest = self.b.ins().udiv_imm_u(rest, extent as i64);
-            }
-        }
-        let last = idx.len() - 1;
-        let first = idx[last];
-        self.row_idx = idx;
-        self.l = self.k.seq.map(|_| self.b.ins().iconst(types::I64, 0));
-        let lanes = Chunk { width: 4, i: r0, unrolled: None };
-        self.along_rows = true;
-        self.seq_vecs.clear();
-        let outer: Vec<V> = self.steps_at(Level::Row).into_iter().chain(self.steps_at(Level::SeqPre)).collect();
-        for &v in &outer {
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
-        self.along_rows = false;
-        let vecs = std::mem::take(&mut self.seq_vecs);
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
-        let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
-        for j in 0..4u8 {
-            self.row_idx[last] = self.b.ins().iadd_imm_s(first, j as i64);
-            for &v in &outer {
-                if let Some(&vec) = vecs.get(&v) {
-                    let lane = self.b.ins().extractlane(vec, j);
-                    self.scalars.insert(v, lane);
-                }
-            }
-            for c in 0..self.chunks.len() {
-                let ch = self.chunk(c);
-                self.cur.clear();
-                for v in self.steps_at(Level::RowInner) {
-                    self.vector_step(v, ch);
-                    if let Some(&val) = self.cur.get(&v) {
-                        self.per_chunk.insert((v, c), val);
-                    }
-                }
-            }
-            self.init_states();
-            self.inner_level();
-            for &s in &sums {
-                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
-            }
-            self.final_level();
-        }
-        self.row_idx[last] = first;
-        self.seq_vecs = vecs;
-        self.along_rows = true;
-        for &s in &sums {
-            let l = &sum_lanes[&s];
-            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
-            for (j, x) in l.iter().enumerate().skip(1) {
-                vec = self.b.ins().insertlane(vec, *x, j as u8);
-            }
-            self.seq_vecs.insert(s, vec);
-        }
-        for v in self.steps_at(Level::SeqPost) {
-            if matches!(self.k.steps[v].1, Step::Sum(_)) {
-                continue;
-            }
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
-        self.along_rows = false;
-        self.seq_vecs.clear();
-        self.l = None;
-    }
-
     fn chunk(&mut self, c: usize) -> Chunk {
         let (at, width) = self.chunks[c];
         let i = self.b.ins().iconst(types::I64, at as i64);
@@ -381,18 +290,6 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         }
     }
 
-    /// Whether seq steps can run four at a time: the seq-level work (everything outside the
-    /// inner loop: `softplus(delta + bias)`, the gate, loads and stores along `len`) is then
-    /// vectorized across four consecutive steps, while the scan still walks them one by one.
-    fn seq_blocks(&self) -> bool {
-        let Some((extent, reverse)) = self.k.seq else { return false };
-        let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
-        self.vw == 4
-            && !reverse
-            && extent >= 4
-            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
-    }
-
     fn seq_loop(&mut self) {
         let (extent, reverse) = self.k.seq.unwrap_or((1, false));
         let t = self.b.declare_var(types::I64);
@@ -443,60 +340,6 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(done);
         self.l = None;
-    }
-
-    /// Four forward seq steps starting at `l0`: seq-level steps as vectors along seq, the inner
-    /// level four times in order, then the seq-level epilogue as vectors again.
-    fn seq_block(&mut self, l0: Value) {
-        let saved: HashMap<V, Value> = self.scalars.clone();
-        let lanes = Chunk { width: 4, i: l0, unrolled: None };
-        self.l = Some(l0);
-        self.along_seq = true;
-        self.seq_vecs.clear();
-        let pre = self.steps_at(Level::SeqPre);
-        for &v in &pre {
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
-        self.along_seq = false;
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
-        let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
-        for j in 0..4u8 {
-            let l = self.b.ins().iadd_imm_s(l0, j as i64);
-            self.l = Some(l);
-            for &v in &pre {
-                if let Some(&vec) = self.seq_vecs.get(&v) {
-                    let lane = self.b.ins().extractlane(vec, j);
-                    self.scalars.insert(v, lane);
-                }
-            }
-            self.inner_level();
-            for &s in &sums {
-                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
-            }
-        }
-        self.l = Some(l0);
-        self.along_seq = true;
-        for &s in &sums {
-            let l = &sum_lanes[&s];
-            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
-            for (j, x) in l.iter().enumerate().skip(1) {
-                vec = self.b.ins().insertlane(vec, *x, j as u8);
-            }
-            self.seq_vecs.insert(s, vec);
-        }
-        for v in self.steps_at(Level::SeqPost) {
-            if matches!(self.k.steps[v].1, Step::Sum(_)) {
-                continue;
-            }
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
-        self.along_seq = false;
-        self.seq_vecs.clear();
-        self.scalars = saved;
     }
 
     fn inner_level(&mut self) {
@@ -587,170 +430,6 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                     t.vector_step(v, ch);
                 }
             });
-        }
-    }
-
-    /// The element offset (in elements, i64) of `a` at the current row, seq step and inner index.
-    fn offset(&mut self, a: &Access, i: Option<Value>) -> Value {
-        let mut off = self.b.ins().iconst(types::I64, 0);
-        for (k, &stride) in a.row.iter().enumerate() {
-            if stride != 0 {
-                let t = self.b.ins().imul_imm_s(self.row_idx[k], stride as i64);
-                off = self.b.ins().iadd(off, t);
-            }
-        }
-        if let (Some(l), true) = (self.l, a.seq != 0) {
-            let t = self.b.ins().imul_imm_s(l, a.seq as i64);
-            off = self.b.ins().iadd(off, t);
-        }
-        if let (Some(i), true) = (i, a.inner != 0) {
-            let t = self.b.ins().imul_imm_s(i, a.inner as i64);
-            off = self.b.ins().iadd(off, t);
-        }
-        off
-    }
-
-    fn address(&mut self, buffer: usize, elem_off: Value) -> Value {
-        let size = self.k.buffers[buffer].dtype.size() as i64;
-        let bytes = self.b.ins().imul_imm_s(elem_off, size);
-        self.b.ins().iadd(self.bases[buffer], bytes)
-    }
-
-    /// One element of `buffer` at `addr`, as `f32`.
-    fn load_scalar(&mut self, dtype: DType, addr: Value) -> Value {
-        match dtype {
-            DType::F32 => self.b.ins().load(types::F32, load_flags(), addr, 0),
-            DType::F64 => {
-                let d = self.b.ins().load(types::F64, load_flags(), addr, 0);
-                self.b.ins().fdemote(types::F32, d)
-            }
-            DType::BF16 => {
-                let h = self.b.ins().uload16(types::I32, load_flags(), addr, 0);
-                let w = self.b.ins().ishl_imm_u(h, 16);
-                self.b.ins().bitcast(types::F32, MemFlagsData::new(), w)
-            }
-            DType::F16 => {
-                let h = self.b.ins().uload16(types::I32, load_flags(), addr, 0);
-                self.f16_bits_to_f32(types::F32, h)
-            }
-        }
-    }
-
-    /// IEEE half bits (in the low 16 bits of each i32 lane) to `f32`, subnormals included.
-    fn f16_bits_to_f32(&mut self, ty: Type, h: Value) -> Value {
-        let ity = if ty == types::F32 { types::I32 } else { types::I32X4 };
-        let c = |t: &mut Self, v: i64| {
-            let s = t.b.ins().iconst(types::I32, v);
-            if ity == types::I32 {
-                s
-            } else {
-                t.b.ins().splat(ity, s)
-            }
-        };
-        let sign_mask = c(self, 0x8000);
-        let sign = self.b.ins().band(h, sign_mask);
-        let sign = self.b.ins().ishl_imm_u(sign, 16);
-        let mag_mask = c(self, 0x7fff);
-        let mag = self.b.ins().band(h, mag_mask);
-        let shifted = self.b.ins().ishl_imm_u(mag, 13);
-        let f = self.b.ins().bitcast(ty, MemFlagsData::new(), shifted);
-        let scale = math::konst(self.b, ty, 2f32.powi(112));
-        let f = self.b.ins().fmul(f, scale);
-        // exponent all ones: infinity or NaN
-        let exp_mask = c(self, 0x7c00);
-        let e = self.b.ins().band(h, exp_mask);
-        let is_special = self.b.ins().icmp(IntCC::Equal, e, exp_mask);
-        let top = c(self, 0x7f80_0000);
-        let special = self.b.ins().bor(shifted, top);
-        let special = self.b.ins().bitcast(ty, MemFlagsData::new(), special);
-        let f = if ty == types::F32 {
-            self.b.ins().select(is_special, special, f)
-        } else {
-            let m = self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), is_special);
-            self.b.ins().bitselect(m, special, f)
-        };
-        let fb = self.b.ins().bitcast(ity, MemFlagsData::new(), f);
-        let out = self.b.ins().bor(fb, sign);
-        self.b.ins().bitcast(ty, MemFlagsData::new(), out)
-    }
-
-    /// The stride between lanes and the inner index for an access from chunk `ch`.
-    fn lanes(&self, a: &Access, ch: Chunk) -> (usize, Option<Value>) {
-        if self.along_rows {
-            (a.row.last().copied().unwrap_or(0), None)
-        } else if self.along_seq {
-            (a.seq, None)
-        } else {
-            (a.inner, Some(ch.i))
-        }
-    }
-
-    fn load(&mut self, a: &Access, ch: Option<Chunk>) -> Value {
-        let dtype = self.k.buffers[a.buffer].dtype;
-        match ch {
-            Some(ch) if ch.width == 4 => {
-                let (lane_stride, i) = self.lanes(a, ch);
-                let off = self.offset(a, i);
-                let addr = self.address(a.buffer, off);
-                match (lane_stride, dtype) {
-                    (0, _) => {
-                        let s = self.load_scalar(dtype, addr);
-                        self.b.ins().splat(types::F32X4, s)
-                    }
-                    (1, DType::F32) => self.b.ins().load(types::F32X4, load_flags(), addr, 0),
-                    (1, DType::BF16) => {
-                        let h = self.b.ins().uload16x4(load_flags(), addr, 0);
-                        let w = self.b.ins().ishl_imm_u(h, 16);
-                        self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), w)
-                    }
-                    (1, DType::F16) => {
-                        let h = self.b.ins().uload16x4(load_flags(), addr, 0);
-                        self.f16_bits_to_f32(types::F32X4, h)
-                    }
-                    (stride, _) => {
-                        // a gather: four scalar loads
-                        let step = (stride * dtype.size()) as i64;
-                        let s0 = self.load_scalar(dtype, addr);
-                        let mut v = self.b.ins().splat(types::F32X4, s0);
-                        for lane in 1..4u8 {
-                            let at = self.b.ins().iadd_imm_s(addr, step * lane as i64);
-                            let s = self.load_scalar(dtype, at);
-                            v = self.b.ins().insertlane(v, s, lane);
-                        }
-                        v
-                    }
-                }
-            }
-            _ => {
-                let off = self.offset(a, ch.map(|c| c.i));
-                let addr = self.address(a.buffer, off);
-                self.load_scalar(dtype, addr)
-            }
-        }
-    }
-
-    fn store(&mut self, val: Value, a: &Access, ch: Option<Chunk>) {
-        let (lane_stride, i) = match ch {
-            Some(c) => self.lanes(a, c),
-            None => (0, None),
-        };
-        let off = self.offset(a, i);
-        let addr = self.address(a.buffer, off);
-        match ch {
-            Some(ch) if ch.width == 4 && lane_stride == 1 => {
-                self.b.ins().store(flags(), val, addr, 0);
-            }
-            Some(ch) if ch.width == 4 => {
-                let step = (lane_stride * 4) as i32;
-                for lane in 0..4u8 {
-                    let s = self.b.ins().extractlane(val, lane);
-                    self.b.ins().store(flags(), s, addr, step * lane as i32);
-                }
-            }
-            _ => {
-                let v = if self.b.func.dfg.value_type(val) == types::F32X4 { self.b.ins().extractlane(val, 0) } else { val };
-                self.b.ins().store(flags(), v, addr, 0);
-            }
         }
     }
 

@@ -5,146 +5,16 @@
 //! the schedule's unroll limit, looped with the states in local memory. Values are virtual
 //! registers in SSA form except the loop-carried ones (states, sums, counters); ptxas allocates.
 
-use crate::arch::Arch;
+use crate::chunked::{ChunkPass, Chunked};
 use crate::isa::{self, fimm};
-use ssmc_ir::{DType, GateKind, Method};
+use crate::regs::Regs;
+use ssmc_ir::{GateKind, Method};
 use ssmc_kernel::{Access, Axis, Kir, Level, Schedule, Step, V};
 use std::collections::HashMap;
+
+mod lanes;
+mod memory;
 use std::fmt::Write;
-
-/// Register allocation and instruction text.
-#[derive(Default)]
-pub struct Regs {
-    body: String,
-    nf: u32,
-    nrd: u32,
-    np: u32,
-    nr: u32,
-    nh: u32,
-    labels: u32,
-}
-
-impl Regs {
-    /// A fresh `.f32` register.
-    pub fn f(&mut self) -> String {
-        self.nf += 1;
-        format!("%f{}", self.nf)
-    }
-    /// A fresh `.u64` register.
-    pub fn rd(&mut self) -> String {
-        self.nrd += 1;
-        format!("%rd{}", self.nrd)
-    }
-    /// A fresh predicate.
-    pub fn p(&mut self) -> String {
-        self.np += 1;
-        format!("%p{}", self.np)
-    }
-    /// A fresh `.b32` register.
-    pub fn r(&mut self) -> String {
-        self.nr += 1;
-        format!("%r{}", self.nr)
-    }
-    /// A fresh `.b16` register.
-    pub fn h(&mut self) -> String {
-        self.nh += 1;
-        format!("%h{}", self.nh)
-    }
-    /// A fresh label.
-    pub fn label(&mut self, what: &str) -> String {
-        self.labels += 1;
-        format!("$L_{what}_{}", self.labels)
-    }
-    /// One instruction.
-    pub fn ins(&mut self, s: impl AsRef<str>) {
-        let _ = writeln!(self.body, "\t{};", s.as_ref());
-    }
-    /// A label line.
-    pub fn put_label(&mut self, l: &str) {
-        let _ = writeln!(self.body, "{l}:");
-    }
-    fn decls(&self) -> String {
-        let mut s = String::new();
-        for (ty, prefix, n) in [(".f32", "%f", self.nf), (".u64", "%rd", self.nrd), (".pred", "%p", self.np), (".b32", "%r", self.nr), (".b16", "%h", self.nh)] {
-            if n > 0 {
-                let _ = writeln!(s, "\t.reg {ty} {prefix}<{}>;", n + 1);
-            }
-        }
-        s
-    }
-}
-
-/// How one kernel of a module is launched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Launch {
-    /// One entry (by index into [`Module::names`]).
-    Plain(usize),
-    /// A chunked scan: summary, combine and main entries, and the number of chunks.
-    Chunked {
-        /// The summary pass.
-        summary: usize,
-        /// The combine pass.
-        combine: usize,
-        /// The main pass.
-        main: usize,
-        /// Chunks per row.
-        chunks: usize,
-    },
-}
-
-/// The PTX for a whole plan.
-#[derive(Clone, Debug)]
-pub struct Module {
-    /// The module text.
-    pub text: String,
-    /// Every entry's name, in the text's order.
-    pub names: Vec<String>,
-    /// Per kernel, how to launch it.
-    pub launches: Vec<Launch>,
-}
-
-/// Chunks to cut a scan of `rows` rows into: enough (row, chunk) threads to fill an H200
-/// (132 SMs x 512 threads), at least 32 steps a chunk, a power of two, at most 256.
-pub fn chunks_for(rows: usize, extent: usize) -> usize {
-    let want = (132 * 512usize).div_ceil(rows.max(1)).next_power_of_two();
-    let most = 1usize << (extent / 32).max(1).ilog2();
-    want.min(most).clamp(1, 256)
-}
-
-/// The PTX for a whole plan: one `.entry` per kernel, or three for a scan cut into chunks
-/// (when `chunked` and the kernel is [`chunkable`]).
-pub fn module(kirs: &[Kir], schedule: &Schedule, arch: Arch, chunked: bool) -> Module {
-    let mut text = arch.header();
-    let mut names = Vec::new();
-    let mut launches = Vec::new();
-    for (i, k) in kirs.iter().enumerate() {
-        let base = entry_name(k, i);
-        let chunks = match (chunked, chunkable(k, schedule), k.seq) {
-            (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
-            _ => 1,
-        };
-        if chunks > 1 {
-            let n = k.inner.unwrap_or(1);
-            for (suffix, entry_text) in [
-                ("summary", entry_chunked(k, &format!("{base}_summary"), schedule, chunks, ChunkPass::Summary)),
-                ("combine", combine_entry(&format!("{base}_combine"), chunks, n)),
-                ("main", entry_chunked(k, &format!("{base}_main"), schedule, chunks, ChunkPass::Main)),
-            ] {
-                text.push('\n');
-                text.push_str(&entry_text);
-                names.push(format!("{base}_{suffix}"));
-            }
-            let at = names.len();
-            launches.push(Launch::Chunked { summary: at - 3, combine: at - 2, main: at - 1, chunks });
-        } else {
-            text.push('\n');
-            text.push_str(&entry(k, &base, schedule));
-            names.push(base);
-            launches.push(Launch::Plain(names.len() - 1));
-        }
-    }
-    Module { text, names, launches }
-}
 
 /// The entry point name of kernel `i`.
 pub fn entry_name(k: &Kir, i: usize) -> String {
@@ -156,7 +26,7 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
     translate(k, name, schedule, None, 0)
 }
 
-fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize) -> String {
+pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize) -> String {
     let n = k.inner.unwrap_or(1);
     let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
     let mut t = Translator {
@@ -217,145 +87,6 @@ struct Translator<'a> {
     lanes: u32,
     lane: Option<Lane>,
     chunked: Option<Chunked>,
-}
-
-/// Which pass of a chunked scan an entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChunkPass {
-    /// Scan each chunk from zero; store its decay product `P = prod a` and end state `H`.
-    Summary,
-    /// Scan each chunk from its true start state and compute everything else.
-    Main,
-}
-
-/// A kernel whose seq loop is cut into chunks run by separate threads (see [`entry_chunked`]).
-struct Chunked {
-    chunks: usize,
-    len: usize,
-    pass: ChunkPass,
-    scan: V,
-    /// This thread's chunk.
-    c: String,
-    /// Base pointers of the extra buffers (P, H for the summary; the start states for main).
-    extra: Vec<String>,
-    /// The decay product per inner index (summary).
-    prods: HashMap<usize, String>,
-    /// Byte offset of this (row, chunk)'s first element in the `[rows, chunks, inner]` buffers.
-    slot: String,
-    /// The steps the scan depends on (all a summary computes).
-    needed: std::collections::HashSet<V>,
-}
-
-/// The one scan a kernel can be chunked on: a forward scan at the inner level, unrolled, with
-/// no lanes, no second scan and no conv.
-pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
-    let scans: Vec<V> = k.steps.iter().enumerate().filter(|(_, (_, st))| matches!(st, Step::Scan { .. })).map(|(i, _)| i).collect();
-    let (extent, reverse) = k.seq?;
-    let n = k.inner?;
-    let ok = scans.len() == 1
-        && !reverse
-        && extent >= 64
-        && n <= schedule.unroll_limit
-        && lanes_per_row(k, schedule) == 1
-        && k.steps[scans[0]].0 == Level::Inner
-        && !k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. }));
-    ok.then(|| scans[0])
-}
-
-/// One pass of `k` with its seq loop cut into `chunks` pieces: thread `(row, chunk)` walks its
-/// piece. Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
-/// (`Main`), each `[rows, chunks, inner]` f32, then `rows`.
-pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass) -> String {
-    let scan = chunkable(k, schedule).expect("caller checked chunkable");
-    let extent = k.seq.map_or(1, |s| s.0);
-    let mut needed = std::collections::HashSet::new();
-    let mut stack = vec![scan];
-    while let Some(v) = stack.pop() {
-        if needed.insert(v) {
-            stack.extend(step_operands(&k.steps[v].1));
-        }
-    }
-    let chunked = Chunked {
-        chunks,
-        len: extent.div_ceil(chunks),
-        pass,
-        scan,
-        c: String::new(),
-        extra: vec![],
-        prods: HashMap::new(),
-        slot: String::new(),
-        needed,
-    };
-    let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
-    translate(k, name, schedule, Some(chunked), extra)
-}
-
-/// The values a step reads.
-fn step_operands(s: &Step) -> Vec<V> {
-    match s {
-        Step::Load(_) | Step::Const(_) => vec![],
-        Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) => vec![*x],
-        Step::Binary(_, x, y) | Step::DiscA(_, x, y) | Step::Gate(_, x, y) => vec![*x, *y],
-        Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
-        Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
-        Step::Conv { bias, .. } => bias.iter().copied().collect(),
-    }
-}
-
-/// The combine pass: per (row, inner index), walk the chunks in order, writing each chunk's start
-/// state and carrying `h = P h + H` (the associative operator `(a1,b1) o (a2,b2) = (a1 a2,
-/// a2 b1 + b2)` applied left to right). Parameters: P, H, start states, then the number of
-/// (row, inner index) pairs.
-pub fn combine_entry(name: &str, chunks: usize, inner: usize) -> String {
-    let mut w = Regs::default();
-    let (tid, ntid, ctaid) = (w.r(), w.r(), w.r());
-    w.ins(format!("mov.u32 {tid}, %tid.x"));
-    w.ins(format!("mov.u32 {ntid}, %ntid.x"));
-    w.ins(format!("mov.u32 {ctaid}, %ctaid.x"));
-    let (a, b, g, rows) = (w.rd(), w.rd(), w.rd(), w.rd());
-    w.ins(format!("mul.wide.u32 {a}, {ctaid}, {ntid}"));
-    w.ins(format!("cvt.u64.u32 {b}, {tid}"));
-    w.ins(format!("add.u64 {g}, {a}, {b}"));
-    w.ins(format!("ld.param.u64 {rows}, [rows]"));
-    let p = w.p();
-    let done = w.label("exit");
-    w.ins(format!("setp.ge.u64 {p}, {g}, {rows}"));
-    w.ins(format!("@{p} bra {done}"));
-    let mut base = vec![];
-    for i in 0..3 {
-        let (x, y) = (w.rd(), w.rd());
-        w.ins(format!("ld.param.u64 {x}, [buf{i}]"));
-        w.ins(format!("cvta.to.global.u64 {y}, {x}"));
-        base.push(y);
-    }
-    // pair g = row * inner + i; chunk c of it lives at (row * chunks + c) * inner + i
-    let (row, i, first) = (w.rd(), w.rd(), w.rd());
-    w.ins(format!("div.u64 {row}, {g}, {inner}"));
-    w.ins(format!("rem.u64 {i}, {g}, {inner}"));
-    w.ins(format!("mul.lo.u64 {first}, {row}, {}", chunks * inner));
-    w.ins(format!("add.u64 {first}, {first}, {i}"));
-    w.ins(format!("shl.b64 {first}, {first}, 2"));
-    let h = w.f();
-    w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
-    for c in 0..chunks {
-        let off = c * inner * 4;
-        let (pa, ha, sa) = (w.rd(), w.rd(), w.rd());
-        w.ins(format!("add.u64 {pa}, {}, {first}", base[0]));
-        w.ins(format!("add.u64 {ha}, {}, {first}", base[1]));
-        w.ins(format!("add.u64 {sa}, {}, {first}", base[2]));
-        w.ins(format!("st.global.f32 [{sa}+{off}], {h}"));
-        let (pv, hv) = (w.f(), w.f());
-        w.ins(format!("ld.global.f32 {pv}, [{pa}+{off}]"));
-        w.ins(format!("ld.global.f32 {hv}, [{ha}+{off}]"));
-        w.ins(format!("fma.rn.f32 {h}, {pv}, {h}, {hv}"));
-    }
-    w.put_label(&done);
-    w.ins("ret");
-    let mut s = format!(".visible .entry {name}(\n\t.param .u64 buf0,\n\t.param .u64 buf1,\n\t.param .u64 buf2,\n\t.param .u64 rows\n)\n{{\n");
-    s.push_str(&w.decls());
-    s.push_str(&w.body);
-    s.push_str("}\n");
-    s
 }
 
 /// A thread's place in its row's lane group.
@@ -637,48 +368,6 @@ impl Translator<'_> {
         }
     }
 
-    fn set_l(&mut self, l: Option<String>) {
-        self.l = l;
-        self.seq_bases.clear();
-    }
-
-    /// The address of `a`'s element at the current row, seq step and inner index, as PTX
-    /// `[reg+imm]` operand text: the row part precomputed, the seq part once per step, a static
-    /// inner index folded into the immediate.
-    fn addr(&mut self, a: &Access, at: &Inner) -> String {
-        let size = self.k.buffers[a.buffer].dtype.size();
-        let mut base = self.row_bases[&(a.buffer, a.row.clone())].clone();
-        if let (Some(l), true) = (self.l.clone(), a.seq != 0) {
-            let key = (a.buffer, a.row.clone(), a.seq);
-            base = match self.seq_bases.get(&key) {
-                Some(b) => b.clone(),
-                None => {
-                    let n = self.w.rd();
-                    self.w.ins(format!("mad.lo.u64 {n}, {l}, {}, {base}", a.seq * size));
-                    self.seq_bases.insert(key, n.clone());
-                    n
-                }
-            };
-        }
-        match at {
-            Inner::Static(c) if a.inner != 0 => format!("{base}+{}", c * a.inner * size),
-            Inner::Reg(i) | Inner::Lane(i) if a.inner != 0 => {
-                let n = self.w.rd();
-                self.w.ins(format!("mad.lo.u64 {n}, {i}, {}, {base}", a.inner * size));
-                n
-            }
-            _ => base,
-        }
-    }
-
-    fn local_addr(&mut self, scan: V, i: &str) -> String {
-        let name = self.states[&(scan, usize::MAX)].clone();
-        let (base, a) = (self.w.rd(), self.w.rd());
-        self.w.ins(format!("mov.u64 {base}, {name}"));
-        self.w.ins(format!("mad.lo.u64 {a}, {i}, 4, {base}"));
-        a
-    }
-
     /// The inner pass of one seq step and the reduction of its sums (left in `scalars`).
     fn inner_and_sums(&mut self) {
         let summary = self.chunked.as_ref().is_some_and(|c| c.pass == ChunkPass::Summary);
@@ -723,17 +412,6 @@ impl Translator<'_> {
             }
             self.scalars.insert(s, acc);
         }
-    }
-
-    /// Whether the seq loop can run in blocks of one step per lane: the seq-level work (loads
-    /// and transcendentals outside the scan, the epilogue and its stores) is then spread over the
-    /// row's lanes instead of repeated by each, and its memory accesses are coalesced.
-    fn lane_blocks(&self) -> bool {
-        let Some((_, reverse)) = self.k.seq else { return false };
-        let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
-        self.lane.is_some()
-            && !reverse
-            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
     }
 
     fn seq_loop(&mut self) {
@@ -785,92 +463,6 @@ impl Translator<'_> {
         self.set_l(None);
     }
 
-    /// The seq loop in blocks of `lanes` steps: lane `j` computes the seq-level values of step
-    /// `t + j`; the scan then walks the block's steps in order, each broadcasting its values with
-    /// `shfl.sync.idx`; lane `j` keeps step `t + j`'s sums and runs its epilogue.
-    fn seq_loop_lane_blocks(&mut self) {
-        let (extent, _) = self.k.seq.expect("checked by lane_blocks");
-        let g = self.lanes as u64;
-        // the lane's own number (not clamped to the inner extent)
-        let own = self.w.rd();
-        let (tid,) = (self.w.r(),);
-        self.w.ins(format!("mov.u32 {tid}, %tid.x"));
-        self.w.ins(format!("cvt.u64.u32 {own}, {tid}"));
-        self.w.ins(format!("and.b64 {own}, {own}, {}", g - 1));
-        let t = self.w.rd();
-        self.w.ins(format!("mov.u64 {t}, 0"));
-        let (head, done) = (self.w.label("seqb"), self.w.label("seqb_done"));
-        self.w.put_label(&head);
-        let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {t}, {extent}"));
-        self.w.ins(format!("@{p} bra {done}"));
-        // this lane's step in the block, clamped for addressing
-        let (lj, lc, valid_l) = (self.w.rd(), self.w.rd(), self.w.p());
-        self.w.ins(format!("add.u64 {lj}, {t}, {own}"));
-        self.w.ins(format!("setp.lt.u64 {valid_l}, {lj}, {extent}"));
-        self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
-        self.set_l(Some(lc.clone()));
-        let saved = self.scalars.clone();
-        let pre = self.steps_at(Level::SeqPre);
-        for &v in &pre {
-            self.scalar_step(v);
-        }
-        let mine: HashMap<V, String> = pre.iter().filter_map(|v| self.scalars.get(v).map(|r| (*v, r.clone()))).collect();
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
-        let mut kept: HashMap<V, String> = HashMap::new();
-        for &s in &sums {
-            let r = self.w.f();
-            self.w.ins(format!("mov.f32 {r}, {}", fimm(0.0)));
-            kept.insert(s, r);
-        }
-        let seg = ((32 - g) << 8) | 0x1f;
-        for j in 0..g {
-            let skip = self.w.label("step_skip");
-            let (tj, pj) = (self.w.rd(), self.w.p());
-            self.w.ins(format!("add.u64 {tj}, {t}, {j}"));
-            self.w.ins(format!("setp.ge.u64 {pj}, {tj}, {extent}"));
-            self.w.ins(format!("@{pj} bra {skip}"));
-            self.set_l(Some(tj));
-            for (&v, r) in &mine {
-                let b = self.w.f();
-                self.w.ins(format!("shfl.sync.idx.b32 {b}, {r}, {j}, {seg}, -1"));
-                self.scalars.insert(v, b);
-            }
-            self.inner_and_sums();
-            let is_me = self.w.p();
-            self.w.ins(format!("setp.eq.u64 {is_me}, {own}, {j}"));
-            for &s in &sums {
-                let k = kept[&s].clone();
-                let total = self.scalars[&s].clone();
-                self.w.ins(format!("selp.f32 {k}, {total}, {k}, {is_me}"));
-            }
-            self.w.put_label(&skip);
-        }
-        // the epilogue of step t + lane, on this lane
-        self.set_l(Some(lc));
-        for (&v, r) in &mine {
-            self.scalars.insert(v, r.clone());
-        }
-        for &s in &sums {
-            self.scalars.insert(s, kept[&s].clone());
-        }
-        // row-level stores: by every lane of a real row whose step exists (not only lane 0)
-        let valid_row = self.w.p();
-        let lane = self.lane.as_mut().expect("lane mode");
-        let saved_store_row = lane.store_row.clone();
-        self.w.ins(format!("and.pred {valid_row}, {}, {valid_l}", lane.valid.clone()));
-        lane.store_row = valid_row;
-        for v in self.steps_at(Level::SeqPost) {
-            self.scalar_step(v);
-        }
-        self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
-        self.scalars = saved;
-        self.w.ins(format!("add.u64 {t}, {t}, {g}"));
-        self.w.ins(format!("bra {head}"));
-        self.w.put_label(&done);
-        self.set_l(None);
-    }
-
     fn final_level(&mut self) {
         if let Some((pass, c, slot, extra, chunks, scan)) =
             self.chunked.as_ref().map(|ch| (ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone(), ch.chunks, ch.scan))
@@ -917,72 +509,6 @@ impl Translator<'_> {
                 }
             });
         }
-    }
-
-    /// Element offset of `a` at the current row, seq step and inner index.
-    fn offset(&mut self, a: &Access, at: &Inner) -> String {
-        let off = self.w.rd();
-        self.w.ins(format!("mov.u64 {off}, 0"));
-        let mut terms: Vec<(String, usize)> = vec![];
-        for (k, &stride) in a.row.iter().enumerate() {
-            if stride != 0 {
-                terms.push((self.row_idx[k].clone(), stride));
-            }
-        }
-        if let (Some(l), true) = (&self.l, a.seq != 0) {
-            terms.push((l.clone(), a.seq));
-        }
-        let mut off = off;
-        for (x, s) in terms {
-            let n = self.w.rd();
-            self.w.ins(format!("mad.lo.u64 {n}, {x}, {s}, {off}"));
-            off = n;
-        }
-        match at {
-            Inner::Static(c) if a.inner != 0 => {
-                let n = self.w.rd();
-                self.w.ins(format!("add.u64 {n}, {off}, {}", c * a.inner));
-                n
-            }
-            Inner::Reg(i) | Inner::Lane(i) if a.inner != 0 => {
-                let n = self.w.rd();
-                self.w.ins(format!("mad.lo.u64 {n}, {i}, {}, {off}", a.inner));
-                n
-            }
-            _ => off,
-        }
-    }
-
-    fn address(&mut self, buffer: usize, off: &str) -> String {
-        let size = self.k.buffers[buffer].dtype.size();
-        let a = self.w.rd();
-        self.w.ins(format!("mad.lo.u64 {a}, {off}, {size}, {}", self.bases[buffer]));
-        a
-    }
-
-    fn load_at(&mut self, dtype: DType, addr: &str) -> String {
-        let d = self.w.f();
-        match dtype {
-            DType::F32 => self.w.ins(format!("ld.global.nc.f32 {d}, [{addr}]")),
-            DType::F64 => {
-                // an f64 register is only needed here
-                let dd = format!("%fd_{}", d.trim_start_matches("%f"));
-                self.w.ins(format!("{{\n\t.reg .f64 {dd};\n\tld.global.nc.f64 {dd}, [{addr}];\n\tcvt.rn.f32.f64 {d}, {dd};\n\t}}"));
-            }
-            DType::BF16 => {
-                let (h, r, s) = (self.w.h(), self.w.r(), self.w.r());
-                self.w.ins(format!("ld.global.nc.b16 {h}, [{addr}]"));
-                self.w.ins(format!("cvt.u32.u16 {r}, {h}"));
-                self.w.ins(format!("shl.b32 {s}, {r}, 16"));
-                self.w.ins(format!("mov.b32 {d}, {s}"));
-            }
-            DType::F16 => {
-                let h = self.w.h();
-                self.w.ins(format!("ld.global.nc.b16 {h}, [{addr}]"));
-                self.w.ins(format!("cvt.f32.f16 {d}, {h}"));
-            }
-        }
-        d
     }
 
     fn operand(&mut self, v: V, at: &Inner) -> String {

@@ -3,7 +3,7 @@
 //! and `recip` are IEEE (`div.rn`, `rcp.rn`); divisions inside composite functions use
 //! `div.full` / `rcp.approx` (at most 2 ulp), which avoid the IEEE division subroutine.
 
-use crate::emit::Regs;
+use crate::regs::Regs;
 
 /// A PTX `f32` immediate (exact bits).
 pub fn fimm(v: f32) -> String {

@@ -3,12 +3,15 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod chunked;
 pub mod emit;
 pub mod isa;
+pub mod module;
 pub mod ptxas;
+pub mod regs;
 
 pub use arch::Arch;
-pub use emit::module;
+pub use module::{module, Launch, Module};
 
 use ssmc_kernel::Schedule;
 

@@ -1,0 +1,169 @@
+//! Blocks of four: seq steps (a prefill's seq-level work vectorized along the seq dim) and
+//! rows (a decode step's row-level work vectorized across channels).
+
+use super::{Chunk, KernelTranslator};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use ssmc_kernel::{Level, Step, V};
+use std::collections::HashMap;
+
+impl KernelTranslator<'_, '_> {
+    /// Whether rows can run four at a time: a one-step (or no) seq loop, as in a decode step,
+    /// whose row-level work (loads, softplus, the gate, stores) then runs as vectors across four
+    /// channels while each channel's inner work runs in turn. Rows come in blocks of four along
+    /// the last row dim, so its extent must be a multiple of four (the launch splits rows on
+    /// multiples of four).
+    pub(super) fn row_blocks(&self) -> bool {
+        let outer = |l: Level| matches!(l, Level::Row | Level::SeqPre | Level::SeqPost);
+        self.vw == 4
+            && self.unrolled
+            && self.k.rows.last().is_some_and(|&e| e % 4 == 0)
+            && self.k.seq.is_none_or(|s| s.0 == 1)
+            && !self.k.steps.iter().any(|(l, st)| outer(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+    }
+
+    /// Rows `r0 .. r0 + 4`.
+    pub(super) fn row_block(&mut self, r0: Value) {
+        self.scalars.clear();
+        self.per_chunk.clear();
+        let mut rest = r0;
+        let mut idx = vec![rest; self.k.rows.len()];
+        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
+            if k == 0 {
+                idx[k] = rest;
+            } else {
+                idx[k] = self.b.ins().urem_imm_u(rest, extent as i64);
+                rest = self.b.ins().udiv_imm_u(rest, extent as i64);
+            }
+        }
+        let last = idx.len() - 1;
+        let first = idx[last];
+        self.row_idx = idx;
+        self.l = self.k.seq.map(|_| self.b.ins().iconst(types::I64, 0));
+        let lanes = Chunk { width: 4, i: r0, unrolled: None };
+        self.along_rows = true;
+        self.seq_vecs.clear();
+        let outer: Vec<V> = self.steps_at(Level::Row).into_iter().chain(self.steps_at(Level::SeqPre)).collect();
+        for &v in &outer {
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_rows = false;
+        let vecs = std::mem::take(&mut self.seq_vecs);
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
+        for j in 0..4u8 {
+            self.row_idx[last] = self.b.ins().iadd_imm_s(first, j as i64);
+            for &v in &outer {
+                if let Some(&vec) = vecs.get(&v) {
+                    let lane = self.b.ins().extractlane(vec, j);
+                    self.scalars.insert(v, lane);
+                }
+            }
+            for c in 0..self.chunks.len() {
+                let ch = self.chunk(c);
+                self.cur.clear();
+                for v in self.steps_at(Level::RowInner) {
+                    self.vector_step(v, ch);
+                    if let Some(&val) = self.cur.get(&v) {
+                        self.per_chunk.insert((v, c), val);
+                    }
+                }
+            }
+            self.init_states();
+            self.inner_level();
+            for &s in &sums {
+                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
+            }
+            self.final_level();
+        }
+        self.row_idx[last] = first;
+        self.seq_vecs = vecs;
+        self.along_rows = true;
+        for &s in &sums {
+            let l = &sum_lanes[&s];
+            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
+            for (j, x) in l.iter().enumerate().skip(1) {
+                vec = self.b.ins().insertlane(vec, *x, j as u8);
+            }
+            self.seq_vecs.insert(s, vec);
+        }
+        for v in self.steps_at(Level::SeqPost) {
+            if matches!(self.k.steps[v].1, Step::Sum(_)) {
+                continue;
+            }
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_rows = false;
+        self.seq_vecs.clear();
+        self.l = None;
+    }
+
+    /// Whether seq steps can run four at a time: the seq-level work (everything outside the
+    /// inner loop: `softplus(delta + bias)`, the gate, loads and stores along `len`) is then
+    /// vectorized across four consecutive steps, while the scan still walks them one by one.
+    pub(super) fn seq_blocks(&self) -> bool {
+        let Some((extent, reverse)) = self.k.seq else { return false };
+        let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
+        self.vw == 4
+            && !reverse
+            && extent >= 4
+            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+    }
+
+    /// Four forward seq steps starting at `l0`: seq-level steps as vectors along seq, the inner
+    /// level four times in order, then the seq-level epilogue as vectors again.
+    pub(super) fn seq_block(&mut self, l0: Value) {
+        let saved: HashMap<V, Value> = self.scalars.clone();
+        let lanes = Chunk { width: 4, i: l0, unrolled: None };
+        self.l = Some(l0);
+        self.along_seq = true;
+        self.seq_vecs.clear();
+        let pre = self.steps_at(Level::SeqPre);
+        for &v in &pre {
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_seq = false;
+        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
+        for j in 0..4u8 {
+            let l = self.b.ins().iadd_imm_s(l0, j as i64);
+            self.l = Some(l);
+            for &v in &pre {
+                if let Some(&vec) = self.seq_vecs.get(&v) {
+                    let lane = self.b.ins().extractlane(vec, j);
+                    self.scalars.insert(v, lane);
+                }
+            }
+            self.inner_level();
+            for &s in &sums {
+                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
+            }
+        }
+        self.l = Some(l0);
+        self.along_seq = true;
+        for &s in &sums {
+            let l = &sum_lanes[&s];
+            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
+            for (j, x) in l.iter().enumerate().skip(1) {
+                vec = self.b.ins().insertlane(vec, *x, j as u8);
+            }
+            self.seq_vecs.insert(s, vec);
+        }
+        for v in self.steps_at(Level::SeqPost) {
+            if matches!(self.k.steps[v].1, Step::Sum(_)) {
+                continue;
+            }
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+        self.along_seq = false;
+        self.seq_vecs.clear();
+        self.scalars = saved;
+    }
+}

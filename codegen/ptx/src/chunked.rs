@@ -1,0 +1,150 @@
+//! Scans cut into chunks: thread `(row, chunk)` walks its piece of the seq dim. A summary pass
+//! stores each chunk's decay product and end state, a combine pass carries the state across
+//! chunks with the associative operator, and the main pass rescans each chunk from its true
+//! start state.
+
+use crate::emit::{lanes_per_row, translate};
+use crate::isa::fimm;
+use crate::regs::Regs;
+use ssmc_kernel::{Kir, Level, Schedule, Step, V};
+use std::collections::HashMap;
+
+/// Which pass of a chunked scan an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkPass {
+    /// Scan each chunk from zero; store its decay product `P = prod a` and end state `H`.
+    Summary,
+    /// Scan each chunk from its true start state and compute everything else.
+    Main,
+}
+
+/// A kernel whose seq loop is cut into chunks run by separate threads (see [`entry_chunked`]).
+pub(crate) struct Chunked {
+    pub(crate) chunks: usize,
+    pub(crate) len: usize,
+    pub(crate) pass: ChunkPass,
+    pub(crate) scan: V,
+    /// This thread's chunk.
+    pub(crate) c: String,
+    /// Base pointers of the extra buffers (P, H for the summary; the start states for main).
+    pub(crate) extra: Vec<String>,
+    /// The decay product per inner index (summary).
+    pub(crate) prods: HashMap<usize, String>,
+    /// Byte offset of this (row, chunk)'s first element in the `[rows, chunks, inner]` buffers.
+    pub(crate) slot: String,
+    /// The steps the scan depends on (all a summary computes).
+    pub(crate) needed: std::collections::HashSet<V>,
+}
+
+/// The one scan a kernel can be chunked on: a forward scan at the inner level, unrolled, with
+/// no lanes, no second scan and no conv.
+pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
+    let scans: Vec<V> = k.steps.iter().enumerate().filter(|(_, (_, st))| matches!(st, Step::Scan { .. })).map(|(i, _)| i).collect();
+    let (extent, reverse) = k.seq?;
+    let n = k.inner?;
+    let ok = scans.len() == 1
+        && !reverse
+        && extent >= 64
+        && n <= schedule.unroll_limit
+        && lanes_per_row(k, schedule) == 1
+        && k.steps[scans[0]].0 == Level::Inner
+        && !k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. }));
+    ok.then(|| scans[0])
+}
+
+/// One pass of `k` with its seq loop cut into `chunks` pieces: thread `(row, chunk)` walks its
+/// piece. Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
+/// (`Main`), each `[rows, chunks, inner]` f32, then `rows`.
+pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass) -> String {
+    let scan = chunkable(k, schedule).expect("caller checked chunkable");
+    let extent = k.seq.map_or(1, |s| s.0);
+    let mut needed = std::collections::HashSet::new();
+    let mut stack = vec![scan];
+    while let Some(v) = stack.pop() {
+        if needed.insert(v) {
+            stack.extend(step_operands(&k.steps[v].1));
+        }
+    }
+    let chunked = Chunked {
+        chunks,
+        len: extent.div_ceil(chunks),
+        pass,
+        scan,
+        c: String::new(),
+        extra: vec![],
+        prods: HashMap::new(),
+        slot: String::new(),
+        needed,
+    };
+    let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
+    translate(k, name, schedule, Some(chunked), extra)
+}
+
+/// The values a step reads.
+fn step_operands(s: &Step) -> Vec<V> {
+    match s {
+        Step::Load(_) | Step::Const(_) => vec![],
+        Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) => vec![*x],
+        Step::Binary(_, x, y) | Step::DiscA(_, x, y) | Step::Gate(_, x, y) => vec![*x, *y],
+        Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
+        Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
+        Step::Conv { bias, .. } => bias.iter().copied().collect(),
+    }
+}
+
+/// The combine pass: per (row, inner index), walk the chunks in order, writing each chunk's start
+/// state and carrying `h = P h + H` (the associative operator `(a1,b1) o (a2,b2) = (a1 a2,
+/// a2 b1 + b2)` applied left to right). Parameters: P, H, start states, then the number of
+/// (row, inner index) pairs.
+pub fn combine_entry(name: &str, chunks: usize, inner: usize) -> String {
+    let mut w = Regs::default();
+    let (tid, ntid, ctaid) = (w.r(), w.r(), w.r());
+    w.ins(format!("mov.u32 {tid}, %tid.x"));
+    w.ins(format!("mov.u32 {ntid}, %ntid.x"));
+    w.ins(format!("mov.u32 {ctaid}, %ctaid.x"));
+    let (a, b, g, rows) = (w.rd(), w.rd(), w.rd(), w.rd());
+    w.ins(format!("mul.wide.u32 {a}, {ctaid}, {ntid}"));
+    w.ins(format!("cvt.u64.u32 {b}, {tid}"));
+    w.ins(format!("add.u64 {g}, {a}, {b}"));
+    w.ins(format!("ld.param.u64 {rows}, [rows]"));
+    let p = w.p();
+    let done = w.label("exit");
+    w.ins(format!("setp.ge.u64 {p}, {g}, {rows}"));
+    w.ins(format!("@{p} bra {done}"));
+    let mut base = vec![];
+    for i in 0..3 {
+        let (x, y) = (w.rd(), w.rd());
+        w.ins(format!("ld.param.u64 {x}, [buf{i}]"));
+        w.ins(format!("cvta.to.global.u64 {y}, {x}"));
+        base.push(y);
+    }
+    // pair g = row * inner + i; chunk c of it lives at (row * chunks + c) * inner + i
+    let (row, i, first) = (w.rd(), w.rd(), w.rd());
+    w.ins(format!("div.u64 {row}, {g}, {inner}"));
+    w.ins(format!("rem.u64 {i}, {g}, {inner}"));
+    w.ins(format!("mul.lo.u64 {first}, {row}, {}", chunks * inner));
+    w.ins(format!("add.u64 {first}, {first}, {i}"));
+    w.ins(format!("shl.b64 {first}, {first}, 2"));
+    let h = w.f();
+    w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
+    for c in 0..chunks {
+        let off = c * inner * 4;
+        let (pa, ha, sa) = (w.rd(), w.rd(), w.rd());
+        w.ins(format!("add.u64 {pa}, {}, {first}", base[0]));
+        w.ins(format!("add.u64 {ha}, {}, {first}", base[1]));
+        w.ins(format!("add.u64 {sa}, {}, {first}", base[2]));
+        w.ins(format!("st.global.f32 [{sa}+{off}], {h}"));
+        let (pv, hv) = (w.f(), w.f());
+        w.ins(format!("ld.global.f32 {pv}, [{pa}+{off}]"));
+        w.ins(format!("ld.global.f32 {hv}, [{ha}+{off}]"));
+        w.ins(format!("fma.rn.f32 {h}, {pv}, {h}, {hv}"));
+    }
+    w.put_label(&done);
+    w.ins("ret");
+    let mut s = format!(".visible .entry {name}(\n\t.param .u64 buf0,\n\t.param .u64 buf1,\n\t.param .u64 buf2,\n\t.param .u64 rows\n)\n{{\n");
+    s.push_str(&w.decls());
+    s.push_str(&w.body);
+    s.push_str("}\n");
+    s
+}
+
