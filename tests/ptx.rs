@@ -44,3 +44,17 @@ fn every_example_assembles_for_sm90() {
     }
     println!("{}", report.join("\n"));
 }
+
+#[test]
+fn emitted_ptx_is_deterministic() {
+    let dims: BTreeMap<String, usize> = [("batch", 2), ("dim", 64), ("len", 256)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for name in EXAMPLES {
+        let layer = example(name);
+        let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
+        for (lanes, chunked) in [(false, false), (true, false), (false, true)] {
+            let a = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, lanes, chunked).unwrap();
+            let b = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, lanes, chunked).unwrap();
+            assert_eq!(a, b, "{name} lanes={lanes} chunked={chunked}");
+        }
+    }
+}
