@@ -175,9 +175,23 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
 
     /// One row: decompose the row number, then the levels in order.
     fn row(&mut self, r: Value) {
-        self.row_idx.clear();
         self.scalars.clear();
         self.per_chunk.clear();
+        self.row_idx = self.decompose_row(r);
+        self.l = None;
+        for v in self.steps_at(Level::Row) {
+            self.scalar_step(v);
+        }
+        if self.unrolled {
+            self.row_inner_values();
+        }
+        self.init_states();
+        self.seq_loop();
+        self.final_level();
+    }
+
+    /// The row dims' indices of row `r`, last dim fastest.
+    fn decompose_row(&mut self, r: Value) -> Vec<Value> {
         let mut rest = r;
         let mut idx = vec![rest; self.k.rows.len()];
         for (k, &extent) in self.k.rows.iter().enumerate().rev() {
@@ -188,26 +202,21 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 rest = self.b.ins().udiv_imm_u(rest, extent as i64);
             }
         }
-        self.row_idx = idx;
-        self.l = None;
-        for v in self.steps_at(Level::Row) {
-            self.scalar_step(v);
-        }
-        if self.unrolled {
-            for c in 0..self.chunks.len() {
-                let ch = self.chunk(c);
-                self.cur.clear();
-                for v in self.steps_at(Level::RowInner) {
-                    self.vector_step(v, ch);
-                    if let Some(&val) = self.cur.get(&v) {
-                        self.per_chunk.insert((v, c), val);
-                    }
+        idx
+    }
+
+    /// The row's loop-invariant inner values, per (unrolled) chunk.
+    fn row_inner_values(&mut self) {
+        for c in 0..self.chunks.len() {
+            let ch = self.chunk(c);
+            self.cur.clear();
+            for v in self.steps_at(Level::RowInner) {
+                self.vector_step(v, ch);
+                if let Some(&val) = self.cur.get(&v) {
+                    self.per_chunk.insert((v, c), val);
                 }
             }
         }
-        self.init_states();
-        self.seq_loop();
-        self.final_level();
     }
 
     fn chunk(&mut self, c: usize) -> Chunk {

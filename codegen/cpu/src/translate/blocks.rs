@@ -25,51 +25,21 @@ impl KernelTranslator<'_, '_> {
     pub(super) fn row_block(&mut self, r0: Value) {
         self.scalars.clear();
         self.per_chunk.clear();
-        let mut rest = r0;
-        let mut idx = vec![rest; self.k.rows.len()];
-        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
-            if k == 0 {
-                idx[k] = rest;
-            } else {
-                idx[k] = self.b.ins().urem_imm_u(rest, extent as i64);
-                rest = self.b.ins().udiv_imm_u(rest, extent as i64);
-            }
-        }
-        let last = idx.len() - 1;
-        let first = idx[last];
-        self.row_idx = idx;
+        self.row_idx = self.decompose_row(r0);
+        let last = self.row_idx.len() - 1;
+        let first = self.row_idx[last];
         self.l = self.k.seq.map(|_| self.b.ins().iconst(types::I64, 0));
         let lanes = Chunk { width: 4, i: r0, unrolled: None };
-        self.along_rows = true;
-        self.seq_vecs.clear();
         let outer: Vec<V> = self.steps_at(Level::Row).into_iter().chain(self.steps_at(Level::SeqPre)).collect();
-        for &v in &outer {
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
+        self.along_rows = true;
+        self.lane_values(&outer, lanes);
         self.along_rows = false;
-        let vecs = std::mem::take(&mut self.seq_vecs);
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let sums = self.sums();
         let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
         for j in 0..4u8 {
             self.row_idx[last] = self.b.ins().iadd_imm_s(first, j as i64);
-            for &v in &outer {
-                if let Some(&vec) = vecs.get(&v) {
-                    let lane = self.b.ins().extractlane(vec, j);
-                    self.scalars.insert(v, lane);
-                }
-            }
-            for c in 0..self.chunks.len() {
-                let ch = self.chunk(c);
-                self.cur.clear();
-                for v in self.steps_at(Level::RowInner) {
-                    self.vector_step(v, ch);
-                    if let Some(&val) = self.cur.get(&v) {
-                        self.per_chunk.insert((v, c), val);
-                    }
-                }
-            }
+            self.pick_lane(&outer, j);
+            self.row_inner_values();
             self.init_states();
             self.inner_level();
             for &s in &sums {
@@ -78,26 +48,9 @@ impl KernelTranslator<'_, '_> {
             self.final_level();
         }
         self.row_idx[last] = first;
-        self.seq_vecs = vecs;
         self.along_rows = true;
-        for &s in &sums {
-            let l = &sum_lanes[&s];
-            let mut vec = self.b.ins().splat(types::F32X4, l[0]);
-            for (j, x) in l.iter().enumerate().skip(1) {
-                vec = self.b.ins().insertlane(vec, *x, j as u8);
-            }
-            self.seq_vecs.insert(s, vec);
-        }
-        for v in self.steps_at(Level::SeqPost) {
-            if matches!(self.k.steps[v].1, Step::Sum(_)) {
-                continue;
-            }
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
+        self.lane_epilogue(&sums, &sum_lanes, lanes);
         self.along_rows = false;
-        self.seq_vecs.clear();
         self.l = None;
     }
 
@@ -119,26 +72,16 @@ impl KernelTranslator<'_, '_> {
         let saved: HashMap<V, Value> = self.scalars.clone();
         let lanes = Chunk { width: 4, i: l0, unrolled: None };
         self.l = Some(l0);
-        self.along_seq = true;
-        self.seq_vecs.clear();
         let pre = self.steps_at(Level::SeqPre);
-        for &v in &pre {
-            if let Some(val) = self.emit(v, lanes, false) {
-                self.seq_vecs.insert(v, val);
-            }
-        }
+        self.along_seq = true;
+        self.lane_values(&pre, lanes);
         self.along_seq = false;
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let sums = self.sums();
         let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
         for j in 0..4u8 {
             let l = self.b.ins().iadd_imm_s(l0, j as i64);
             self.l = Some(l);
-            for &v in &pre {
-                if let Some(&vec) = self.seq_vecs.get(&v) {
-                    let lane = self.b.ins().extractlane(vec, j);
-                    self.scalars.insert(v, lane);
-                }
-            }
+            self.pick_lane(&pre, j);
             self.inner_level();
             for &s in &sums {
                 sum_lanes.entry(s).or_default().push(self.scalars[&s]);
@@ -146,7 +89,41 @@ impl KernelTranslator<'_, '_> {
         }
         self.l = Some(l0);
         self.along_seq = true;
-        for &s in &sums {
+        self.lane_epilogue(&sums, &sum_lanes, lanes);
+        self.along_seq = false;
+        self.scalars = saved;
+    }
+
+    /// The sums of the kernel (they complete after the inner loop).
+    fn sums(&self) -> Vec<V> {
+        self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect()
+    }
+
+    /// Emits `steps` as vectors whose lanes are the block's four steps or rows (the mode flag
+    /// is set by the caller), keeping them in `seq_vecs`.
+    fn lane_values(&mut self, steps: &[V], lanes: Chunk) {
+        self.seq_vecs.clear();
+        for &v in steps {
+            if let Some(val) = self.emit(v, lanes, false) {
+                self.seq_vecs.insert(v, val);
+            }
+        }
+    }
+
+    /// Makes lane `j` of each of `steps`' vectors the step's scalar value.
+    fn pick_lane(&mut self, steps: &[V], j: u8) {
+        for &v in steps {
+            if let Some(&vec) = self.seq_vecs.get(&v) {
+                let lane = self.b.ins().extractlane(vec, j);
+                self.scalars.insert(v, lane);
+            }
+        }
+    }
+
+    /// Gathers each sum's four lanes into a vector and emits the epilogue (the rest of the
+    /// seq-level steps after the inner loop) as vectors.
+    fn lane_epilogue(&mut self, sums: &[V], sum_lanes: &HashMap<V, Vec<Value>>, lanes: Chunk) {
+        for &s in sums {
             let l = &sum_lanes[&s];
             let mut vec = self.b.ins().splat(types::F32X4, l[0]);
             for (j, x) in l.iter().enumerate().skip(1) {
@@ -162,8 +139,6 @@ impl KernelTranslator<'_, '_> {
                 self.seq_vecs.insert(v, val);
             }
         }
-        self.along_seq = false;
         self.seq_vecs.clear();
-        self.scalars = saved;
     }
 }
