@@ -130,10 +130,17 @@ pub fn expm1(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let e = exp(b, ty, x);
     let one = konst(b, ty, 1.0);
     let big = b.ins().fsub(e, one);
-    let p = horner(b, ty, x, &[1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0]);
+    series_below(b, ty, x, x, &[1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0], 0.35, big)
+}
+
+/// `x * p(t)` (the coefficients lowest first) where `|x| < cut`, else `big`: the series that
+/// replaces a formula which would cancel near 0.
+#[allow(clippy::too_many_arguments)]
+fn series_below(b: &mut FunctionBuilder, ty: Type, x: Value, t: Value, coeffs: &[f32], cut: f32, big: Value) -> Value {
+    let p = horner(b, ty, t, coeffs);
     let small = b.ins().fmul(p, x);
     let ax = b.ins().fabs(x);
-    let th = konst(b, ty, 0.35);
+    let th = konst(b, ty, cut);
     let is_small = b.ins().fcmp(FloatCC::LessThan, ax, th);
     select(b, ty, is_small, small, big)
 }
@@ -247,10 +254,5 @@ pub fn tanh(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let q = b.ins().fdiv(two, d);
     let big = b.ins().fsub(one, q);
     let xx = b.ins().fmul(x, x);
-    let p = horner(b, ty, xx, &[1.0, -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0]);
-    let small = b.ins().fmul(p, x);
-    let ax = b.ins().fabs(x);
-    let th = konst(b, ty, 0.25);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, th);
-    select(b, ty, is_small, small, big)
+    series_below(b, ty, x, xx, &[1.0, -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0], 0.25, big)
 }

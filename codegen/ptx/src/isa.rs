@@ -65,18 +65,24 @@ pub fn expm1(w: &mut Regs, x: &str) -> String {
     let e = exp(w, x);
     let big = w.f();
     w.ins(format!("sub.f32 {big}, {e}, {}", fimm(1.0)));
-    let mut acc = fimm(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0] {
-        let t = w.f();
-        w.ins(format!("fma.rn.f32 {t}, {acc}, {x}, {}", fimm(c)));
-        acc = t;
+    series_below(w, x, x, &[1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0], 0.35, &big)
+}
+
+/// `x * p(t)` (the coefficients lowest first) where `|x| < cut`, else `big`: the series that
+/// replaces a formula which would cancel near 0.
+fn series_below(w: &mut Regs, x: &str, t: &str, coeffs: &[f32], cut: f32, big: &str) -> String {
+    let mut acc = fimm(coeffs[coeffs.len() - 1]);
+    for &c in coeffs[..coeffs.len() - 1].iter().rev() {
+        let n = w.f();
+        w.ins(format!("fma.rn.f32 {n}, {acc}, {t}, {}", fimm(c)));
+        acc = n;
     }
     let small = w.f();
     w.ins(format!("mul.f32 {small}, {acc}, {x}"));
     let ax = w.f();
     w.ins(format!("abs.f32 {ax}, {x}"));
     let p = w.p();
-    w.ins(format!("setp.lt.f32 {p}, {ax}, {}", fimm(0.35)));
+    w.ins(format!("setp.lt.f32 {p}, {ax}, {}", fimm(cut)));
     let d = w.f();
     w.ins(format!("selp.f32 {d}, {small}, {big}, {p}"));
     d
@@ -122,21 +128,7 @@ pub fn tanh(w: &mut Regs, x: &str) -> String {
     w.ins(format!("sub.f32 {big}, {}, {q}", fimm(1.0)));
     let xx = w.f();
     w.ins(format!("mul.f32 {xx}, {x}, {x}"));
-    let mut acc = fimm(62.0 / 2835.0);
-    for c in [-17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0, 1.0] {
-        let t = w.f();
-        w.ins(format!("fma.rn.f32 {t}, {acc}, {xx}, {}", fimm(c)));
-        acc = t;
-    }
-    let small = w.f();
-    w.ins(format!("mul.f32 {small}, {acc}, {x}"));
-    let ax = w.f();
-    w.ins(format!("abs.f32 {ax}, {x}"));
-    let p = w.p();
-    w.ins(format!("setp.lt.f32 {p}, {ax}, {}", fimm(0.25)));
-    let d = w.f();
-    w.ins(format!("selp.f32 {d}, {small}, {big}, {p}"));
-    d
+    series_below(w, x, &xx, &[1.0, -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0], 0.25, &big)
 }
 
 /// A binary instruction's text.
