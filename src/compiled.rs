@@ -36,7 +36,7 @@ pub struct CompiledLayer {
     cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
     gpu: Option<Gpu>,
     gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
-    gpu_force: Option<(bool, bool)>,
+    gpu_force: Option<crate::GpuSchedule>,
 }
 
 impl Layer {
@@ -109,10 +109,9 @@ impl CompiledLayer {
         crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)
     }
 
-    /// Fixes the GPU schedule (lanes over the inner dim or one thread per row; the scan cut
-    /// into chunks or not) instead of letting the autotuner time them.
-    pub fn with_gpu_schedule(mut self, lanes: bool, chunked: bool) -> Self {
-        self.gpu_force = Some((lanes, chunked));
+    /// Fixes the GPU schedule instead of letting the autotuner time the candidates.
+    pub fn with_gpu_schedule(mut self, schedule: crate::GpuSchedule) -> Self {
+        self.gpu_force = Some(schedule);
         self
     }
 

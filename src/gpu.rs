@@ -21,10 +21,13 @@ pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usiz
 }
 
 /// The PTX module of `layer` (one `.entry` per kernel in launch order, three for a chunked
-/// scan), with rows or lanes, chunked or not.
-pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool, chunked: bool) -> Result<String, Error> {
-    let kirs = lower_for_gpu(layer, fusion, dims, dtype, lanes)?;
-    Ok(ssmc_ptx::module(&kirs, &ssmc_ptx::gpu_schedule(lanes), ssmc_ptx::Arch::SM90, chunked).text)
+/// scan) under GPU schedule `gpu`.
+pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, gpu: GpuSchedule) -> Result<String, Error> {
+    if gpu.tile > 32 || (gpu.tile > 0 && !gpu.tile.is_power_of_two()) {
+        return Err(IrError::new(format!("tile {} must be 0 or a power of two up to 32", gpu.tile)).into());
+    }
+    let kirs = lower_for_gpu(layer, fusion, dims, dtype, gpu.lanes)?;
+    Ok(ssmc_ptx::module(&kirs, &gpu, ssmc_ptx::Arch::SM90).text)
 }
 
 use ssmc_ptx::Launch;
@@ -38,14 +41,14 @@ impl From<GpuError> for Error {
     }
 }
 
-/// Threads per block for row kernels.
-pub const BLOCK: u32 = 128;
+use ssmc_ptx::{GpuSchedule, BLOCK};
 
 /// A plan's kernels loaded on the GPU for one shape and set of input dtypes.
 pub struct GpuCode {
     kirs: Vec<Kir>,
     module: GpuModule,
     schedule: ssmc_kernel::Schedule,
+    sched: GpuSchedule,
     /// Per kernel: its entry (plain), or its three entries (summary, combine, main) and the
     /// number of chunks its scan is cut into.
     entries: Vec<Launch>,
@@ -68,37 +71,42 @@ pub struct GpuRun<'a> {
     busy: Option<DeviceBuffer>,
 }
 
-/// Loads `plan`'s kernels under one GPU schedule; `chunked` cuts eligible scans into chunks.
-fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], lanes: bool, chunked: bool) -> Result<GpuCode, Error> {
-    let schedule = ssmc_ptx::gpu_schedule(lanes);
+/// Loads `plan`'s kernels under one GPU schedule.
+fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], sched: GpuSchedule) -> Result<GpuCode, Error> {
+    let schedule = sched.kernel();
     let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
-    let m = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90, chunked);
-    crate::dump::dump("ptx", &format!("lanes={lanes} chunked={chunked}"), || m.text.clone());
+    let m = ssmc_ptx::module(&kirs, &sched, ssmc_ptx::Arch::SM90);
+    crate::dump::dump("ptx", &sched.to_string(), || m.text.clone());
     let module = gpu.load(&m.text, &m.names)?;
     let (ptx, entries) = (m.text, m.launches);
-    Ok(GpuCode { kirs, module, schedule, entries, ptx, tuning: vec![] })
+    Ok(GpuCode { kirs, module, schedule, sched, entries, ptx, tuning: vec![] })
 }
 
 /// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. The schedules
-/// that apply (one thread per row; the same with the scan cut into chunks; lanes over the inner
-/// dim) are each timed on these inputs, and the fastest is kept (the autotuner); the choice is
-/// cached with the code. `force` = (lanes, chunked) skips the tuning.
-pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<(bool, bool)>) -> Result<GpuCode, Error> {
+/// that apply (one thread per row, reading in place; the same with tiles staged through shared
+/// memory; tiles with the scan cut into chunks; lanes over the inner dim) are each timed on
+/// these inputs, and the fastest is kept (the autotuner); the choice is cached with the code.
+/// `force` skips the tuning.
+pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<GpuSchedule>) -> Result<GpuCode, Error> {
     let mut plan = plan.clone();
     for b in plan.buffers.iter_mut().filter(|b| b.kind == BufferKind::Input) {
         b.dtype = inputs[&b.name].dtype();
     }
-    if let Some((lanes, chunked)) = force {
-        return load_with(gpu, &plan, sizes, lanes, chunked);
+    if let Some(sched) = force {
+        return load_with(gpu, &plan, sizes, sched);
     }
-    let mut variants = vec![load_with(gpu, &plan, sizes, false, false)?];
-    let chunk_apply = variants[0].kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &variants[0].schedule).is_some());
-    if chunk_apply {
-        variants.push(load_with(gpu, &plan, sizes, false, true)?);
-    }
-    let lanes_apply = variants[0].kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &ssmc_ptx::gpu_schedule(true)) > 1);
-    if lanes_apply {
-        variants.push(load_with(gpu, &plan, sizes, true, false)?);
+    let mut variants = vec![load_with(gpu, &plan, sizes, GpuSchedule::ROWS)?];
+    let (kirs, kernel) = (&variants[0].kirs, variants[0].schedule);
+    let more: Vec<GpuSchedule> = [
+        (GpuSchedule::TILED, kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &GpuSchedule::TILED))),
+        (GpuSchedule::CHUNKED, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some())),
+        (GpuSchedule::LANES, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES.kernel()) > 1)),
+    ]
+    .into_iter()
+    .filter_map(|(s, applies)| applies.then_some(s))
+    .collect();
+    for s in more {
+        variants.push(load_with(gpu, &plan, sizes, s)?);
     }
     if variants.len() == 1 {
         return Ok(variants.pop().expect("one"));
@@ -122,8 +130,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
         timed.push((code, times[1]));
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let tuning: Vec<(String, f64)> =
-        timed.iter().map(|(c, t)| (c.describe(), *t)).collect();
+    let tuning: Vec<(String, f64)> = timed.iter().map(|(c, t)| (c.describe(), *t)).collect();
     let best = timed.swap_remove(0).0;
     let mut best = Arc::try_unwrap(best).map_err(|_| IrError::new("autotuner: code still shared"))?;
     best.tuning = tuning;
@@ -131,17 +138,21 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
 }
 
 impl GpuCode {
-    /// The schedule in words: `rows`, `rows+chunks64`, `lanes`.
+    /// The schedule in words, as run: `rows`, `rows+tiles16`, `rows+chunks64+tiles16`, `lanes`
+    /// (tiles and chunks named only where some kernel uses them).
     pub fn describe(&self) -> String {
         let chunks = self.entries.iter().find_map(|e| match e {
             Launch::Chunked { chunks, .. } => Some(*chunks),
             Launch::Plain(_) => None,
         });
-        match (self.schedule.lanes, chunks) {
-            (true, _) => "lanes".into(),
-            (false, Some(c)) => format!("rows+chunks{c}"),
-            (false, None) => "rows".into(),
+        let mut s = if self.sched.lanes { "lanes".to_string() } else { "rows".to_string() };
+        if let Some(c) = chunks {
+            s += &format!("+chunks{c}");
         }
+        if self.kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &self.sched)) {
+            s += &format!("+tiles{}", self.sched.tile);
+        }
+        s
     }
 }
 

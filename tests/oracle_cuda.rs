@@ -9,7 +9,7 @@ use common::{dims, example, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::TensorMap;
-use ssmc::{Backend, Fusion, Layer};
+use ssmc::{Backend, Fusion, GpuSchedule, Layer};
 
 
 
@@ -47,21 +47,19 @@ fn assert_agree(got: &TensorMap, want: &TensorMap, what: &str) {
 fn every_example_matches_the_oracle_on_the_gpu() {
     for name in EXAMPLES {
         let layer = example(name);
-        for (fusion, lanes, chunked) in [
-            (Fusion::On, false, false),
-            (Fusion::On, false, true),
-            (Fusion::On, true, false),
-            (Fusion::Off, false, false),
-            (Fusion::Off, true, false),
-        ] {
-            let Some(compiled) = compile(&layer, fusion) else { return };
-            let compiled = compiled.with_gpu_schedule(lanes, chunked);
-            for dtype in [DType::F32, DType::BF16] {
-                for (b, d, l, n) in [(2, 37, 33, 16), (1, 8, 1, 16), (2, 5, 9, 3), (2, 37, 203, 16), (1, 3, 1000, 5)] {
-                    let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 4).unwrap();
-                    let want = layer.eval_as(&x, DType::F64).unwrap();
-                    let got = compiled.run_as(&x, DType::F64).unwrap();
-                    assert_agree(&got, &want, &format!("{name} {fusion:?} lanes={lanes} chunked={chunked} {dtype} ({b},{d},{l},{n})"));
+        for fusion in [Fusion::On, Fusion::Off] {
+            for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES] {
+                let Some(compiled) = compile(&layer, fusion) else { return };
+                let compiled = compiled.with_gpu_schedule(schedule);
+                for dtype in [DType::F32, DType::BF16] {
+                    // (2, 64, ..): warps inside one batch (B and C staged once per warp), rows a
+                    // multiple of 32 (chunks tiled too); 37 and 3: warps across batches and rows
+                    for (b, d, l, n) in [(2, 37, 33, 16), (1, 8, 1, 16), (2, 5, 9, 3), (2, 37, 203, 16), (1, 3, 1000, 5), (2, 64, 301, 16), (3, 32, 70, 6)] {
+                        let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 4).unwrap();
+                        let want = layer.eval_as(&x, DType::F64).unwrap();
+                        let got = compiled.run_as(&x, DType::F64).unwrap();
+                        assert_agree(&got, &want, &format!("{name} {fusion:?} {schedule} {dtype} ({b},{d},{l},{n})"));
+                    }
                 }
             }
         }

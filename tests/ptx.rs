@@ -5,8 +5,11 @@
 mod common;
 use common::{example, EXAMPLES};
 use ssmc::ir::DType;
-use ssmc::Fusion;
+use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
+
+/// Every GPU schedule the autotuner chooses among.
+const SCHEDULES: [GpuSchedule; 4] = [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES];
 
 
 #[test]
@@ -22,15 +25,15 @@ fn every_example_assembles_for_sm90() {
         let layer = example(name);
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
         for fusion in [Fusion::On, Fusion::Off] {
-            for (dtype, lanes, chunked) in
-                [(DType::F32, false, false), (DType::BF16, false, false), (DType::F32, true, false), (DType::BF16, true, false), (DType::F32, false, true), (DType::BF16, false, true)]
-            {
-                let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, lanes, chunked).unwrap();
-                let kernels = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90)
-                    .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype} lanes={lanes} chunked={chunked}: ptxas failed:\n{log}\n{ptx}"));
-                assert!(!kernels.is_empty(), "{name}: ptxas reported no kernels");
-                for k in kernels {
-                    report.push(format!("{name} {fusion:?} {dtype} lanes={lanes} chunked={chunked} {}: {} registers, {} B spilled", k.name, k.registers, k.spill_stores));
+            for dtype in [DType::F32, DType::BF16] {
+                for schedule in SCHEDULES {
+                    let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, schedule).unwrap();
+                    let kernels = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90)
+                        .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype} {schedule}: ptxas failed:\n{log}\n{ptx}"));
+                    assert!(!kernels.is_empty(), "{name}: ptxas reported no kernels");
+                    for k in kernels {
+                        report.push(format!("{name} {fusion:?} {dtype} {schedule} {}: {} registers, {} B spilled", k.name, k.registers, k.spill_stores));
+                    }
                 }
             }
         }
@@ -39,7 +42,7 @@ fn every_example_assembles_for_sm90() {
     let layer = example("mamba1_step.ssm");
     let d: BTreeMap<String, usize> = [("batch", 2), ("dim", 8), ("len", 16), ("state", 80)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for fusion in [Fusion::On, Fusion::Off] {
-        let ptx = ssmc::gpu::ptx(&layer, fusion, &d, DType::F32, false, false).unwrap();
+        let ptx = ssmc::gpu::ptx(&layer, fusion, &d, DType::F32, GpuSchedule::TILED).unwrap();
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("state 80 {fusion:?}: {log}"));
     }
     println!("{}", report.join("\n"));
@@ -51,10 +54,10 @@ fn emitted_ptx_is_deterministic() {
     for name in EXAMPLES {
         let layer = example(name);
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
-        for (lanes, chunked) in [(false, false), (true, false), (false, true)] {
-            let a = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, lanes, chunked).unwrap();
-            let b = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, lanes, chunked).unwrap();
-            assert_eq!(a, b, "{name} lanes={lanes} chunked={chunked}");
+        for schedule in SCHEDULES {
+            let a = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, schedule).unwrap();
+            let b = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, schedule).unwrap();
+            assert_eq!(a, b, "{name} {schedule}");
         }
     }
 }

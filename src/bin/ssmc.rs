@@ -46,6 +46,9 @@ enum Command {
         /// Cut scans along the seq dim into chunks combined by a parallel pass (another).
         #[arg(long, conflicts_with = "lanes")]
         chunked: bool,
+        /// Steps per shared-memory tile (0, 1, 2, 4, 8, 16 or 32; 0 reads global memory in place).
+        #[arg(long, default_value_t = ssmc::GpuSchedule::TILED.tile)]
+        tile: usize,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -230,10 +233,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, lanes, chunked)?);
+            let schedule = ssmc::GpuSchedule { lanes, chunked, tile };
+            print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }
         Command::Explain { spec, dims, dtype, json, dot } => {

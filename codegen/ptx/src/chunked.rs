@@ -52,10 +52,10 @@ pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
     ok.then(|| scans[0])
 }
 
-/// One pass of `k` with its seq loop cut into `chunks` pieces: thread `(row, chunk)` walks its
-/// piece. Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
+/// One pass of `k` with its seq loop cut into `chunks` pieces: thread `chunk * rows + row` walks
+/// its piece (in tiles of `tile` steps where that applies). Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
 /// (`Main`), each `[rows, chunks, inner]` f32, then `rows`.
-pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass) -> String {
+pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass, tile: usize) -> String {
     let scan = chunkable(k, schedule).expect("caller checked chunkable");
     let extent = k.seq.map_or(1, |s| s.0);
     let mut needed = std::collections::HashSet::new();
@@ -77,7 +77,7 @@ pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pa
         needed,
     };
     let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
-    translate(k, name, schedule, Some(chunked), extra)
+    translate(k, name, schedule, Some(chunked), extra, tile)
 }
 
 /// The values a step reads.

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 
 mod lanes;
 mod memory;
+mod tiles;
+pub use tiles::BLOCK;
 use std::fmt::Write;
 
 /// The entry point name of kernel `i`.
@@ -22,13 +24,30 @@ pub fn entry_name(k: &Kir, i: usize) -> String {
 }
 
 /// One kernel: `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)`.
-pub fn entry(k: &Kir, name: &str, schedule: &Schedule) -> String {
-    translate(k, name, schedule, None, 0)
+/// With `tile > 0`, the seq loop runs in tiles of that many steps staged through shared memory
+/// where that applies (see [`tiles`]).
+pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tile: usize) -> String {
+    translate(k, name, schedule, None, 0, tile)
 }
 
-pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize) -> String {
+/// Whether kernel `k` under `gpu` stages tiles through shared memory.
+pub fn tiled(k: &Kir, gpu: &crate::GpuSchedule) -> bool {
+    let schedule = gpu.kernel();
     let n = k.inner.unwrap_or(1);
     let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
+    let chunked = gpu.chunked && crate::chunked::chunkable(k, &schedule).is_some();
+    if chunked && k.row_count() % 32 != 0 {
+        return false;
+    }
+    let lanes = if chunked { 1 } else { lanes_per_row(k, &schedule) };
+    tiles::plan(k, gpu.tile, lanes, unrolled, None).is_some()
+}
+
+pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize, tile: usize) -> String {
+    let n = k.inner.unwrap_or(1);
+    let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
+    let lanes = if chunked.is_some() { 1 } else { lanes_per_row(k, schedule) };
+    let tile_plan = tiles::plan(k, tile, lanes, unrolled, chunked.as_ref());
     let mut t = Translator {
         w: Regs::default(),
         k,
@@ -44,11 +63,14 @@ pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Optio
         locals: vec![],
         row_bases: HashMap::new(),
         seq_bases: HashMap::new(),
-        lanes: if chunked.is_some() { 1 } else { lanes_per_row(k, schedule) },
+        lanes,
         lane: None,
         chunked,
+        tile: None,
+        rows_param: String::new(),
+        valid: None,
     };
-    t.body();
+    t.body(tile_plan);
     let mut s = format!(".visible .entry {name}(\n");
     let params: Vec<String> = (0..k.buffers.len() + extra_params)
         .map(|i| format!("\t.param .u64 buf{i}"))
@@ -59,6 +81,9 @@ pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Optio
     s.push_str(&t.w.decls());
     for (name, bytes) in &t.locals {
         let _ = writeln!(s, "\t.local .align 4 .b8 {name}[{bytes}];");
+    }
+    if let Some(d) = t.tile_decl() {
+        s.push_str(&d);
     }
     s.push_str(&t.w.body);
     s.push_str("}\n");
@@ -87,6 +112,12 @@ struct Translator<'a> {
     lanes: u32,
     lane: Option<Lane>,
     chunked: Option<Chunked>,
+    /// Tiles staged through shared memory (set up by `tile_setup`).
+    tile: Option<tiles::Tile>,
+    /// The `rows` parameter (u64 register).
+    rows_param: String,
+    /// Whether this thread's row exists, where threads past the end stay alive (tiles).
+    valid: Option<String>,
 }
 
 /// A thread's place in its row's lane group.
@@ -131,7 +162,7 @@ impl Translator<'_> {
         self.k.steps[v].0
     }
 
-    fn body(&mut self) {
+    fn body(&mut self, tile_plan: Option<tiles::TilePlan>) {
         let w = &mut self.w;
         let (tid, ntid, ctaid) = (w.r(), w.r(), w.r());
         w.ins(format!("mov.u32 {tid}, %tid.x"));
@@ -143,7 +174,10 @@ impl Translator<'_> {
         w.ins(format!("add.u64 {row}, {a}, {b}"));
         let rows = w.rd();
         w.ins(format!("ld.param.u64 {rows}, [rows]"));
+        self.rows_param = rows.clone();
         let done = w.label("exit");
+        // the row before clamping (tiles keep a warp's threads past the end alive)
+        let mut unclamped = row.clone();
         let row = if self.lanes > 1 {
             // lanes-over-inner: thread = (row, lane); every thread stays alive for the shuffles
             let g = self.lanes as u64;
@@ -164,15 +198,30 @@ impl Translator<'_> {
             self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr });
             rc
         } else if let Some(ch) = self.chunked.as_mut() {
-            // thread = (row, chunk)
+            // thread = chunk * rows + row: a warp's threads share a chunk when rows % 32 == 0
             let (r, c) = (w.rd(), w.rd());
-            w.ins(format!("div.u64 {r}, {row}, {}", ch.chunks));
-            w.ins(format!("rem.u64 {c}, {row}, {}", ch.chunks));
-            ch.c = c;
+            w.ins(format!("rem.u64 {r}, {row}, {rows}"));
+            w.ins(format!("div.u64 {c}, {row}, {rows}"));
             let p = w.p();
-            w.ins(format!("setp.ge.u64 {p}, {r}, {rows}"));
+            w.ins(format!("setp.ge.u64 {p}, {c}, {}", ch.chunks));
             w.ins(format!("@{p} bra {done}"));
+            ch.c = c;
+            unclamped = r.clone();
             r
+        } else if tile_plan.is_some() {
+            // a warp runs while any of its rows exists; the others repeat the last row, unstored
+            let (lane, w0) = (w.rd(), w.rd());
+            w.ins(format!("and.b64 {lane}, {row}, 31"));
+            w.ins(format!("sub.u64 {w0}, {row}, {lane}"));
+            let p = w.p();
+            w.ins(format!("setp.ge.u64 {p}, {w0}, {rows}"));
+            w.ins(format!("@{p} bra {done}"));
+            let (valid, last, rc) = (w.p(), w.rd(), w.rd());
+            w.ins(format!("setp.lt.u64 {valid}, {row}, {rows}"));
+            w.ins(format!("sub.u64 {last}, {rows}, 1"));
+            w.ins(format!("min.u64 {rc}, {row}, {last}"));
+            self.valid = Some(valid);
+            rc
         } else {
             let p = w.p();
             w.ins(format!("setp.ge.u64 {p}, {row}, {rows}"));
@@ -236,6 +285,9 @@ impl Translator<'_> {
                 }
             }
             self.row_bases.insert(key, at);
+        }
+        if let Some(plan) = tile_plan {
+            self.tile_setup(plan, &unclamped, &tid);
         }
         if let Some(ch) = self.chunked.as_ref() {
             let (k, n) = (ch.chunks, self.k.inner.unwrap_or(1));
@@ -419,22 +471,22 @@ impl Translator<'_> {
             return self.seq_loop_lane_blocks();
         }
         let (extent, reverse) = self.k.seq.unwrap_or((1, false));
-        let t = self.w.rd();
         // the steps this thread walks: all, or its chunk's
-        let end = match self.chunked.as_ref().map(|ch| (ch.c.clone(), ch.len)) {
+        let (start, end) = match self.chunked.as_ref().map(|ch| (ch.c.clone(), ch.len)) {
             Some((c, len)) => {
                 let (lo, hi) = (self.w.rd(), self.w.rd());
                 self.w.ins(format!("mul.lo.u64 {lo}, {c}, {len}"));
                 self.w.ins(format!("add.u64 {hi}, {lo}, {len}"));
                 self.w.ins(format!("min.u64 {hi}, {hi}, {extent}"));
-                self.w.ins(format!("mov.u64 {t}, {lo}"));
-                hi
+                (lo, hi)
             }
-            None => {
-                self.w.ins(format!("mov.u64 {t}, 0"));
-                extent.to_string()
-            }
+            None => ("0".to_string(), extent.to_string()),
         };
+        if self.tile.is_some() {
+            return self.seq_loop_tiles(start, end);
+        }
+        let t = self.w.rd();
+        self.w.ins(format!("mov.u64 {t}, {start}"));
         let (head, done) = (self.w.label("seq"), self.w.label("seq_done"));
         self.w.put_label(&head);
         let p = self.w.p();
@@ -448,6 +500,16 @@ impl Translator<'_> {
             t.clone()
         };
         self.set_l(Some(l));
+        self.one_step();
+        self.w.ins(format!("add.u64 {t}, {t}, 1"));
+        self.w.ins(format!("bra {head}"));
+        self.w.put_label(&done);
+        self.set_l(None);
+    }
+
+    /// One seq step at the current `l`: its seq-level values, the inner pass, the sums and the
+    /// epilogue.
+    pub(super) fn one_step(&mut self) {
         let saved = self.scalars.clone();
         for v in self.steps_at(Level::SeqPre) {
             self.scalar_step(v);
@@ -457,10 +519,6 @@ impl Translator<'_> {
             self.scalar_step(v);
         }
         self.scalars = saved;
-        self.w.ins(format!("add.u64 {t}, {t}, 1"));
-        self.w.ins(format!("bra {head}"));
-        self.w.put_label(&done);
-        self.set_l(None);
     }
 
     fn final_level(&mut self) {
@@ -557,6 +615,9 @@ impl Translator<'_> {
         let here = if outer { Inner::None } else { at.clone() };
         Some(match step {
             Step::Load(a) => {
+                if let Some(d) = self.tile_read(&a, &here) {
+                    return Some(d);
+                }
                 let addr = self.addr(&a, &here);
                 self.load_at(self.k.buffers[a.buffer].dtype, &addr)
             }
@@ -720,11 +781,15 @@ impl Translator<'_> {
             }
             Step::Store(x, a) => {
                 let val = op(self, x);
+                if self.tile_write(&a, &val) {
+                    return None;
+                }
                 let addr = self.addr(&a, &here);
-                let guard = match (&self.lane, &here) {
-                    (Some(l), Inner::Lane(_)) => format!("@{} ", l.store_inner),
-                    (Some(l), _) => format!("@{} ", l.store_row),
-                    (None, _) => String::new(),
+                let guard = match (&self.lane, &here, &self.valid) {
+                    (Some(l), Inner::Lane(_), _) => format!("@{} ", l.store_inner),
+                    (Some(l), _, _) => format!("@{} ", l.store_row),
+                    (None, _, Some(valid)) => format!("@{valid} "),
+                    (None, _, None) => String::new(),
                 };
                 self.w.ins(format!("{guard}st.global.f32 [{addr}], {val}"));
                 return None;

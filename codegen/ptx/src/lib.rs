@@ -12,13 +12,58 @@ pub mod regs;
 
 pub use arch::Arch;
 pub use module::{module, Launch, Module};
+pub use emit::BLOCK;
 
 use ssmc_kernel::Schedule;
 
-/// The GPU schedule: one thread per row (or, with `lanes`, one lane per inner index), scalar
-/// code, inner dims up to 64 unrolled into registers, strided inputs read in place.
+/// The kernel schedule for the GPU: one thread per row (or, with `lanes`, one lane per inner
+/// index), scalar code, inner dims up to 64 unrolled into registers, strided inputs read in
+/// place.
 pub fn gpu_schedule(lanes: bool) -> Schedule {
     Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lanes }
+}
+
+/// Steps per shared-memory tile in the tiled schedules.
+pub const TILE: usize = 16;
+
+/// How the GPU runs a plan: the choices the autotuner times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GpuSchedule {
+    /// Lanes over the inner dim (reduced with shuffles) instead of one thread per row.
+    pub lanes: bool,
+    /// Scans cut into chunks along seq (summary, combine and main passes).
+    pub chunked: bool,
+    /// Steps per shared-memory tile (0: every access straight from global memory).
+    pub tile: usize,
+}
+
+impl GpuSchedule {
+    /// One thread per row, reading global memory in place.
+    pub const ROWS: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0 };
+    /// One thread per row, seq-indexed accesses staged through shared memory.
+    pub const TILED: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: TILE };
+    /// Tiles with the scan cut into chunks.
+    pub const CHUNKED: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE };
+    /// Lanes over the inner dim.
+    pub const LANES: GpuSchedule = GpuSchedule { lanes: true, chunked: false, tile: 0 };
+
+    /// The kernel schedule the plan is lowered under.
+    pub fn kernel(&self) -> Schedule {
+        gpu_schedule(self.lanes)
+    }
+}
+
+impl std::fmt::Display for GpuSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", if self.lanes { "lanes" } else { "rows" })?;
+        if self.chunked {
+            write!(f, "+chunks")?;
+        }
+        if self.tile > 0 {
+            write!(f, "+tiles{}", self.tile)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(feature = "cuda")]

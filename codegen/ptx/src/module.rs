@@ -4,7 +4,8 @@
 use crate::arch::Arch;
 use crate::chunked::{chunkable, combine_entry, entry_chunked, ChunkPass};
 use crate::emit::{entry, entry_name};
-use ssmc_kernel::{Kir, Schedule};
+use crate::GpuSchedule;
+use ssmc_kernel::Kir;
 
 /// How one kernel of a module is launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +44,11 @@ pub fn chunks_for(rows: usize, extent: usize) -> usize {
     want.min(most).clamp(1, 256)
 }
 
-/// The PTX for a whole plan: one `.entry` per kernel, or three for a scan cut into chunks
-/// (when `chunked` and the kernel is [`chunkable`]).
-pub fn module(kirs: &[Kir], schedule: &Schedule, arch: Arch, chunked: bool) -> Module {
+/// The PTX for a whole plan under `gpu`: one `.entry` per kernel, or three for a scan cut into
+/// chunks (when `gpu.chunked` and the kernel is [`chunkable`]).
+pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
+    let schedule = &gpu.kernel();
+    let (chunked, tile) = (gpu.chunked, gpu.tile);
     let mut text = arch.header();
     let mut names = Vec::new();
     let mut launches = Vec::new();
@@ -58,9 +61,9 @@ pub fn module(kirs: &[Kir], schedule: &Schedule, arch: Arch, chunked: bool) -> M
         if chunks > 1 {
             let n = k.inner.unwrap_or(1);
             for (suffix, entry_text) in [
-                ("summary", entry_chunked(k, &format!("{base}_summary"), schedule, chunks, ChunkPass::Summary)),
+                ("summary", entry_chunked(k, &format!("{base}_summary"), schedule, chunks, ChunkPass::Summary, tile)),
                 ("combine", combine_entry(&format!("{base}_combine"), chunks, n)),
-                ("main", entry_chunked(k, &format!("{base}_main"), schedule, chunks, ChunkPass::Main)),
+                ("main", entry_chunked(k, &format!("{base}_main"), schedule, chunks, ChunkPass::Main, tile)),
             ] {
                 text.push('\n');
                 text.push_str(&entry_text);
@@ -70,7 +73,7 @@ pub fn module(kirs: &[Kir], schedule: &Schedule, arch: Arch, chunked: bool) -> M
             launches.push(Launch::Chunked { summary: at - 3, combine: at - 2, main: at - 1, chunks });
         } else {
             text.push('\n');
-            text.push_str(&entry(k, &base, schedule));
+            text.push_str(&entry(k, &base, schedule, tile));
             names.push(base);
             launches.push(Launch::Plain(names.len() - 1));
         }

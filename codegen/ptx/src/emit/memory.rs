@@ -9,6 +9,7 @@ impl Translator<'_> {
     pub(super) fn set_l(&mut self, l: Option<String>) {
         self.l = l;
         self.seq_bases.clear();
+        self.tile_new_step();
     }
 
     /// The address of `a`'s element at the current row, seq step and inner index, as PTX
