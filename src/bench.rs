@@ -311,7 +311,7 @@ const EX2_ITERS: u64 = 2048;
 fn ex2_rate_ptx() -> String {
     let mut body = String::new();
     for k in 0..8 {
-        let _ = writeln!(body, "\tneg.f32 %t{k}, %c{k};\n\tex2.approx.f32 %c{k}, %t{k};");
+        let _ = writeln!(body, "\tneg.f32 %t{k}, %c{k};\n\tex2.approx.ftz.f32 %c{k}, %t{k};");
     }
     format!(
         "{}\n.visible .entry ex2rate(.param .u64 out, .param .u64 rows)\n{{\n\t.reg .f32 %c<8>;\n\t.reg .f32 %t<8>;\n\t.reg .f32 %s;\n\t.reg .u32 %r<4>;\n\t.reg .u64 %rd<6>;\n\t.reg .pred %p;\n\tmov.u32 %r1, %tid.x;\n\tmov.u32 %r2, %ctaid.x;\n\tmov.u32 %r3, %ntid.x;\n\tmad.lo.u32 %r1, %r2, %r3, %r1;\n\tcvt.rn.f32.u32 %s, %r1;\n\tmul.f32 %s, %s, 0f33800000;\n{}\tmov.u64 %rd1, 0;\n$L:\n\tsetp.ge.u64 %p, %rd1, {EX2_ITERS};\n\t@%p bra $D;\n{body}\tadd.u64 %rd1, %rd1, 1;\n\tbra $L;\n$D:\n\tadd.f32 %s, %c0, %c1;\n\tadd.f32 %s, %s, %c2;\n\tadd.f32 %s, %s, %c3;\n\tadd.f32 %s, %s, %c4;\n\tadd.f32 %s, %s, %c5;\n\tadd.f32 %s, %s, %c6;\n\tadd.f32 %s, %s, %c7;\n\tld.param.u64 %rd2, [out];\n\tcvta.to.global.u64 %rd2, %rd2;\n\tcvt.u64.u32 %rd3, %r1;\n\tmad.lo.u64 %rd4, %rd3, 4, %rd2;\n\tst.global.f32 [%rd4], %s;\n\tret;\n}}\n",

@@ -17,6 +17,8 @@ use std::collections::HashMap;
 
 /// Threads per block of row kernels; the tile layout gives each of its warps a region.
 pub const BLOCK: u32 = 128;
+/// Steps per iteration of the loop over a full tile.
+const UNROLL: usize = 4;
 /// Static shared memory one block may use.
 const SHARED_LIMIT: usize = 48 * 1024;
 
@@ -209,10 +211,7 @@ impl Translator<'_> {
     pub(super) fn seq_loop_tiles(&mut self, start: String, end: String) {
         let (extent, reverse) = self.k.seq.expect("tiles need a seq dim");
         let tile = self.tile.as_ref().expect("tiled");
-        let steps = tile.plan.steps;
-        let (jj, stride) = (tile.jj.clone(), tile.plan.stride);
-        let row_ptr0 = tile.row_ptr0.clone();
-        let warp_base = tile.warp_base.clone();
+        let (steps, jj) = (tile.plan.steps, tile.jj.clone());
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, {start}"));
         let (head, done) = (self.w.label("tile"), self.w.label("tile_done"));
@@ -235,34 +234,62 @@ impl Translator<'_> {
         self.w.ins("bar.warp.sync -1");
         self.tile_fill(&lel);
         self.w.ins("bar.warp.sync -1");
-        // the tile's steps
-        let (j, rp, up) = (self.w.rd(), self.w.r(), self.w.r());
-        self.w.ins(format!("mov.u64 {j}, 0"));
-        self.w.ins(format!("mov.u32 {rp}, {row_ptr0}"));
-        self.w.ins(format!("mov.u32 {up}, {warp_base}"));
-        let (shead, sdone) = (self.w.label("step"), self.w.label("step_done"));
-        self.w.put_label(&shead);
-        let ps = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {ps}, {j}, {count}"));
-        self.w.ins(format!("@{ps} bra {sdone}"));
-        let l = self.w.rd();
-        self.w.ins(format!("add.u64 {l}, {t}, {j}"));
-        if reverse {
-            self.w.ins(format!("sub.u64 {l}, {}, {l}", extent - 1));
+        // the tile's steps: a full tile UNROLL steps per iteration (so that ptxas interleaves
+        // the independent parts of neighbouring steps: an in-order warp otherwise waits out each
+        // step's dependency chain), a partial one step by step
+        let (rolled, steps_done) = (self.w.label("tile_part"), self.w.label("steps_done"));
+        let unroll = UNROLL.min(steps);
+        if unroll > 1 {
+            let full = self.w.p();
+            self.w.ins(format!("setp.ne.u64 {full}, {count}, {steps}"));
+            self.w.ins(format!("@{full} bra {rolled}"));
+            self.tile_steps(&t, &count, unroll);
+            self.w.ins(format!("bra {steps_done}"));
         }
-        self.set_l(Some(l));
-        self.tile.as_mut().expect("tiled").at = Some((rp.clone(), up.clone()));
-        self.one_step();
-        self.tile.as_mut().expect("tiled").at = None;
-        self.w.ins(format!("add.u64 {j}, {j}, 1"));
-        self.w.ins(format!("add.u32 {rp}, {rp}, 4"));
-        self.w.ins(format!("add.u32 {up}, {up}, {}", stride * 4));
-        self.w.ins(format!("bra {shead}"));
-        self.w.put_label(&sdone);
+        self.w.put_label(&rolled);
+        self.tile_steps(&t, &count, 1);
+        self.w.put_label(&steps_done);
         self.set_l(None);
         self.w.ins("bar.warp.sync -1");
         self.tile_flush(&lel, &in_tile);
         self.w.ins(format!("add.u64 {t}, {t}, {steps}"));
+        self.w.ins(format!("bra {head}"));
+        self.w.put_label(&done);
+    }
+
+    /// The steps `t + j` for `j < count`, `unroll` per loop iteration (`count` a multiple).
+    fn tile_steps(&mut self, t: &str, count: &str, unroll: usize) {
+        let (extent, reverse) = self.k.seq.expect("tiles need a seq dim");
+        let tile = self.tile.as_ref().expect("tiled");
+        let (row_ptr0, warp_base, stride) = (tile.row_ptr0.clone(), tile.warp_base.clone(), tile.plan.stride);
+        let (j, rp, up) = (self.w.rd(), self.w.r(), self.w.r());
+        self.w.ins(format!("mov.u64 {j}, 0"));
+        self.w.ins(format!("mov.u32 {rp}, {row_ptr0}"));
+        self.w.ins(format!("mov.u32 {up}, {warp_base}"));
+        let (head, done) = (self.w.label("step"), self.w.label("step_done"));
+        self.w.put_label(&head);
+        let p = self.w.p();
+        self.w.ins(format!("setp.ge.u64 {p}, {j}, {count}"));
+        self.w.ins(format!("@{p} bra {done}"));
+        for u in 0..unroll {
+            let (l, rpu, upu) = (self.w.rd(), self.w.r(), self.w.r());
+            self.w.ins(format!("add.u64 {l}, {t}, {j}"));
+            if u > 0 {
+                self.w.ins(format!("add.u64 {l}, {l}, {u}"));
+            }
+            if reverse {
+                self.w.ins(format!("sub.u64 {l}, {}, {l}", extent - 1));
+            }
+            self.w.ins(format!("add.u32 {rpu}, {rp}, {}", u * 4));
+            self.w.ins(format!("add.u32 {upu}, {up}, {}", u * stride * 4));
+            self.set_l(Some(l));
+            self.tile.as_mut().expect("tiled").at = Some((rpu, upu));
+            self.one_step();
+            self.tile.as_mut().expect("tiled").at = None;
+        }
+        self.w.ins(format!("add.u64 {j}, {j}, {unroll}"));
+        self.w.ins(format!("add.u32 {rp}, {rp}, {}", unroll * 4));
+        self.w.ins(format!("add.u32 {up}, {up}, {}", unroll * stride * 4));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
     }
