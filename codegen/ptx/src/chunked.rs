@@ -92,6 +92,9 @@ fn step_operands(s: &Step) -> Vec<V> {
     }
 }
 
+/// Chunk summaries the combine pass loads before using them.
+const COMBINE_BATCH: usize = 16;
+
 /// The combine pass: per (row, inner index), walk the chunks in order, writing each chunk's start
 /// state and carrying `h = P h + H` (the associative operator `(a1,b1) o (a2,b2) = (a1 a2,
 /// a2 b1 + b2)` applied left to right). Parameters: P, H, start states, then the number of
@@ -127,17 +130,27 @@ pub fn combine_entry(name: &str, chunks: usize, inner: usize) -> String {
     w.ins(format!("shl.b64 {first}, {first}, 2"));
     let h = w.f();
     w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
-    for c in 0..chunks {
-        let off = c * inner * 4;
-        let (pa, ha, sa) = (w.rd(), w.rd(), w.rd());
-        w.ins(format!("add.u64 {pa}, {}, {first}", base[0]));
-        w.ins(format!("add.u64 {ha}, {}, {first}", base[1]));
-        w.ins(format!("add.u64 {sa}, {}, {first}", base[2]));
-        w.ins(format!("st.global.f32 [{sa}+{off}], {h}"));
-        let (pv, hv) = (w.f(), w.f());
-        w.ins(format!("ld.global.f32 {pv}, [{pa}+{off}]"));
-        w.ins(format!("ld.global.f32 {hv}, [{ha}+{off}]"));
-        w.ins(format!("fma.rn.f32 {h}, {pv}, {h}, {hv}"));
+    let (pa, ha, sa) = (w.rd(), w.rd(), w.rd());
+    w.ins(format!("add.u64 {pa}, {}, {first}", base[0]));
+    w.ins(format!("add.u64 {ha}, {}, {first}", base[1]));
+    w.ins(format!("add.u64 {sa}, {}, {first}", base[2]));
+    // a batch of chunks' summaries loaded at once (independent loads in flight together), then
+    // the dependent chain through them
+    for batch in (0..chunks).collect::<Vec<_>>().chunks(COMBINE_BATCH) {
+        let loaded: Vec<(String, String)> = batch
+            .iter()
+            .map(|&c| {
+                let off = c * inner * 4;
+                let (pv, hv) = (w.f(), w.f());
+                w.ins(format!("ld.global.nc.f32 {pv}, [{pa}+{off}]"));
+                w.ins(format!("ld.global.nc.f32 {hv}, [{ha}+{off}]"));
+                (pv, hv)
+            })
+            .collect();
+        for (&c, (pv, hv)) in batch.iter().zip(loaded) {
+            w.ins(format!("st.global.f32 [{sa}+{}], {h}", c * inner * 4));
+            w.ins(format!("fma.rn.f32 {h}, {pv}, {h}, {hv}"));
+        }
     }
     w.put_label(&done);
     w.ins("ret");

@@ -69,6 +69,7 @@ pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Optio
         tile: None,
         rows_param: String::new(),
         valid: None,
+        vec_values: HashMap::new(),
     };
     t.body(tile_plan);
     let mut s = format!(".visible .entry {name}(\n");
@@ -118,6 +119,7 @@ struct Translator<'a> {
     rows_param: String,
     /// Whether this thread's row exists, where threads past the end stay alive (tiles).
     valid: Option<String>,
+    vec_values: HashMap<memory::VecKey, String>,
 }
 
 /// A thread's place in its row's lane group.
@@ -615,7 +617,7 @@ impl Translator<'_> {
         let here = if outer { Inner::None } else { at.clone() };
         Some(match step {
             Step::Load(a) => {
-                if let Some(d) = self.tile_read(&a, &here) {
+                if let Some(d) = self.tile_read(&a, &here).or_else(|| self.vec_load(&a, &here)) {
                     return Some(d);
                 }
                 let addr = self.addr(&a, &here);
@@ -784,13 +786,16 @@ impl Translator<'_> {
                 if self.tile_write(&a, &val) {
                     return None;
                 }
-                let addr = self.addr(&a, &here);
                 let guard = match (&self.lane, &here, &self.valid) {
                     (Some(l), Inner::Lane(_), _) => format!("@{} ", l.store_inner),
                     (Some(l), _, _) => format!("@{} ", l.store_row),
                     (None, _, Some(valid)) => format!("@{valid} "),
                     (None, _, None) => String::new(),
                 };
+                if self.vec_store(&a, &here, &val, &guard) {
+                    return None;
+                }
+                let addr = self.addr(&a, &here);
                 self.w.ins(format!("{guard}st.global.f32 [{addr}], {val}"));
                 return None;
             }

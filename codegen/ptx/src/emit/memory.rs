@@ -5,6 +5,10 @@ use super::{Inner, Translator};
 use ssmc_ir::DType;
 use ssmc_kernel::{Access, V};
 
+/// Vector accesses of the current step: loaded values and stores waiting for their group, by
+/// (access, seq step register, inner index).
+pub(super) type VecKey = (Access, Option<String>, usize);
+
 impl Translator<'_> {
     pub(super) fn set_l(&mut self, l: Option<String>) {
         self.l = l;
@@ -113,5 +117,48 @@ impl Translator<'_> {
             }
         }
         d
+    }
+
+    /// Whether `a` at inner index `at` moves as part of a 16-byte vector: `f32`, contiguous in
+    /// the unrolled inner dim (a multiple of 4 long), every other stride a multiple of 4 elements
+    /// (device buffers are at least 256-byte aligned).
+    fn vec4(&self, a: &Access, at: &Inner) -> Option<usize> {
+        let Inner::Static(c) = at else { return None };
+        let n = self.k.inner?;
+        let seq_ok = a.seq % 4 == 0 || self.k.seq.is_none_or(|(extent, _)| extent == 1);
+        let ok = self.k.buffers[a.buffer].dtype == DType::F32 && a.inner == 1 && n % 4 == 0 && seq_ok && a.row.iter().all(|s| s % 4 == 0);
+        ok.then_some(*c)
+    }
+
+    /// `a` at `at` through one `ld.global.nc.v4` per four inner indices, or `None` where `a`
+    /// does not vectorize.
+    pub(super) fn vec_load(&mut self, a: &Access, at: &Inner) -> Option<String> {
+        let c = self.vec4(a, at)?;
+        let key = (a.clone(), self.l.clone(), c);
+        if let Some(d) = self.vec_values.get(&key) {
+            return Some(d.clone());
+        }
+        let c0 = c - c % 4;
+        let addr = self.addr(a, &Inner::Static(c0));
+        let r: Vec<String> = (0..4).map(|_| self.w.f()).collect();
+        self.w.ins(format!("ld.global.nc.v4.f32 {{{}}}, [{addr}]", r.join(", ")));
+        for (i, x) in r.iter().enumerate() {
+            self.vec_values.insert((a.clone(), self.l.clone(), c0 + i), x.clone());
+        }
+        Some(r[c % 4].clone())
+    }
+
+    /// Stores `val` to `a` at `at` as part of a `st.global.v4` (written with the fourth value);
+    /// false where `a` does not vectorize.
+    pub(super) fn vec_store(&mut self, a: &Access, at: &Inner, val: &str, guard: &str) -> bool {
+        let Some(c) = self.vec4(a, at) else { return false };
+        self.vec_values.insert((a.clone(), self.l.clone(), c), val.to_string());
+        if c % 4 == 3 {
+            let c0 = c - 3;
+            let vals: Vec<String> = (c0..=c).map(|i| self.vec_values[&(a.clone(), self.l.clone(), i)].clone()).collect();
+            let addr = self.addr(a, &Inner::Static(c0));
+            self.w.ins(format!("{guard}st.global.v4.f32 [{addr}], {{{}}}", vals.join(", ")));
+        }
+        true
     }
 }
