@@ -487,6 +487,15 @@ impl Translator<'_> {
         if self.tile.is_some() {
             return self.seq_loop_tiles(start, end);
         }
+        if extent == 1 && self.chunked.is_none() {
+            // one step, straight-line: ptxas can issue every load of the kernel up front
+            let l = self.w.rd();
+            self.w.ins(format!("mov.u64 {l}, 0"));
+            self.set_l(Some(l));
+            self.one_step();
+            self.set_l(None);
+            return;
+        }
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, {start}"));
         let (head, done) = (self.w.label("seq"), self.w.label("seq_done"));
@@ -512,10 +521,22 @@ impl Translator<'_> {
     /// One seq step at the current `l`: its seq-level values, the inner pass, the sums and the
     /// epilogue.
     pub(super) fn one_step(&mut self) {
+        let pre = self.step_pre();
+        self.step_rest(pre);
+    }
+
+    /// A step's seq-level values before its inner pass (the scalars in scope with them).
+    pub(super) fn step_pre(&mut self) -> HashMap<V, String> {
         let saved = self.scalars.clone();
         for v in self.steps_at(Level::SeqPre) {
             self.scalar_step(v);
         }
+        std::mem::replace(&mut self.scalars, saved)
+    }
+
+    /// The rest of a step (inner pass, sums, epilogue), with `pre` from [`Self::step_pre`].
+    pub(super) fn step_rest(&mut self, pre: HashMap<V, String>) {
+        let saved = std::mem::replace(&mut self.scalars, pre);
         self.inner_and_sums();
         for v in self.steps_at(Level::SeqPost) {
             self.scalar_step(v);

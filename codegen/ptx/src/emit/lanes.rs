@@ -11,10 +11,11 @@ impl Translator<'_> {
     /// and transcendentals outside the scan, the epilogue and its stores) is then spread over the
     /// row's lanes instead of repeated by each, and its memory accesses are coalesced.
     pub(super) fn lane_blocks(&self) -> bool {
-        let Some((_, reverse)) = self.k.seq else { return false };
+        let Some((extent, reverse)) = self.k.seq else { return false };
         let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
         self.lane.is_some()
             && !reverse
+            && extent > 1
             && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
     }
 

@@ -95,28 +95,51 @@ impl Translator<'_> {
     }
 
     pub(super) fn load_at(&mut self, dtype: DType, addr: &str) -> String {
-        let d = self.w.f();
+        let r = self.raw_reg(dtype);
+        self.load_raw(dtype, &r, addr, "");
+        self.widen(dtype, &r)
+    }
+
+    /// A register for a value of `dtype` as stored (`b16` for the 16-bit types; `f64` values
+    /// are narrowed on load).
+    pub(super) fn raw_reg(&mut self, dtype: DType) -> String {
         match dtype {
-            DType::F32 => self.w.ins(format!("ld.global.nc.f32 {d}, [{addr}]")),
+            DType::BF16 | DType::F16 => self.w.h(),
+            DType::F32 | DType::F64 => self.w.f(),
+        }
+    }
+
+    /// `dst = [addr]` as stored, under `guard` (a `@p ` prefix or nothing): nothing waits for the
+    /// load until the value is widened.
+    pub(super) fn load_raw(&mut self, dtype: DType, dst: &str, addr: &str, guard: &str) {
+        match dtype {
+            DType::F32 => self.w.ins(format!("{guard}ld.global.nc.f32 {dst}, [{addr}]")),
+            DType::BF16 | DType::F16 => self.w.ins(format!("{guard}ld.global.nc.b16 {dst}, [{addr}]")),
             DType::F64 => {
                 // an f64 register is only needed here
-                let dd = format!("%fd_{}", d.trim_start_matches("%f"));
-                self.w.ins(format!("{{\n\t.reg .f64 {dd};\n\tld.global.nc.f64 {dd}, [{addr}];\n\tcvt.rn.f32.f64 {d}, {dd};\n\t}}"));
-            }
-            DType::BF16 => {
-                let (h, r, s) = (self.w.h(), self.w.r(), self.w.r());
-                self.w.ins(format!("ld.global.nc.b16 {h}, [{addr}]"));
-                self.w.ins(format!("cvt.u32.u16 {r}, {h}"));
-                self.w.ins(format!("shl.b32 {s}, {r}, 16"));
-                self.w.ins(format!("mov.b32 {d}, {s}"));
-            }
-            DType::F16 => {
-                let h = self.w.h();
-                self.w.ins(format!("ld.global.nc.b16 {h}, [{addr}]"));
-                self.w.ins(format!("cvt.f32.f16 {d}, {h}"));
+                let dd = format!("%fd_{}", dst.trim_start_matches("%f"));
+                self.w.ins(format!("{{\n\t.reg .f64 {dd};\n\t{guard}ld.global.nc.f64 {dd}, [{addr}];\n\tcvt.rn.f32.f64 {dst}, {dd};\n\t}}"));
             }
         }
-        d
+    }
+
+    /// The `f32` value of a register from [`Self::load_raw`].
+    pub(super) fn widen(&mut self, dtype: DType, raw: &str) -> String {
+        match dtype {
+            DType::F32 | DType::F64 => raw.to_string(),
+            DType::BF16 => {
+                let (r, s, d) = (self.w.r(), self.w.r(), self.w.f());
+                self.w.ins(format!("cvt.u32.u16 {r}, {raw}"));
+                self.w.ins(format!("shl.b32 {s}, {r}, 16"));
+                self.w.ins(format!("mov.b32 {d}, {s}"));
+                d
+            }
+            DType::F16 => {
+                let d = self.w.f();
+                self.w.ins(format!("cvt.f32.f16 {d}, {raw}"));
+                d
+            }
+        }
     }
 
     /// Whether `a` at inner index `at` moves as part of a 16-byte vector: `f32`, contiguous in

@@ -214,26 +214,43 @@ impl Translator<'_> {
         let (steps, jj) = (tile.plan.steps, tile.jj.clone());
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, {start}"));
+        let last = self.w.rd();
+        self.w.ins(format!("sub.u64 {last}, {end}, 1"));
+        // the step lane jj fills in the tile at `from` (clamped to the last step: slots past
+        // the end are never read, and a tile past the end only loads the last step again)
+        let lane_step = |tr: &mut Self, from: &str, ahead: usize| {
+            let lel = tr.w.rd();
+            tr.w.ins(format!("add.u64 {lel}, {from}, {jj}"));
+            if ahead > 0 {
+                tr.w.ins(format!("add.u64 {lel}, {lel}, {ahead}"));
+            }
+            tr.w.ins(format!("min.u64 {lel}, {lel}, {last}"));
+            if reverse {
+                tr.w.ins(format!("sub.u64 {lel}, {}, {lel}", extent - 1));
+            }
+            lel
+        };
+        // software pipelining: the first tile's loads before the loop, each next tile's issued
+        // before the current tile's steps, so their latency hides behind the steps
+        let regs = self.fill_regs();
+        let lel0 = lane_step(self, &t, 0);
+        self.tile_issue(&lel0, &regs);
         let (head, done) = (self.w.label("tile"), self.w.label("tile_done"));
         self.w.put_label(&head);
         let p = self.w.p();
         self.w.ins(format!("setp.ge.u64 {p}, {t}, {end}"));
         self.w.ins(format!("@{p} bra {done}"));
-        let (count, lel, last) = (self.w.rd(), self.w.rd(), self.w.rd());
+        let count = self.w.rd();
         self.w.ins(format!("sub.u64 {count}, {end}, {t}"));
         self.w.ins(format!("min.u64 {count}, {count}, {steps}"));
-        // the step this lane fills (clamped into the tile: the extra slots are never read)
-        self.w.ins(format!("sub.u64 {last}, {end}, 1"));
-        self.w.ins(format!("add.u64 {lel}, {t}, {jj}"));
-        self.w.ins(format!("min.u64 {lel}, {lel}, {last}"));
-        if reverse {
-            self.w.ins(format!("sub.u64 {lel}, {}, {lel}", extent - 1));
-        }
+        let lel = lane_step(self, &t, 0);
         let in_tile = self.w.p();
         self.w.ins(format!("setp.lt.u64 {in_tile}, {jj}, {count}"));
         self.w.ins("bar.warp.sync -1");
-        self.tile_fill(&lel);
+        self.tile_commit(&regs);
         self.w.ins("bar.warp.sync -1");
+        let next = lane_step(self, &t, steps);
+        self.tile_issue(&next, &regs);
         // the tile's steps: a full tile UNROLL steps per iteration (so that ptxas interleaves
         // the independent parts of neighbouring steps: an in-order warp otherwise waits out each
         // step's dependency chain), a partial one step by step
@@ -271,6 +288,9 @@ impl Translator<'_> {
         let p = self.w.p();
         self.w.ins(format!("setp.ge.u64 {p}, {j}, {count}"));
         self.w.ins(format!("@{p} bra {done}"));
+        // every step's seq-level work first (it never depends on an earlier step's inner pass),
+        // so that ptxas sees it as independent of the scan chain
+        let mut pre = vec![];
         for u in 0..unroll {
             let (l, rpu, upu) = (self.w.rd(), self.w.r(), self.w.r());
             self.w.ins(format!("add.u64 {l}, {t}, {j}"));
@@ -282,11 +302,17 @@ impl Translator<'_> {
             }
             self.w.ins(format!("add.u32 {rpu}, {rp}, {}", u * 4));
             self.w.ins(format!("add.u32 {upu}, {up}, {}", u * stride * 4));
+            self.set_l(Some(l.clone()));
+            self.tile.as_mut().expect("tiled").at = Some((rpu.clone(), upu.clone()));
+            let values = self.step_pre();
+            pre.push((l, rpu, upu, values));
+        }
+        for (l, rpu, upu, values) in pre {
             self.set_l(Some(l));
             self.tile.as_mut().expect("tiled").at = Some((rpu, upu));
-            self.one_step();
-            self.tile.as_mut().expect("tiled").at = None;
+            self.step_rest(values);
         }
+        self.tile.as_mut().expect("tiled").at = None;
         self.w.ins(format!("add.u64 {j}, {j}, {unroll}"));
         self.w.ins(format!("add.u32 {rp}, {rp}, {}", unroll * 4));
         self.w.ins(format!("add.u32 {up}, {up}, {}", unroll * stride * 4));
@@ -327,45 +353,85 @@ impl Translator<'_> {
         a
     }
 
-    fn tile_fill(&mut self, lel: &str) {
+    /// Registers for one tile's fill: per stage, per fill instruction (empty for store stages).
+    fn fill_regs(&mut self) -> Vec<Vec<String>> {
+        let plan = self.tile.as_ref().expect("tiled").plan.clone();
+        let rows_per = 32 / plan.steps;
+        plan.stages
+            .iter()
+            .map(|st| {
+                let dtype = self.k.buffers[st.access.buffer].dtype;
+                let count = match st.kind {
+                    StageKind::PerRow { store: true } => 0,
+                    StageKind::PerRow { store: false } => plan.steps,
+                    StageKind::Uniform { n } => n.div_ceil(rows_per),
+                };
+                (0..count).map(|_| self.raw_reg(dtype)).collect()
+            })
+            .collect()
+    }
+
+    /// The guard of uniform fill instruction `k` of stage `s` (lanes past the last inner
+    /// index fill nothing), or "".
+    fn fill_guard(&mut self, s: usize, k: usize) -> String {
+        let tile = self.tile.as_ref().expect("tiled");
+        let rows_per = 32 / tile.plan.steps;
+        let StageKind::Uniform { n } = tile.plan.stages[s].kind else { return String::new() };
+        let i0 = k * rows_per;
+        if i0 + rows_per <= n {
+            return String::new();
+        }
+        let sub = tile.sub.clone();
+        let p = self.w.p();
+        self.w.ins(format!("setp.lt.u64 {p}, {sub}, {}", n - i0));
+        format!("@{p} ")
+    }
+
+    /// Issues the global loads of the tile whose lane-`jj` step is `lel` into `regs` (nothing
+    /// waits for them here).
+    fn tile_issue(&mut self, lel: &str, regs: &[Vec<String>]) {
         let plan = self.tile.as_ref().expect("tiled").plan.clone();
         let rows_per = 32 / plan.steps;
         for (s, stage) in plan.stages.iter().enumerate() {
             let a = &stage.access;
-            let dtype = self.k.buffers[a.buffer].dtype;
-            let (sh, g) = self.tile.as_ref().expect("tiled").fill[s].clone();
+            let (dtype, size) = (self.k.buffers[a.buffer].dtype, self.k.buffers[a.buffer].dtype.size());
             match stage.kind {
                 StageKind::PerRow { store: true } => {}
                 StageKind::PerRow { store: false } => {
                     let so = self.seq_offset(a, lel);
-                    for k in 0..plan.steps {
+                    for (k, r) in regs[s].iter().enumerate() {
                         let addr = self.row_source(s, k * rows_per, &so);
-                        let v = self.load_at(dtype, &addr);
-                        self.w.ins(format!("st.shared.f32 [{sh}+{}], {v}", k * rows_per * (plan.steps + 1) * 4));
+                        self.load_raw(dtype, r, &addr, "");
                     }
                 }
-                StageKind::Uniform { n } => {
+                StageKind::Uniform { .. } => {
                     let so = self.seq_offset(a, lel);
+                    let g = self.tile.as_ref().expect("tiled").fill[s].1.clone();
                     let base = self.w.rd();
                     self.w.ins(format!("add.u64 {base}, {g}, {so}"));
-                    let size = self.k.buffers[a.buffer].dtype.size();
-                    for k in 0..n.div_ceil(rows_per) {
-                        let i0 = k * rows_per;
-                        let skip = (i0 + rows_per > n).then(|| {
-                            // lanes past the last inner index fill nothing
-                            let (l, p) = (self.w.label("fill_skip"), self.w.p());
-                            let sub = self.tile.as_ref().expect("tiled").sub.clone();
-                            self.w.ins(format!("setp.ge.u64 {p}, {sub}, {}", n - i0));
-                            self.w.ins(format!("@{p} bra {l}"));
-                            l
-                        });
-                        let v = self.load_at(dtype, &format!("{base}+{}", i0 * a.inner * size));
-                        self.w.ins(format!("st.shared.f32 [{sh}+{}], {v}", i0 * 4));
-                        if let Some(l) = skip {
-                            self.w.put_label(&l);
-                        }
+                    for (k, r) in regs[s].iter().enumerate() {
+                        let guard = self.fill_guard(s, k);
+                        self.load_raw(dtype, r, &format!("{base}+{}", k * rows_per * a.inner * size), &guard);
                     }
                 }
+            }
+        }
+    }
+
+    /// Stores the values in `regs` (from [`Self::tile_issue`]) to the warp's region.
+    fn tile_commit(&mut self, regs: &[Vec<String>]) {
+        let plan = self.tile.as_ref().expect("tiled").plan.clone();
+        let rows_per = 32 / plan.steps;
+        for (s, stage) in plan.stages.iter().enumerate() {
+            let dtype = self.k.buffers[stage.access.buffer].dtype;
+            let sh = self.tile.as_ref().expect("tiled").fill[s].0.clone();
+            for (k, r) in regs[s].iter().enumerate() {
+                let v = self.widen(dtype, r);
+                let (guard, at) = match stage.kind {
+                    StageKind::Uniform { .. } => (self.fill_guard(s, k), k * rows_per * 4),
+                    StageKind::PerRow { .. } => (String::new(), k * rows_per * (plan.steps + 1) * 4),
+                };
+                self.w.ins(format!("{guard}st.shared.f32 [{sh}+{at}], {v}"));
             }
         }
     }
