@@ -259,6 +259,9 @@ pub struct GpuBenchResult {
     pub copy_gbps: f64,
     /// `ex2.approx` evaluations per second measured now.
     pub ex2_per_s: f64,
+    /// Device microseconds of an empty kernel timed the same way (launch and event overhead:
+    /// no kernel measured like this takes less).
+    pub empty_us: f64,
     /// Largest |gpu - oracle| over both plans on the sample shape.
     pub max_abs_err: f64,
     /// The autotuner's measurements for the fused plan: (schedule, device us), chosen first.
@@ -275,7 +278,16 @@ impl GpuBenchResult {
     pub fn table(&self) -> String {
         let mut s = String::new();
         let gbs = |us: f64, bytes: u64| bytes as f64 / (us * 1e-6) / 1e9;
-        let _ = writeln!(s, "dims {} ({}), copy {:.0} GB/s, ex2 {:.3e}/s, floor {:.1} us", dims_text(&self.dims), self.dtype, self.copy_gbps, self.ex2_per_s, self.floor_us());
+        let _ = writeln!(
+            s,
+            "dims {} ({}), copy {:.0} GB/s, ex2 {:.3e}/s, floor {:.1} us, empty kernel {:.1} us",
+            dims_text(&self.dims),
+            self.dtype,
+            self.copy_gbps,
+            self.ex2_per_s,
+            self.floor_us(),
+            self.empty_us
+        );
         let _ = writeln!(s, "plan      device (us)   GB/s   x floor   host (us)");
         let _ = writeln!(s, "fused     {:>11.1}   {:>5.0}   {:>7.2}   {:>9.1}", self.fused_us, gbs(self.fused_us, self.floor_bytes), self.fused_us / self.floor_us(), self.fused_host_us);
         let _ = writeln!(s, "unfused   {:>11.1}   {:>5.0}   {:>7.2}", self.unfused_us, gbs(self.unfused_us, self.unfused_bytes), self.unfused_us / self.floor_us());
@@ -287,7 +299,7 @@ impl GpuBenchResult {
     pub fn json(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         format!(
-            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
+            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
             dims.join(", "),
             self.dtype,
             self.tuning.first().map_or("rows", |t| t.0.as_str()),
@@ -299,6 +311,7 @@ impl GpuBenchResult {
             self.floor_us(),
             self.copy_gbps,
             self.ex2_per_s,
+            self.empty_us,
             self.floor_bytes,
             self.exp_evals,
             self.max_abs_err
@@ -383,6 +396,18 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     }
     ex2.sort_by(f64::total_cmp);
     let ex2_per_s = (threads * 8 * EX2_ITERS) as f64 / (ex2[2] * 1e-3);
+    // an empty kernel over as many threads, timed as the plans are (after an L2 flush)
+    let empty = gpu.load(&format!("{}\n.visible .entry empty(.param .u64 out, .param .u64 rows)\n{{\n\tret;\n}}\n", ssmc_ptx::Arch::SM90.header()), &["empty".to_string()])?;
+    let mut empties = Vec::new();
+    for _ in 0..opts.reps.max(3) {
+        gpu.clear(&mut flush)?;
+        let a = gpu.mark()?;
+        gpu.launch(&empty, 0, &[&out], &[0], 1, 1, 128)?;
+        let b = gpu.mark()?;
+        empties.push(gpu.elapsed_ms(&a, &b)? as f64 * 1e3);
+    }
+    empties.sort_by(f64::total_cmp);
+    let empty_us = empties[empties.len() / 2];
     let sizes: Vec<usize> = layer.graph().dims().map(|(_, n)| dims.get(n).copied().unwrap_or(1)).collect();
     let elements = |s: &ssmc_ir::Shape| s.dims().iter().map(|d| sizes[d.index()] as u64).product::<u64>();
     let exp_evals = fused
@@ -411,6 +436,7 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         exp_evals,
         copy_gbps,
         ex2_per_s,
+        empty_us,
         max_abs_err,
         tuning: fused.prepare_gpu(&x)?.tuning.clone(),
     })

@@ -100,6 +100,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     let more: Vec<GpuSchedule> = [
         (GpuSchedule::TILED, kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &GpuSchedule::TILED))),
         (GpuSchedule::CHUNKED, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some())),
+        (GpuSchedule::CHUNKED_LEAN, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some() && ssmc_ptx::emit::tiled(k, &GpuSchedule::CHUNKED_LEAN))),
         (GpuSchedule::LANES, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES.kernel()) > 1)),
     ]
     .into_iter()
@@ -151,6 +152,9 @@ impl GpuCode {
         }
         if self.kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &self.sched)) {
             s += &format!("+tiles{}", self.sched.tile);
+            if self.sched.prefetch {
+                s += "+prefetch";
+            }
         }
         s
     }

@@ -48,7 +48,7 @@ fn every_example_matches_the_oracle_on_the_gpu() {
     for name in EXAMPLES {
         let layer = example(name);
         for fusion in [Fusion::On, Fusion::Off] {
-            for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES] {
+            for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES] {
                 let Some(compiled) = compile(&layer, fusion) else { return };
                 let compiled = compiled.with_gpu_schedule(schedule);
                 for dtype in [DType::F32, DType::BF16] {

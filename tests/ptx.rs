@@ -9,7 +9,7 @@ use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
 
 /// Every GPU schedule the autotuner chooses among.
-const SCHEDULES: [GpuSchedule; 4] = [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES];
+const SCHEDULES: [GpuSchedule; 5] = [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES];
 
 
 #[test]

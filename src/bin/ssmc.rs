@@ -49,6 +49,9 @@ enum Command {
         /// Steps per shared-memory tile (0, 1, 2, 4, 8, 16 or 32; 0 reads global memory in place).
         #[arg(long, default_value_t = ssmc::GpuSchedule::TILED.tile)]
         tile: usize,
+        /// Load each tile when it starts instead of a tile ahead (fewer registers).
+        #[arg(long)]
+        no_prefetch: bool,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -233,10 +236,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            let schedule = ssmc::GpuSchedule { lanes, chunked, tile };
+            let schedule = ssmc::GpuSchedule { lanes, chunked, tile, prefetch: !no_prefetch, ..ssmc::GpuSchedule::TILED };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

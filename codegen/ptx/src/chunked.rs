@@ -3,7 +3,7 @@
 //! chunks with the associative operator, and the main pass rescans each chunk from its true
 //! start state.
 
-use crate::emit::{lanes_per_row, translate};
+use crate::emit::{lanes_per_row, translate, Tiling};
 use crate::isa::fimm;
 use crate::regs::Regs;
 use ssmc_kernel::{Kir, Level, Schedule, Step, V};
@@ -53,9 +53,9 @@ pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
 }
 
 /// One pass of `k` with its seq loop cut into `chunks` pieces: thread `chunk * rows + row` walks
-/// its piece (in tiles of `tile` steps where that applies). Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
+/// its piece (in tiles where that applies). Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
 /// (`Main`), each `[rows, chunks, inner]` f32, then `rows`.
-pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass, tile: usize) -> String {
+pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass, tiling: Tiling) -> String {
     let scan = chunkable(k, schedule).expect("caller checked chunkable");
     let extent = k.seq.map_or(1, |s| s.0);
     let mut needed = std::collections::HashSet::new();
@@ -77,7 +77,7 @@ pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pa
         needed,
     };
     let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
-    translate(k, name, schedule, Some(chunked), extra, tile)
+    translate(k, name, schedule, Some(chunked), extra, tiling)
 }
 
 /// The values a step reads.

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 mod lanes;
 mod memory;
 mod tiles;
-pub use tiles::BLOCK;
+pub use tiles::{Tiling, BLOCK};
 use std::fmt::Write;
 
 /// The entry point name of kernel `i`.
@@ -24,10 +24,10 @@ pub fn entry_name(k: &Kir, i: usize) -> String {
 }
 
 /// One kernel: `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)`.
-/// With `tile > 0`, the seq loop runs in tiles of that many steps staged through shared memory
-/// where that applies (see [`tiles`]).
-pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tile: usize) -> String {
-    translate(k, name, schedule, None, 0, tile)
+/// With `tiling.steps > 0`, the seq loop runs in tiles of that many steps staged through shared
+/// memory where that applies (see [`tiles`]).
+pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String {
+    translate(k, name, schedule, None, 0, tiling)
 }
 
 /// Whether kernel `k` under `gpu` stages tiles through shared memory.
@@ -40,14 +40,14 @@ pub fn tiled(k: &Kir, gpu: &crate::GpuSchedule) -> bool {
         return false;
     }
     let lanes = if chunked { 1 } else { lanes_per_row(k, &schedule) };
-    tiles::plan(k, gpu.tile, lanes, unrolled, None).is_some()
+    tiles::plan(k, gpu.tiling(), lanes, unrolled, None).is_some()
 }
 
-pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize, tile: usize) -> String {
+pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize, tiling: Tiling) -> String {
     let n = k.inner.unwrap_or(1);
     let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
     let lanes = if chunked.is_some() { 1 } else { lanes_per_row(k, schedule) };
-    let tile_plan = tiles::plan(k, tile, lanes, unrolled, chunked.as_ref());
+    let tile_plan = tiles::plan(k, tiling, lanes, unrolled, chunked.as_ref());
     let mut t = Translator {
         w: Regs::default(),
         k,
@@ -59,7 +59,6 @@ pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Optio
         per_chunk: HashMap::new(),
         cur: HashMap::new(),
         states: HashMap::new(),
-        sums: HashMap::new(),
         locals: vec![],
         row_bases: HashMap::new(),
         seq_bases: HashMap::new(),
@@ -103,7 +102,6 @@ struct Translator<'a> {
     cur: HashMap<V, String>,
     /// Scan states: a register per inner index when unrolled; else a local array name.
     states: HashMap<(V, usize), String>,
-    sums: HashMap<V, String>,
     locals: Vec<(String, usize)>,
     /// Byte address of each (buffer, row strides) at this thread's row, computed once.
     row_bases: HashMap<(usize, Vec<usize>), String>,
@@ -430,10 +428,17 @@ impl Translator<'_> {
         } else {
             self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect()
         };
+        // an unrolled inner dim of 8 or more sums into 4 partial sums (4 short dependency chains
+        // instead of one long one; a float reassociation), added pairwise at the end
+        let n = self.k.inner.unwrap_or(1);
+        let parts = if self.unrolled && self.lane.is_none() && n >= 8 { 4 } else { 1 };
+        let mut accs: HashMap<V, Vec<String>> = HashMap::new();
         for &s in &sums {
-            let acc = self.w.f();
-            self.w.ins(format!("mov.f32 {acc}, {}", fimm(0.0)));
-            self.sums.insert(s, acc);
+            let regs: Vec<String> = (0..parts).map(|_| self.w.f()).collect();
+            for acc in &regs {
+                self.w.ins(format!("mov.f32 {acc}, {}", fimm(0.0)));
+            }
+            accs.insert(s, regs);
         }
         let inner = self.steps_at(Level::Inner);
         self.inner_indices(|tr, at| {
@@ -443,12 +448,27 @@ impl Translator<'_> {
             for &s in &sums {
                 let Step::Sum(x) = tr.k.steps[s].1 else { unreachable!() };
                 let val = tr.operand(x, &at);
-                let acc = tr.sums[&s].clone();
+                let part = match at {
+                    Inner::Static(c) => c % parts,
+                    _ => 0,
+                };
+                let acc = accs[&s][part].clone();
                 tr.w.ins(format!("add.f32 {acc}, {acc}, {val}"));
             }
         });
         for &s in &sums {
-            let mut acc = self.sums[&s].clone();
+            let mut level = accs[&s].clone();
+            while level.len() > 1 {
+                level = level
+                    .chunks(2)
+                    .map(|p| {
+                        let d = self.w.f();
+                        self.w.ins(format!("add.f32 {d}, {}, {}", p[0], p[1]));
+                        d
+                    })
+                    .collect();
+            }
+            let mut acc = level.pop().expect("one sum");
             if let Some(lane) = &self.lane {
                 // inactive lanes add nothing; then a butterfly over the row's lanes
                 let active = lane.active.clone();

@@ -36,10 +36,10 @@ pub struct Module {
     pub launches: Vec<Launch>,
 }
 
-/// Chunks to cut a scan of `rows` rows into: enough (row, chunk) threads to fill an H200
-/// (132 SMs x 512 threads), at least 32 steps a chunk, a power of two, at most 256.
-pub fn chunks_for(rows: usize, extent: usize) -> usize {
-    let want = (132 * 512usize).div_ceil(rows.max(1)).next_power_of_two();
+/// Chunks to cut a scan of `rows` rows into: about `threads` (row, chunk) threads (132 SMs x
+/// 512 threads fill an H200), at least 32 steps a chunk, a power of two, at most 256.
+pub fn chunks_for(rows: usize, extent: usize, threads: usize) -> usize {
+    let want = threads.div_ceil(rows.max(1)).next_power_of_two();
     let most = 1usize << (extent / 32).max(1).ilog2();
     want.min(most).clamp(1, 256)
 }
@@ -48,14 +48,14 @@ pub fn chunks_for(rows: usize, extent: usize) -> usize {
 /// chunks (when `gpu.chunked` and the kernel is [`chunkable`]).
 pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
     let schedule = &gpu.kernel();
-    let (chunked, tile) = (gpu.chunked, gpu.tile);
+    let (chunked, tile) = (gpu.chunked, gpu.tiling());
     let mut text = arch.header();
     let mut names = Vec::new();
     let mut launches = Vec::new();
     for (i, k) in kirs.iter().enumerate() {
         let base = entry_name(k, i);
         let chunks = match (chunked, chunkable(k, schedule), k.seq) {
-            (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
+            (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent, gpu.chunk_threads),
             _ => 1,
         };
         if chunks > 1 {

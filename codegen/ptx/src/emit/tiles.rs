@@ -44,6 +44,16 @@ pub(crate) struct Stage {
     pub(crate) affine: bool,
 }
 
+/// How a kernel's seq loop is tiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tiling {
+    /// Steps per tile (0: no tiles; else a divisor of 32).
+    pub steps: usize,
+    /// Issue each tile's global loads into registers before the previous tile's steps (hides
+    /// their latency; costs a register per fill instruction, so fewer warps fit an SM).
+    pub prefetch: bool,
+}
+
 /// The tile layout of one kernel.
 #[derive(Clone, Debug)]
 pub(crate) struct TilePlan {
@@ -54,6 +64,8 @@ pub(crate) struct TilePlan {
     pub(crate) warp_bytes: usize,
     /// Words per step in uniform stages.
     pub(crate) stride: usize,
+    /// Whether each tile's loads are issued before the previous tile's steps.
+    pub(crate) prefetch: bool,
 }
 
 /// Whether `a` has the same address for all 32 rows of a warp: its trailing zero-stride row
@@ -71,7 +83,8 @@ fn warp_uniform(k: &Kir, a: &Access) -> bool {
 
 /// The tile layout for `k` with `steps` steps per tile, or `None` where tiles do not apply
 /// (lanes, no seq dim, a seq shorter than a tile, chunks that split a warp, nothing to stage).
-pub(crate) fn plan(k: &Kir, steps: usize, lanes: u32, unrolled: bool, chunked: Option<&Chunked>) -> Option<TilePlan> {
+pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked: Option<&Chunked>) -> Option<TilePlan> {
+    let steps = tiling.steps;
     let (extent, _) = k.seq?;
     if steps == 0 || 32 % steps != 0 || lanes != 1 || extent < steps {
         return None;
@@ -125,7 +138,7 @@ pub(crate) fn plan(k: &Kir, steps: usize, lanes: u32, unrolled: bool, chunked: O
     for (a, n) in uniform {
         add(a, StageKind::Uniform { n }, steps * stride * 4);
     }
-    (!stages.is_empty()).then_some(TilePlan { steps, stages, warp_bytes: used, stride })
+    (!stages.is_empty()).then_some(TilePlan { steps, stages, warp_bytes: used, stride, prefetch: tiling.prefetch })
 }
 
 /// A tiled kernel's registers.
@@ -233,8 +246,11 @@ impl Translator<'_> {
         // software pipelining: the first tile's loads before the loop, each next tile's issued
         // before the current tile's steps, so their latency hides behind the steps
         let regs = self.fill_regs();
-        let lel0 = lane_step(self, &t, 0);
-        self.tile_issue(&lel0, &regs);
+        let prefetch = self.tile.as_ref().expect("tiled").plan.prefetch;
+        if prefetch {
+            let lel0 = lane_step(self, &t, 0);
+            self.tile_issue(&lel0, &regs);
+        }
         let (head, done) = (self.w.label("tile"), self.w.label("tile_done"));
         self.w.put_label(&head);
         let p = self.w.p();
@@ -247,10 +263,15 @@ impl Translator<'_> {
         let in_tile = self.w.p();
         self.w.ins(format!("setp.lt.u64 {in_tile}, {jj}, {count}"));
         self.w.ins("bar.warp.sync -1");
+        if !prefetch {
+            self.tile_issue(&lel, &regs);
+        }
         self.tile_commit(&regs);
         self.w.ins("bar.warp.sync -1");
-        let next = lane_step(self, &t, steps);
-        self.tile_issue(&next, &regs);
+        if prefetch {
+            let next = lane_step(self, &t, steps);
+            self.tile_issue(&next, &regs);
+        }
         // the tile's steps: a full tile UNROLL steps per iteration (so that ptxas interleaves
         // the independent parts of neighbouring steps: an in-order warp otherwise waits out each
         // step's dependency chain), a partial one step by step
