@@ -202,9 +202,7 @@ impl Translator<'_> {
             let (r, c) = (w.rd(), w.rd());
             w.ins(format!("rem.u64 {r}, {row}, {rows}"));
             w.ins(format!("div.u64 {c}, {row}, {rows}"));
-            let p = w.p();
-            w.ins(format!("setp.ge.u64 {p}, {c}, {}", ch.chunks));
-            w.ins(format!("@{p} bra {done}"));
+            w.exit_if_ge(&c, &ch.chunks.to_string(), &done);
             ch.c = c;
             unclamped = r.clone();
             r
@@ -213,9 +211,7 @@ impl Translator<'_> {
             let (lane, w0) = (w.rd(), w.rd());
             w.ins(format!("and.b64 {lane}, {row}, 31"));
             w.ins(format!("sub.u64 {w0}, {row}, {lane}"));
-            let p = w.p();
-            w.ins(format!("setp.ge.u64 {p}, {w0}, {rows}"));
-            w.ins(format!("@{p} bra {done}"));
+            w.exit_if_ge(&w0, &rows, &done);
             let (valid, last, rc) = (w.p(), w.rd(), w.rd());
             w.ins(format!("setp.lt.u64 {valid}, {row}, {rows}"));
             w.ins(format!("sub.u64 {last}, {rows}, 1"));
@@ -223,9 +219,7 @@ impl Translator<'_> {
             self.valid = Some(valid);
             rc
         } else {
-            let p = w.p();
-            w.ins(format!("setp.ge.u64 {p}, {row}, {rows}"));
-            w.ins(format!("@{p} bra {done}"));
+            w.exit_if_ge(&row, &rows, &done);
             row
         };
         for i in 0..self.k.buffers.len() {
@@ -342,11 +336,7 @@ impl Translator<'_> {
         }
         let i = self.w.rd();
         self.w.ins(format!("mov.u64 {i}, 0"));
-        let (head, done) = (self.w.label("inner"), self.w.label("inner_done"));
-        self.w.put_label(&head);
-        let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {i}, {n}"));
-        self.w.ins(format!("@{p} bra {done}"));
+        let (head, done) = self.w.loop_head("inner", &i, &n.to_string());
         self.cur.clear();
         if let Some(rows_inner) = Some(self.steps_at(Level::RowInner)) {
             for v in rows_inner {
@@ -518,11 +508,7 @@ impl Translator<'_> {
         }
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, {start}"));
-        let (head, done) = (self.w.label("seq"), self.w.label("seq_done"));
-        self.w.put_label(&head);
-        let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {t}, {end}"));
-        self.w.ins(format!("@{p} bra {done}"));
+        let (head, done) = self.w.loop_head("seq", &t, &end);
         let l = if reverse {
             let l = self.w.rd();
             self.w.ins(format!("sub.u64 {l}, {}, {t}", extent - 1));

@@ -46,6 +46,19 @@ impl Regs {
         self.labels += 1;
         format!("$L_{what}_{}", self.labels)
     }
+    /// `if a >= b goto to` (u64 operands).
+    pub fn exit_if_ge(&mut self, a: &str, b: &str, to: &str) {
+        let p = self.p();
+        self.ins(format!("setp.ge.u64 {p}, {a}, {b}"));
+        self.ins(format!("@{p} bra {to}"));
+    }
+    /// The head of a loop over `counter < bound`: returns the labels (head, done).
+    pub fn loop_head(&mut self, what: &str, counter: &str, bound: &str) -> (String, String) {
+        let (head, done) = (self.label(what), self.label(&format!("{what}_done")));
+        self.put_label(&head);
+        self.exit_if_ge(counter, bound, &done);
+        (head, done)
+    }
     /// One instruction.
     pub fn ins(&mut self, s: impl AsRef<str>) {
         let _ = writeln!(self.body, "\t{};", s.as_ref());

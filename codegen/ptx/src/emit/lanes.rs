@@ -33,11 +33,7 @@ impl Translator<'_> {
         self.w.ins(format!("and.b64 {own}, {own}, {}", g - 1));
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, 0"));
-        let (head, done) = (self.w.label("seqb"), self.w.label("seqb_done"));
-        self.w.put_label(&head);
-        let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {t}, {extent}"));
-        self.w.ins(format!("@{p} bra {done}"));
+        let (head, done) = self.w.loop_head("seqb", &t, &extent.to_string());
         // this lane's step in the block, clamped for addressing
         let (lj, lc, valid_l) = (self.w.rd(), self.w.rd(), self.w.p());
         self.w.ins(format!("add.u64 {lj}, {t}, {own}"));

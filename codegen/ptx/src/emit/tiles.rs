@@ -251,11 +251,7 @@ impl Translator<'_> {
             let lel0 = lane_step(self, &t, 0);
             self.tile_issue(&lel0, &regs);
         }
-        let (head, done) = (self.w.label("tile"), self.w.label("tile_done"));
-        self.w.put_label(&head);
-        let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {t}, {end}"));
-        self.w.ins(format!("@{p} bra {done}"));
+        let (head, done) = self.w.loop_head("tile", &t, &end);
         let count = self.w.rd();
         self.w.ins(format!("sub.u64 {count}, {end}, {t}"));
         self.w.ins(format!("min.u64 {count}, {count}, {steps}"));
@@ -304,11 +300,7 @@ impl Translator<'_> {
         self.w.ins(format!("mov.u64 {j}, 0"));
         self.w.ins(format!("mov.u32 {rp}, {row_ptr0}"));
         self.w.ins(format!("mov.u32 {up}, {warp_base}"));
-        let (head, done) = (self.w.label("step"), self.w.label("step_done"));
-        self.w.put_label(&head);
-        let p = self.w.p();
-        self.w.ins(format!("setp.ge.u64 {p}, {j}, {count}"));
-        self.w.ins(format!("@{p} bra {done}"));
+        let (head, done) = self.w.loop_head("step", &j, &count);
         // every step's seq-level work first (it never depends on an earlier step's inner pass),
         // so that ptxas sees it as independent of the scan chain
         let mut pre = vec![];
