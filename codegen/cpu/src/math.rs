@@ -69,7 +69,12 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let x = select(b, ty, below, lo, x);
     let above = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
     let x = select(b, ty, above, hi, x);
-    let n = b.ins().nearest(x);
+    // n = round(x) by adding 1.5 * 2^23: the sum's low mantissa bits hold n (as an integer,
+    // rounded to nearest even), and subtracting the constant again gives n as a float. Three
+    // instructions where `nearest` and a saturating conversion take eight.
+    let magic = konst(b, ty, 12_582_912.0);
+    let t = b.ins().fadd(x, magic);
+    let n = b.ins().fsub(t, magic);
     let f = b.ins().fsub(x, n);
     // 2^f on [-0.5, 0.5]: Taylor coefficients of e^(f ln 2), degree 6.
     let p = horner(
@@ -78,11 +83,12 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
         f,
         &[1.0, 0.693_147_2, 0.240_226_5, 0.055_504_11, 0.009_618_129, 0.001_333_355_8, 0.000_154_035_3],
     );
-    // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf).
-    let ni = b.ins().fcvt_to_sint_sat(int_ty(ty), n);
-    let bias = iconst(b, ty, 127);
-    let e = b.ins().iadd(ni, bias);
-    let e = b.ins().ishl_imm_u(e, 23);
+    // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf):
+    // t's bits are 0x4B40_0000 + n, and shifted left by 23 only n's low 9 bits remain
+    let tb = to_bits(b, ty, t);
+    let e = b.ins().ishl_imm_u(tb, 23);
+    let bias = iconst(b, ty, 127 << 23);
+    let e = b.ins().iadd(e, bias);
     let scale = from_bits(b, ty, e);
     b.ins().fmul(p, scale)
 }
