@@ -110,6 +110,20 @@ pub enum Step {
     Store(V, Access),
 }
 
+impl Step {
+    /// The values this step reads.
+    pub fn operands(&self) -> Vec<V> {
+        match self {
+            Step::Load(_) | Step::Const(_) => vec![],
+            Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) => vec![*x],
+            Step::Binary(_, x, y) | Step::DiscA(_, x, y) | Step::Gate(_, x, y) => vec![*x, *y],
+            Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
+            Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
+            Step::Conv { bias, .. } => bias.iter().copied().collect(),
+        }
+    }
+}
+
 /// A kernel parameter.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Param {

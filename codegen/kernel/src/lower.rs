@@ -2,7 +2,7 @@
 
 use crate::kir::{Access, Axis, Kir, Level, Param, Staging, Step, V};
 use crate::schedule::Schedule;
-use ssmc_ir::{infer::conv_taps, DimId, IrError, NodeId, Op, Shape};
+use ssmc_ir::{infer::conv_taps, BinaryOp, DimId, IrError, NodeId, Op, Shape};
 use ssmc_opt::{Kernel, Plan};
 use std::collections::BTreeMap;
 
@@ -72,6 +72,7 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         let to = cx.access(cx.param_of[&r], &g.node(r).shape.clone());
         cx.steps.push((level, Step::Store(v, to)));
     }
+    reassociate_products(&mut cx.steps);
     // stable sort by level keeps operand order within a level
     let mut order: Vec<usize> = (0..cx.steps.len()).collect();
     order.sort_by_key(|&i| cx.steps[i].0);
@@ -89,6 +90,42 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         inner: inner.map(extent),
         steps,
     })
+}
+
+/// `(s * x) * t` in the inner loop, with `s` and `t` scalars of the row or step and `x` an
+/// inner value used only there, becomes `x * (s * t)`: one multiply per inner index instead of
+/// two, the other once per step (a float reassociation). Mamba's `dt * B * u` is the case.
+/// The new scalar step goes last (the level sort places it); the old product is left unused.
+fn reassociate_products(steps: &mut Vec<(Level, Step)>) {
+    let scalar = |l: Level| matches!(l, Level::Row | Level::SeqPre);
+    let mut uses = vec![0usize; steps.len()];
+    for (_, s) in steps.iter() {
+        for v in s.operands() {
+            uses[v] += 1;
+        }
+    }
+    for i in 0..steps.len() {
+        let (Level::Inner, Step::Binary(BinaryOp::Mul, a, b)) = steps[i] else { continue };
+        let (prod, t) = match (steps[a].0, steps[b].0) {
+            (Level::Inner, lb) if scalar(lb) => (a, b),
+            (la, Level::Inner) if scalar(la) => (b, a),
+            _ => continue,
+        };
+        let (Level::Inner, Step::Binary(BinaryOp::Mul, p, q)) = steps[prod] else { continue };
+        let (x, s) = match (steps[p].0, steps[q].0) {
+            (Level::Inner, lq) if scalar(lq) => (p, q),
+            (lp, Level::Inner) if scalar(lp) => (q, p),
+            _ => continue,
+        };
+        if uses[prod] != 1 {
+            continue;
+        }
+        let level = if steps[s].0 == Level::SeqPre || steps[t].0 == Level::SeqPre { Level::SeqPre } else { Level::Row };
+        steps.push((level, Step::Binary(BinaryOp::Mul, s, t)));
+        let st = steps.len() - 1;
+        steps[i].1 = Step::Binary(BinaryOp::Mul, x, st);
+        uses[prod] = 0;
+    }
 }
 
 fn renumber_step(s: &Step, r: &[usize]) -> Step {
@@ -268,5 +305,55 @@ impl Lowerer<'_> {
         let v = self.push(level, step);
         self.value.insert(n, v);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(buffer: usize) -> Step {
+        Step::Load(Access { buffer, row: vec![], seq: 0, inner: 0 })
+    }
+
+    #[test]
+    fn a_product_of_two_step_scalars_and_an_inner_value_multiplies_the_scalars_once_per_step() {
+        // (dt * B) * u  ->  B * (dt * u)
+        let mut steps = vec![
+            (Level::SeqPre, load(0)),
+            (Level::Inner, load(1)),
+            (Level::SeqPre, load(2)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 0, 1)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 3, 2)),
+        ];
+        reassociate_products(&mut steps);
+        assert_eq!(steps.len(), 6);
+        assert_eq!(steps[5], (Level::SeqPre, Step::Binary(BinaryOp::Mul, 0, 2)));
+        assert_eq!(steps[4].1, Step::Binary(BinaryOp::Mul, 1, 5));
+    }
+
+    #[test]
+    fn a_product_used_elsewhere_or_of_two_inner_values_stays() {
+        let shared = vec![
+            (Level::SeqPre, load(0)),
+            (Level::Inner, load(1)),
+            (Level::SeqPre, load(2)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 0, 1)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 3, 2)),
+            (Level::Inner, Step::Unary(ssmc_ir::UnaryOp::Neg, 3)),
+        ];
+        let mut steps = shared.clone();
+        reassociate_products(&mut steps);
+        assert_eq!(steps, shared);
+        let inner_only = vec![
+            (Level::Inner, load(0)),
+            (Level::Inner, load(1)),
+            (Level::SeqPre, load(2)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 0, 1)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 3, 2)),
+        ];
+        let mut steps = inner_only.clone();
+        reassociate_products(&mut steps);
+        assert_eq!(steps, inner_only);
     }
 }

@@ -62,7 +62,7 @@ pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pa
     let mut stack = vec![scan];
     while let Some(v) = stack.pop() {
         if needed.insert(v) {
-            stack.extend(step_operands(&k.steps[v].1));
+            stack.extend(k.steps[v].1.operands());
         }
     }
     let chunked = Chunked {
@@ -78,18 +78,6 @@ pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pa
     };
     let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
     translate(k, name, schedule, Some(chunked), extra, tiling)
-}
-
-/// The values a step reads.
-fn step_operands(s: &Step) -> Vec<V> {
-    match s {
-        Step::Load(_) | Step::Const(_) => vec![],
-        Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) => vec![*x],
-        Step::Binary(_, x, y) | Step::DiscA(_, x, y) | Step::Gate(_, x, y) => vec![*x, *y],
-        Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
-        Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
-        Step::Conv { bias, .. } => bias.iter().copied().collect(),
-    }
 }
 
 /// Chunk summaries the combine pass loads before using them.
