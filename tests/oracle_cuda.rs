@@ -67,6 +67,23 @@ fn every_example_matches_the_oracle_on_the_gpu() {
 }
 
 #[test]
+fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
+    for name in ["mamba1.ssm", "reverse.ssm"] {
+        let layer = example(name);
+        for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED_LEAN] {
+            let Some(compiled) = compile(&layer, Fusion::On) else { return };
+            let compiled = compiled.with_gpu_schedule(schedule);
+            for dtype in [DType::F16, DType::F64] {
+                let x = random_inputs(layer.graph(), &dims(&layer, 2, 64, 301, 16), dtype, 6).unwrap();
+                let want = layer.eval_as(&x, DType::F64).unwrap();
+                let got = compiled.run_as(&x, DType::F64).unwrap();
+                assert_agree(&got, &want, &format!("{name} {schedule} {dtype}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn mamba1_at_a_benchmark_shape_matches_the_cpu() {
     let layer = example("mamba1.ssm");
     let Some(gpu) = compile(&layer, Fusion::On) else { return };

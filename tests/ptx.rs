@@ -38,6 +38,18 @@ fn every_example_assembles_for_sm90() {
             }
         }
     }
+    // f16 and f64 inputs through the tiles (widened when stored to shared memory)
+    for name in ["mamba1.ssm", "reverse.ssm"] {
+        let layer = example(name);
+        let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
+        for dtype in [DType::F16, DType::F64] {
+            for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED_LEAN] {
+                let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, dtype, schedule).unwrap();
+                assert!(ptx.contains("tile_smem"), "{name} {dtype} {schedule}: expected tiles");
+                ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{name} {dtype} {schedule}: {log}"));
+            }
+        }
+    }
     // a state longer than the unroll limit: states in local memory
     let layer = example("mamba1_step.ssm");
     let d: BTreeMap<String, usize> = [("batch", 2), ("dim", 8), ("len", 16), ("state", 80)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -63,6 +63,14 @@ impl Regs {
     pub fn ins(&mut self, s: impl AsRef<str>) {
         let _ = writeln!(self.body, "\t{};", s.as_ref());
     }
+    /// A `{ ... }` scope of instructions (no `;` after the brace), for registers only they use.
+    pub fn scoped(&mut self, lines: &[String]) {
+        self.body.push_str("\t{\n");
+        for l in lines {
+            let _ = writeln!(self.body, "\t{l};");
+        }
+        self.body.push_str("\t}\n");
+    }
     /// A label line.
     pub fn put_label(&mut self, l: &str) {
         let _ = writeln!(self.body, "{l}:");

@@ -118,7 +118,7 @@ impl Translator<'_> {
             DType::F64 => {
                 // an f64 register is only needed here
                 let dd = format!("%fd_{}", dst.trim_start_matches("%f"));
-                self.w.ins(format!("{{\n\t.reg .f64 {dd};\n\t{guard}ld.global.nc.f64 {dd}, [{addr}];\n\tcvt.rn.f32.f64 {dst}, {dd};\n\t}}"));
+                self.w.scoped(&[format!(".reg .f64 {dd}"), format!("{guard}ld.global.nc.f64 {dd}, [{addr}]"), format!("cvt.rn.f32.f64 {dst}, {dd}")]);
             }
         }
     }
