@@ -621,6 +621,8 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&["check"], 2, &["<SPEC>"]);
     fails(&["frobnicate", "x.ssm"], 2, &["frobnicate"]);
     fails(&["compile", "/nonexistent/x.ssm"], 1, &["/nonexistent/x.ssm"]);
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
+    fails(&["compile", spec, "--tile", "3"], 1, &["tile 3", "power of two up to 32"]);
 }
 
 #[test]

@@ -73,3 +73,46 @@ fn emitted_ptx_is_deterministic() {
         }
     }
 }
+
+fn sizes(b: usize, d: usize, l: usize) -> BTreeMap<String, usize> {
+    [("batch", b), ("dim", d), ("len", l), ("state", 16)].into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+#[test]
+fn tiles_stage_per_row_inputs_per_row_and_shared_inputs_once_per_warp() {
+    let layer = example("mamba1.ssm");
+    // dim 64: each warp's 32 rows lie in one batch. u, delta, z and out are staged per row
+    // ([32][17] f32 each), B and C once per warp ([16 steps][20] f32 each), for 4 warps a block
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 128), DType::F32, GpuSchedule::TILED).unwrap();
+    assert!(ptx.contains("tile_smem[45056]"), "{ptx}");
+    // B and C as 4 broadcast vectors each, per step: 4 unrolled copies of the step and one for
+    // a partial tile
+    assert_eq!(ptx.matches("ld.shared.v4.f32").count(), 2 * 4 * 5);
+    assert!(ptx.contains("bar.warp.sync"));
+    // dim 37: warps straddle batches, so B and C are read in place; the per-row stages remain
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 37, 128), DType::F32, GpuSchedule::TILED).unwrap();
+    assert!(ptx.contains("tile_smem[34816]"), "{ptx}");
+    assert_eq!(ptx.matches("ld.shared.v4.f32").count(), 0);
+    // chunks of 74 rows would split warps between chunks: no tiles there
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 37, 256), DType::F32, GpuSchedule::CHUNKED).unwrap();
+    assert!(ptx.contains("_summary") && !ptx.contains("tile_smem"));
+    // lanes over the state dim and the untiled schedule read global memory directly
+    for schedule in [GpuSchedule::LANES, GpuSchedule::ROWS] {
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 128), DType::F32, schedule).unwrap();
+        assert!(!ptx.contains("tile_smem"), "{schedule}");
+    }
+    // a one-step kernel has nothing to tile
+    let step = example("mamba1_step.ssm");
+    let ptx = ssmc::gpu::ptx(&step, Fusion::On, &sizes(2, 64, 1), DType::F32, GpuSchedule::TILED).unwrap();
+    assert!(!ptx.contains("tile_smem"));
+}
+
+#[test]
+fn a_tile_size_that_does_not_divide_a_warp_is_an_error() {
+    let layer = example("mamba1.ssm");
+    for tile in [3, 48, 64] {
+        let schedule = GpuSchedule { tile, ..GpuSchedule::TILED };
+        let e = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 128), DType::F32, schedule).unwrap_err();
+        assert!(e.to_string().contains("power of two up to 32"), "{e}");
+    }
+}
