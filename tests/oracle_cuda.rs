@@ -84,6 +84,25 @@ fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
 }
 
 #[test]
+fn odd_state_counts_through_warp_shared_tiles_match_the_oracle() {
+    // dim a multiple of 32: B and C staged once per warp; 5 and 7 states: the last fill
+    // instruction covers fewer inner indices than lanes
+    let layer = example("mamba1.ssm");
+    for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
+        let Some(compiled) = compile(&layer, Fusion::On) else { return };
+        let compiled = compiled.with_gpu_schedule(schedule);
+        for (b, d, l, n) in [(1, 32, 40, 5), (2, 64, 130, 7), (1, 32, 200, 1)] {
+            for dtype in [DType::F32, DType::BF16] {
+                let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 7).unwrap();
+                let want = layer.eval_as(&x, DType::F64).unwrap();
+                let got = compiled.run_as(&x, DType::F64).unwrap();
+                assert_agree(&got, &want, &format!("{schedule} {dtype} ({b},{d},{l},{n})"));
+            }
+        }
+    }
+}
+
+#[test]
 fn mamba1_at_a_benchmark_shape_matches_the_cpu() {
     let layer = example("mamba1.ssm");
     let Some(gpu) = compile(&layer, Fusion::On) else { return };

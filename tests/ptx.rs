@@ -116,3 +116,21 @@ fn a_tile_size_that_does_not_divide_a_warp_is_an_error() {
         assert!(e.to_string().contains("power of two up to 32"), "{e}");
     }
 }
+
+#[test]
+fn odd_state_counts_fill_warp_shared_tiles_under_a_guard() {
+    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
+        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found");
+        return;
+    };
+    let layer = example("mamba1.ssm");
+    for n in [1, 5, 7] {
+        let mut d = sizes(2, 64, 130);
+        d.insert("state".into(), n);
+        for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
+            let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::BF16, schedule).unwrap();
+            assert!(ptx.contains("tile_smem"), "state {n} {schedule}");
+            ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("state {n} {schedule}: {log}"));
+        }
+    }
+}
