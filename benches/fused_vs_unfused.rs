@@ -28,7 +28,7 @@ fn exp2(x: f32) -> f32 {
     // round to nearest with the 1.5 * 2^23 trick: plain SSE2, so the state loop vectorizes
     let n = (x + 12_582_912.0) - 12_582_912.0;
     let f = x - n;
-    let p = 1.0 + f * (0.693_147_2 + f * (0.240_226_5 + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355_8 + f * 0.000_154_035_3)))));
+    let p = 1.0 + f * (std::f32::consts::LN_2 + f * (0.240_226_5 + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355_8 + f * 0.000_154_035_3)))));
     p * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
@@ -70,6 +70,7 @@ fn mamba_rustc(x: &BTreeMap<&str, Vec<f32>>, b: usize, d: usize, l: usize, out: 
             // four partial sums, so LLVM vectorizes the state loop without reassociating floats
             let mut y4 = [0.0f32; 4];
             for c in 0..N / 4 {
+                #[allow(clippy::needless_range_loop)] // k indexes y4 and, through n, h, a2, bl, cl
                 for k in 0..4 {
                     let n = c * 4 + k;
                     h[n] = exp2(dt * a2[n]) * h[n] + du * bl[n];

@@ -55,7 +55,7 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
     let tasks = (threads * 4).min(rows).max(1);
     // tasks start on multiples of four rows, so kernels that run rows four at a time (see
     // `translate::KernelTranslator::row_blocks`) never straddle two tasks
-    let per = if rows % 4 == 0 { rows.div_ceil(tasks).next_multiple_of(4) } else { rows.div_ceil(tasks) };
+    let per = if rows.is_multiple_of(4) { rows.div_ceil(tasks).next_multiple_of(4) } else { rows.div_ceil(tasks) };
     let base = ptrs.as_ptr() as usize;
     let code = k.code as usize;
     let run = |t: usize| {

@@ -81,7 +81,7 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
         b,
         ty,
         f,
-        &[1.0, 0.693_147_2, 0.240_226_5, 0.055_504_11, 0.009_618_129, 0.001_333_355_8, 0.000_154_035_3],
+        &[1.0, std::f32::consts::LN_2, 0.240_226_5, 0.055_504_11, 0.009_618_129, 0.001_333_355_8, 0.000_154_035_3],
     );
     // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf):
     // t's bits are 0x4B40_0000 + n, and shifted left by 23 only n's low 9 bits remain

@@ -36,7 +36,7 @@ pub fn tiled(k: &Kir, gpu: &crate::GpuSchedule) -> bool {
     let n = k.inner.unwrap_or(1);
     let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
     let chunked = gpu.chunked && crate::chunked::chunkable(k, &schedule).is_some();
-    if chunked && k.row_count() % 32 != 0 {
+    if chunked && !k.row_count().is_multiple_of(32) {
         return false;
     }
     let lanes = if chunked { 1 } else { lanes_per_row(k, &schedule) };

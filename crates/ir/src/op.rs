@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(Method::Zoh.bbar(dt, 0.0, b), dt * b);
         assert!((Method::Zoh.bbar(dt, 1e-12, b) - dt * b).abs() < 1e-12);
         // (e^{dt a} - 1)/a * b at a = -1
-        let exact = ((dt * -1.0f64).exp() - 1.0) / -1.0 * b;
+        let exact = ((-dt).exp() - 1.0) / -1.0 * b;
         assert!((Method::Zoh.bbar(dt, -1.0, b) - exact).abs() < 1e-15);
     }
 

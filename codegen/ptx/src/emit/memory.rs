@@ -148,7 +148,7 @@ impl Translator<'_> {
     fn vec4(&self, a: &Access, at: &Inner) -> Option<usize> {
         let Inner::Static(c) = at else { return None };
         let n = self.k.inner?;
-        let seq_ok = a.seq % 4 == 0 || self.k.seq.is_none_or(|(extent, _)| extent == 1);
+        let seq_ok = a.seq.is_multiple_of(4) || self.k.seq.is_none_or(|(extent, _)| extent == 1);
         let ok = self.k.buffers[a.buffer].dtype == DType::F32 && a.inner == 1 && n % 4 == 0 && seq_ok && a.row.iter().all(|s| s % 4 == 0);
         ok.then_some(*c)
     }

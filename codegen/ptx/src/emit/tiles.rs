@@ -89,7 +89,7 @@ pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked:
     if steps == 0 || 32 % steps != 0 || lanes != 1 || extent < steps {
         return None;
     }
-    if chunked.is_some() && k.row_count() % 32 != 0 {
+    if chunked.is_some() && !k.row_count().is_multiple_of(32) {
         return None;
     }
     let last_extent = *k.rows.last()?;
@@ -300,7 +300,7 @@ impl Translator<'_> {
         self.w.ins(format!("mov.u64 {j}, 0"));
         self.w.ins(format!("mov.u32 {rp}, {row_ptr0}"));
         self.w.ins(format!("mov.u32 {up}, {warp_base}"));
-        let (head, done) = self.w.loop_head("step", &j, &count);
+        let (head, done) = self.w.loop_head("step", &j, count);
         // every step's seq-level work first (it never depends on an earlier step's inner pass),
         // so that ptxas sees it as independent of the scan chain
         let mut pre = vec![];

@@ -72,8 +72,11 @@ fn any_conv(k: Kind, _: &EGraph<Ssm, SsmAnalysis>, _: &Subst) -> bool {
     matches!(k, Kind::Conv(_))
 }
 
+/// Consumer patterns of a law: (pattern name, op names, operand positions that may fuse).
+type Consumers = &'static [(&'static str, &'static [&'static str], &'static [usize])];
+
 /// The fusion laws: (name, consumers, which producers may be pulled in).
-fn laws() -> Vec<(&'static str, &'static [(&'static str, &'static [&'static str], &'static [usize])], Producer)> {
+fn laws() -> Vec<(&'static str, Consumers, Producer)> {
     vec![
         ("fuse-elementwise-chain", ELEMENTWISE, elementwise),
         ("fuse-elementwise-into-scan", SCAN, elementwise),
