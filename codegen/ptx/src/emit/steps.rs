@@ -1,0 +1,220 @@
+//! Instruction selection: one kernel-IR step into PTX instructions at the current row, seq
+//! step and inner index (values, loads and stores, the discretizations, the scan update, convs).
+
+use super::{Inner, Translator};
+use crate::chunked::ChunkPass;
+use crate::isa::{self, fimm};
+use ssmc_ir::{GateKind, Method};
+use ssmc_kernel::{Axis, Level, Step, V};
+
+impl Translator<'_> {
+    pub(super) fn state_get(&mut self, scan: V, at: &Inner) -> String {
+        match at {
+            Inner::None => self.states[&(scan, usize::MAX)].clone(),
+            Inner::Static(c) => self.states[&(scan, *c)].clone(),
+            Inner::Lane(_) => self.states[&(scan, 0)].clone(),
+            Inner::Reg(i) => {
+                let addr = self.local_addr(scan, i);
+                let d = self.w.f();
+                self.w.ins(format!("ld.local.f32 {d}, [{addr}]"));
+                d
+            }
+        }
+    }
+
+    pub(super) fn emit(&mut self, v: V, at: Inner, outer: bool) -> Option<String> {
+        let step = self.k.steps[v].1.clone();
+        if let Some(ch) = &self.chunked {
+            if ch.pass == ChunkPass::Summary && !ch.needed.contains(&v) {
+                return None;
+            }
+        }
+        let op = |t: &mut Self, x: V| if outer { t.scalars[&x].clone() } else { t.operand(x, &at) };
+        let here = if outer { Inner::None } else { at.clone() };
+        Some(match step {
+            Step::Load(a) => {
+                if let Some(d) = self.tile_read(&a, &here).or_else(|| self.vec_load(&a, &here)) {
+                    return Some(d);
+                }
+                let addr = self.addr(&a, &here);
+                self.load_at(self.k.buffers[a.buffer].dtype, &addr)
+            }
+            Step::Const(c) => {
+                let d = self.w.f();
+                self.w.ins(format!("mov.f32 {d}, {}", fimm(c)));
+                d
+            }
+            Step::Unary(u, x) => {
+                let x = op(self, x);
+                isa::unary(&mut self.w, u, &x)
+            }
+            Step::Binary(b, x, y) => {
+                let (x, y) = (op(self, x), op(self, y));
+                let d = self.w.f();
+                self.w.ins(format!("{} {d}, {x}, {y}", isa::binary(b)));
+                d
+            }
+            Step::DiscA(m, dt, a) => {
+                let (dt, a) = (op(self, dt), op(self, a));
+                let x = self.w.f();
+                self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
+                match m {
+                    Method::Zoh => isa::exp(&mut self.w, &x),
+                    Method::Euler => {
+                        let d = self.w.f();
+                        self.w.ins(format!("add.f32 {d}, {x}, {}", fimm(1.0)));
+                        d
+                    }
+                    Method::Bilinear => {
+                        let (num, den, d) = (self.w.f(), self.w.f(), self.w.f());
+                        self.w.ins(format!("fma.rn.f32 {num}, {x}, {}, {}", fimm(0.5), fimm(1.0)));
+                        self.w.ins(format!("fma.rn.f32 {den}, {x}, {}, {}", fimm(-0.5), fimm(1.0)));
+                        self.w.ins(format!("div.full.f32 {d}, {num}, {den}"));
+                        d
+                    }
+                }
+            }
+            Step::DiscB(m, dt, a, b) => {
+                let (dt, a, b) = (op(self, dt), op(self, a), op(self, b));
+                let dtb = self.w.f();
+                self.w.ins(format!("mul.f32 {dtb}, {dt}, {b}"));
+                match m {
+                    Method::Euler => dtb,
+                    Method::Zoh => {
+                        let x = self.w.f();
+                        self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
+                        let e = isa::expm1(&mut self.w, &x);
+                        let phi = self.w.f();
+                        self.w.ins(format!("div.full.f32 {phi}, {e}, {x}"));
+                        let p = self.w.p();
+                        self.w.ins(format!("setp.eq.f32 {p}, {x}, {}", fimm(0.0)));
+                        let phi2 = self.w.f();
+                        self.w.ins(format!("selp.f32 {phi2}, {}, {phi}, {p}", fimm(1.0)));
+                        let d = self.w.f();
+                        self.w.ins(format!("mul.f32 {d}, {dtb}, {phi2}"));
+                        d
+                    }
+                    Method::Bilinear => {
+                        let (x, den, d) = (self.w.f(), self.w.f(), self.w.f());
+                        self.w.ins(format!("mul.f32 {x}, {dt}, {a}"));
+                        self.w.ins(format!("fma.rn.f32 {den}, {x}, {}, {}", fimm(-0.5), fimm(1.0)));
+                        self.w.ins(format!("div.full.f32 {d}, {dtb}, {den}"));
+                        d
+                    }
+                }
+            }
+            Step::Gate(kind, x, z) => {
+                let (x, z) = (op(self, x), op(self, z));
+                let s = isa::sigmoid(&mut self.w, &z);
+                let g = match kind {
+                    GateKind::Silu => {
+                        let g = self.w.f();
+                        self.w.ins(format!("mul.f32 {g}, {z}, {s}"));
+                        g
+                    }
+                    GateKind::Sigmoid => s,
+                };
+                let d = self.w.f();
+                self.w.ins(format!("mul.f32 {d}, {x}, {g}"));
+                d
+            }
+            Step::Scan { a, b, .. } => {
+                let (a, b) = (op(self, a), op(self, b));
+                match &here {
+                    Inner::Reg(i) => {
+                        let h = self.state_get(v, &here);
+                        let d = self.w.f();
+                        self.w.ins(format!("fma.rn.f32 {d}, {h}, {a}, {b}"));
+                        let addr = self.local_addr(v, &i.clone());
+                        self.w.ins(format!("st.local.f32 [{addr}], {d}"));
+                        d
+                    }
+                    _ => {
+                        if let (Some(ch), Inner::Static(c)) = (&self.chunked, &here) {
+                            if ch.pass == ChunkPass::Summary && ch.scan == v {
+                                let p = ch.prods[c].clone();
+                                self.w.ins(format!("mul.f32 {p}, {p}, {a}"));
+                            }
+                        }
+                        // the state register is updated in place (it is carried around the loop)
+                        let h = self.state_get(v, &here);
+                        self.w.ins(format!("fma.rn.f32 {h}, {h}, {a}, {b}"));
+                        let d = self.w.f();
+                        self.w.ins(format!("mov.f32 {d}, {h}"));
+                        d
+                    }
+                }
+            }
+            Step::Sum(_) => return None,
+            Step::Final(s) => {
+                let from = if self.level(s) == Level::Inner { here.clone() } else { Inner::None };
+                let h = self.state_get(s, &from);
+                let d = self.w.f();
+                self.w.ins(format!("mov.f32 {d}, {h}"));
+                d
+            }
+            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => {
+                let pos = match (axis, &here) {
+                    (Axis::Row(k), _) => self.row_idx[k].clone(),
+                    (Axis::Seq, _) => self.l.clone().expect("a conv along seq runs in the seq loop"),
+                    (Axis::Inner, Inner::Static(c)) => {
+                        let r = self.w.rd();
+                        self.w.ins(format!("mov.u64 {r}, {c}"));
+                        r
+                    }
+                    (Axis::Inner, Inner::Reg(i) | Inner::Lane(i)) => i.clone(),
+                    (Axis::Inner, Inner::None) => unreachable!("a conv along the inner dim has an inner index"),
+                };
+                let xo = self.offset(&x, &here);
+                let wo = self.offset(&w, &here);
+                let acc0 = self.w.f();
+                self.w.ins(format!("mov.f32 {acc0}, {}", fimm(0.0)));
+                let mut acc = acc0;
+                for j in 0..taps {
+                    let back = taps - 1 - j;
+                    let p = self.w.p();
+                    self.w.ins(format!("setp.ge.u64 {p}, {pos}, {back}"));
+                    let (shifted, safe) = (self.w.rd(), self.w.rd());
+                    self.w.ins(format!("sub.u64 {shifted}, {xo}, {}", back * x_axis_stride));
+                    self.w.ins(format!("selp.u64 {safe}, {shifted}, 0, {p}"));
+                    let xa = self.address(x.buffer, &safe);
+                    let xv = self.load_at(self.k.buffers[x.buffer].dtype, &xa);
+                    let xz = self.w.f();
+                    self.w.ins(format!("selp.f32 {xz}, {xv}, {}, {p}", fimm(0.0)));
+                    let wj = self.w.rd();
+                    self.w.ins(format!("add.u64 {wj}, {wo}, {}", j * tap_stride));
+                    let wa = self.address(w.buffer, &wj);
+                    let wv = self.load_at(self.k.buffers[w.buffer].dtype, &wa);
+                    let n = self.w.f();
+                    self.w.ins(format!("fma.rn.f32 {n}, {wv}, {xz}, {acc}"));
+                    acc = n;
+                }
+                if let Some(bias) = bias {
+                    let bv = op(self, bias);
+                    let n = self.w.f();
+                    self.w.ins(format!("add.f32 {n}, {acc}, {bv}"));
+                    acc = n;
+                }
+                acc
+            }
+            Step::Store(x, a) => {
+                let val = op(self, x);
+                if self.tile_write(&a, &val) {
+                    return None;
+                }
+                let guard = match (&self.lane, &here, &self.valid) {
+                    (Some(l), Inner::Lane(_), _) => format!("@{} ", l.store_inner),
+                    (Some(l), _, _) => format!("@{} ", l.store_row),
+                    (None, _, Some(valid)) => format!("@{valid} "),
+                    (None, _, None) => String::new(),
+                };
+                if self.vec_store(&a, &here, &val, &guard) {
+                    return None;
+                }
+                let addr = self.addr(&a, &here);
+                self.w.ins(format!("{guard}st.global.f32 [{addr}], {val}"));
+                return None;
+            }
+        })
+    }
+}
