@@ -29,7 +29,7 @@ pub fn entry_name(k: &Kir, i: usize) -> String {
 
 /// One kernel: `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)`.
 /// With `tiling.steps > 0`, the seq loop runs in tiles of that many steps staged through shared
-/// memory where that applies (see [`tiles`]).
+/// memory where that applies (see [`Tiling`]).
 pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String {
     translate(k, name, schedule, None, 0, tiling)
 }
