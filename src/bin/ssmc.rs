@@ -239,7 +239,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            let schedule = ssmc::GpuSchedule { lanes, chunked, tile, prefetch: !no_prefetch, ..ssmc::GpuSchedule::TILED };
+            let schedule = ssmc::GpuSchedule { lanes, chunked, tile, prefetch: !no_prefetch };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

@@ -37,19 +37,21 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String
 /// Whether kernel `k` under `gpu` stages tiles through shared memory.
 pub fn tiled(k: &Kir, gpu: &crate::GpuSchedule) -> bool {
     let schedule = gpu.kernel();
-    let n = k.inner.unwrap_or(1);
-    let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
     let chunked = gpu.chunked && crate::chunked::chunkable(k, &schedule).is_some();
     if chunked && !k.row_count().is_multiple_of(32) {
         return false;
     }
     let lanes = if chunked { 1 } else { lanes_per_row(k, &schedule) };
-    tiles::plan(k, gpu.tiling(), lanes, unrolled, None).is_some()
+    tiles::plan(k, gpu.tiling(), lanes, unrolled(k, &schedule), None).is_some()
+}
+
+/// Whether `k`'s inner dim is unrolled (its states in registers) under `schedule`.
+fn unrolled(k: &Kir, schedule: &Schedule) -> bool {
+    k.inner.is_none_or(|n| n <= schedule.unroll_limit.max(1))
 }
 
 pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize, tiling: Tiling) -> String {
-    let n = k.inner.unwrap_or(1);
-    let unrolled = k.inner.is_none() || n <= schedule.unroll_limit.max(1);
+    let unrolled = unrolled(k, schedule);
     let lanes = if chunked.is_some() { 1 } else { lanes_per_row(k, schedule) };
     let tile_plan = tiles::plan(k, tiling, lanes, unrolled, chunked.as_ref());
     let mut t = Translator {

@@ -37,26 +37,21 @@ pub struct GpuSchedule {
     pub tile: usize,
     /// Tiles: issue each tile's loads before the previous tile's steps.
     pub prefetch: bool,
-    /// Chunks: about how many (row, chunk) threads to make (see [`module::chunks_for`]).
-    pub chunk_threads: usize,
 }
-
-/// (row, chunk) threads that fill an H200: 132 SMs x 512.
-pub const FILL: usize = 132 * 512;
 
 impl GpuSchedule {
     /// One thread per row, reading global memory in place.
-    pub const ROWS: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false, chunk_threads: FILL };
+    pub const ROWS: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false };
     /// One thread per row, seq-indexed accesses staged through shared memory, each tile's
     /// loads issued a tile ahead.
-    pub const TILED: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: TILE, prefetch: true, chunk_threads: FILL };
+    pub const TILED: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: TILE, prefetch: true };
     /// Tiles with the scan cut into chunks.
-    pub const CHUNKED: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: true, chunk_threads: FILL };
+    pub const CHUNKED: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: true };
     /// Chunks and tiles without the prefetch registers: more warps fit an SM, which pays when
     /// chunks give many more warps than rows do.
-    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: false, chunk_threads: FILL };
+    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: false };
     /// Lanes over the inner dim.
-    pub const LANES: GpuSchedule = GpuSchedule { lanes: true, chunked: false, tile: 0, prefetch: false, chunk_threads: FILL };
+    pub const LANES: GpuSchedule = GpuSchedule { lanes: true, chunked: false, tile: 0, prefetch: false };
 
     /// How seq loops are tiled.
     pub fn tiling(&self) -> emit::Tiling {

@@ -13,7 +13,6 @@ impl Translator<'_> {
     pub(super) fn set_l(&mut self, l: Option<String>) {
         self.l = l;
         self.seq_bases.clear();
-        self.tile_new_step();
     }
 
     /// The address of `a`'s element at the current row, seq step and inner index, as PTX
@@ -157,18 +156,24 @@ impl Translator<'_> {
     /// does not vectorize.
     pub(super) fn vec_load(&mut self, a: &Access, at: &Inner) -> Option<String> {
         let c = self.vec4(a, at)?;
-        let key = (a.clone(), self.l.clone(), c);
-        if let Some(d) = self.vec_values.get(&key) {
-            return Some(d.clone());
+        Some(self.load4(a, c, |t, c0| (t.addr(a, &Inner::Static(c0)), "global.nc")))
+    }
+
+    /// `a` at inner index `c` from one `.v4` load of the four indices from `c - c % 4`, made at
+    /// the first of them and remembered for the rest of the step; `source(c0)` gives the
+    /// load's address and state space.
+    pub(super) fn load4(&mut self, a: &Access, c: usize, source: impl FnOnce(&mut Self, usize) -> (String, &'static str)) -> String {
+        if let Some(d) = self.vec_values.get(&(a.clone(), self.l.clone(), c)) {
+            return d.clone();
         }
         let c0 = c - c % 4;
-        let addr = self.addr(a, &Inner::Static(c0));
+        let (addr, space) = source(self, c0);
         let r: Vec<String> = (0..4).map(|_| self.w.f()).collect();
-        self.w.ins(format!("ld.global.nc.v4.f32 {{{}}}, [{addr}]", r.join(", ")));
+        self.w.ins(format!("ld.{space}.v4.f32 {{{}}}, [{addr}]", r.join(", ")));
         for (i, x) in r.iter().enumerate() {
             self.vec_values.insert((a.clone(), self.l.clone(), c0 + i), x.clone());
         }
-        Some(r[c % 4].clone())
+        r[c % 4].clone()
     }
 
     /// Stores `val` to `a` at `at` as part of a `st.global.v4` (written with the fourth value);

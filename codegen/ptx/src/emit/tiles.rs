@@ -13,7 +13,6 @@
 use super::{Inner, Translator};
 use crate::chunked::Chunked;
 use ssmc_kernel::{Access, Kir, Level, Step};
-use std::collections::HashMap;
 
 /// Threads per block of row kernels; the tile layout gives each of its warps a region.
 pub const BLOCK: u32 = 128;
@@ -159,8 +158,9 @@ pub(crate) struct Tile {
     warp_base: String,
     /// During a tile's steps: the shared addresses of step `j` (per-row, uniform).
     at: Option<(String, String)>,
-    /// `ld.shared.v4` results of the current step, by (stage, inner index).
-    cache: HashMap<(usize, usize), String>,
+    /// Per stage, per fill instruction: its guard (`@p ` where the lanes past a uniform
+    /// stage's last inner index fill nothing, else empty), computed once per thread.
+    guards: Vec<Vec<String>>,
 }
 
 impl Translator<'_> {
@@ -217,7 +217,27 @@ impl Translator<'_> {
             w.ins(format!("add.u32 {sh}, {sh}, {}", s.offset));
             fill.push((sh, g));
         }
-        self.tile = Some(Tile { plan, sub, jj, warp_row0, fill, row_ptr0, warp_base: base, at: None, cache: HashMap::new() });
+        let rows_per = 32 / plan.steps;
+        let guards = plan
+            .stages
+            .iter()
+            .map(|s| match s.kind {
+                StageKind::PerRow { store: true } => vec![],
+                StageKind::PerRow { store: false } => vec![String::new(); plan.steps],
+                StageKind::Uniform { n } => (0..n.div_ceil(rows_per))
+                    .map(|k| {
+                        let i0 = k * rows_per;
+                        if i0 + rows_per <= n {
+                            return String::new();
+                        }
+                        let p = self.w.p();
+                        self.w.ins(format!("setp.lt.u64 {p}, {sub}, {}", n - i0));
+                        format!("@{p} ")
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.tile = Some(Tile { plan, sub, jj, warp_row0, fill, row_ptr0, warp_base: base, at: None, guards });
     }
 
     /// The seq loop, tile by tile: stage, walk the tile's steps, flush.
@@ -366,38 +386,16 @@ impl Translator<'_> {
         a
     }
 
-    /// Registers for one tile's fill: per stage, per fill instruction (empty for store stages).
+    /// Registers for one tile's fill: per stage, one per fill instruction (none for stores).
     fn fill_regs(&mut self) -> Vec<Vec<String>> {
-        let plan = self.tile.as_ref().expect("tiled").plan.clone();
-        let rows_per = 32 / plan.steps;
-        plan.stages
-            .iter()
-            .map(|st| {
-                let dtype = self.k.buffers[st.access.buffer].dtype;
-                let count = match st.kind {
-                    StageKind::PerRow { store: true } => 0,
-                    StageKind::PerRow { store: false } => plan.steps,
-                    StageKind::Uniform { n } => n.div_ceil(rows_per),
-                };
-                (0..count).map(|_| self.raw_reg(dtype)).collect()
-            })
-            .collect()
+        let tile = self.tile.as_ref().expect("tiled");
+        let counts: Vec<(usize, ssmc_ir::DType)> =
+            tile.plan.stages.iter().zip(&tile.guards).map(|(s, g)| (g.len(), self.k.buffers[s.access.buffer].dtype)).collect();
+        counts.into_iter().map(|(count, dtype)| (0..count).map(|_| self.raw_reg(dtype)).collect()).collect()
     }
 
-    /// The guard of uniform fill instruction `k` of stage `s` (lanes past the last inner
-    /// index fill nothing), or "".
-    fn fill_guard(&mut self, s: usize, k: usize) -> String {
-        let tile = self.tile.as_ref().expect("tiled");
-        let rows_per = 32 / tile.plan.steps;
-        let StageKind::Uniform { n } = tile.plan.stages[s].kind else { return String::new() };
-        let i0 = k * rows_per;
-        if i0 + rows_per <= n {
-            return String::new();
-        }
-        let sub = tile.sub.clone();
-        let p = self.w.p();
-        self.w.ins(format!("setp.lt.u64 {p}, {sub}, {}", n - i0));
-        format!("@{p} ")
+    fn fill_guard(&self, s: usize, k: usize) -> String {
+        self.tile.as_ref().expect("tiled").guards[s][k].clone()
     }
 
     /// Issues the global loads of the tile whose lane-`jj` step is `lel` into `regs` (nothing
@@ -506,19 +504,9 @@ impl Translator<'_> {
                     Inner::Static(c) => *c,
                     _ => 0,
                 };
-                if let Some(d) = self.tile.as_ref().expect("tiled").cache.get(&(s, c)) {
-                    return Some(d.clone());
-                }
                 if n % 4 == 0 {
                     // four inner indices at once, broadcast to the warp
-                    let c0 = c - c % 4;
-                    let r: Vec<String> = (0..4).map(|_| self.w.f()).collect();
-                    self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{up}+{}]", r.join(", "), stage.offset + c0 * 4));
-                    let cache = &mut self.tile.as_mut().expect("tiled").cache;
-                    for (i, x) in r.iter().enumerate() {
-                        cache.insert((s, c0 + i), x.clone());
-                    }
-                    return Some(r[c % 4].clone());
+                    return Some(self.load4(a, c, |_, c0| (format!("{up}+{}", stage.offset + c0 * 4), "shared")));
                 }
                 let d = self.w.f();
                 self.w.ins(format!("ld.shared.f32 {d}, [{up}+{}]", stage.offset + c * 4));
@@ -535,13 +523,6 @@ impl Translator<'_> {
         let rp = tile.at.as_ref().expect("in a tile").0.clone();
         self.w.ins(format!("st.shared.f32 [{rp}+{offset}], {val}"));
         true
-    }
-
-    /// Forgets the previous step's `ld.shared.v4` results.
-    pub(super) fn tile_new_step(&mut self) {
-        if let Some(t) = self.tile.as_mut() {
-            t.cache.clear();
-        }
     }
 
     /// The `.shared` declaration of a tiled entry.
