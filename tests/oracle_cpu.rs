@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use ssmc::ir::gen::{random_graph, GenOptions};
 mod common;
-use common::{dims, example, EXAMPLES};
+use common::{assert_agree, dims, example, Tolerance, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::{HostTensor, TensorMap};
@@ -16,26 +16,8 @@ use std::collections::BTreeMap;
 
 
 
-/// Relative tolerance of f32 kernels against the f64 oracle (on the same stored input values).
-const RTOL: f64 = 2e-4;
-const ATOL: f64 = 2e-5;
-
-fn assert_agree(got: &TensorMap, want: &TensorMap, what: &str) {
-    for (name, w) in want {
-        let g = &got[name];
-        assert_eq!(g.shape(), w.shape(), "{what}: {name} shape");
-        let scale = w.to_f64().iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in g.to_f64().iter().zip(w.to_f64()).enumerate() {
-            // beyond f32's range the kernel's infinity is the right answer
-            let b32 = b as f32 as f64;
-            let ok = (a.is_nan() && b.is_nan())
-                || a == &b
-                || (b32.is_infinite() && *a == b32)
-                || (a - b).abs() <= RTOL * b.abs() + ATOL * (1.0 + scale);
-            assert!(ok, "{what}: {name}[{i}]: cpu {a}, oracle {b} (scale {scale})");
-        }
-    }
-}
+/// Tolerance of f32 kernels against the f64 oracle (on the same stored input values).
+const TOL: Tolerance = Tolerance { rtol: 2e-4, atol: 2e-5, f32_overflow: true };
 
 fn check(layer: &Layer, inputs: &TensorMap, what: &str) {
     let want = layer.eval_as(inputs, DType::F64).unwrap();
@@ -43,7 +25,7 @@ fn check(layer: &Layer, inputs: &TensorMap, what: &str) {
         for (sname, schedule) in [("default", Schedule::cpu_default()), ("scalar", Schedule::cpu_scalar())] {
             let compiled = layer.compile_with(Backend::Cpu, fusion, schedule).unwrap();
             let got = compiled.run_as(inputs, DType::F64).unwrap();
-            assert_agree(&got, &want, &format!("{what} {fusion:?} {sname}"));
+            assert_agree(&got, &want, &TOL, &format!("{what} {fusion:?} {sname}"));
         }
     }
 }

@@ -5,10 +5,9 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{dims, example, EXAMPLES};
+use common::{assert_agree, dims, example, Tolerance, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
-use ssmc::runtime::TensorMap;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
 
 
@@ -30,15 +29,17 @@ fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
 }
 
 
-fn assert_agree(got: &TensorMap, want: &TensorMap, what: &str) {
-    for (name, w) in want {
-        let g = &got[name];
-        assert_eq!(g.shape(), w.shape(), "{what}: {name} shape");
-        let scale = w.to_f64().iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in g.to_f64().iter().zip(w.to_f64()).enumerate() {
-            // ex2.approx and lg2.approx: about 2^-22 relative each
-            let ok = (a.is_nan() && b.is_nan()) || a == &b || (a - b).abs() <= 1e-3 * b.abs() + 1e-4 * (1.0 + scale);
-            assert!(ok, "{what}: {name}[{i}]: gpu {a}, oracle {b}");
+/// ex2.approx and lg2.approx: about 2^-22 relative each.
+const TOL: Tolerance = Tolerance { rtol: 1e-3, atol: 1e-4, f32_overflow: false };
+
+/// `compiled` against the oracle on random inputs at each (batch, dim, len, state) and dtype.
+fn check(layer: &Layer, compiled: &ssmc::CompiledLayer, shapes: &[(usize, usize, usize, usize)], dtypes: &[DType], seed: u64, what: &str) {
+    for &(b, d, l, n) in shapes {
+        for &dtype in dtypes {
+            let x = random_inputs(layer.graph(), &dims(layer, b, d, l, n), dtype, seed).unwrap();
+            let want = layer.eval_as(&x, DType::F64).unwrap();
+            let got = compiled.run_as(&x, DType::F64).unwrap();
+            assert_agree(&got, &want, &TOL, &format!("{what} {dtype} ({b},{d},{l},{n})"));
         }
     }
 }
@@ -51,16 +52,10 @@ fn every_example_matches_the_oracle_on_the_gpu() {
             for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES] {
                 let Some(compiled) = compile(&layer, fusion) else { return };
                 let compiled = compiled.with_gpu_schedule(schedule);
-                for dtype in [DType::F32, DType::BF16] {
-                    // (2, 64, ..): warps inside one batch (B and C staged once per warp), rows a
-                    // multiple of 32 (chunks tiled too); 37 and 3: warps across batches and rows
-                    for (b, d, l, n) in [(2, 37, 33, 16), (1, 8, 1, 16), (2, 5, 9, 3), (2, 37, 203, 16), (1, 3, 1000, 5), (2, 64, 301, 16), (3, 32, 70, 6)] {
-                        let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 4).unwrap();
-                        let want = layer.eval_as(&x, DType::F64).unwrap();
-                        let got = compiled.run_as(&x, DType::F64).unwrap();
-                        assert_agree(&got, &want, &format!("{name} {fusion:?} {schedule} {dtype} ({b},{d},{l},{n})"));
-                    }
-                }
+                // (2, 64, ..): warps inside one batch (B and C staged once per warp), rows a
+                // multiple of 32 (chunks tiled too); 37 and 3: warps across batches and rows
+                let shapes = [(2, 37, 33, 16), (1, 8, 1, 16), (2, 5, 9, 3), (2, 37, 203, 16), (1, 3, 1000, 5), (2, 64, 301, 16), (3, 32, 70, 6)];
+                check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 4, &format!("{name} {fusion:?} {schedule}"));
             }
         }
     }
@@ -73,12 +68,7 @@ fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
         for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED_LEAN] {
             let Some(compiled) = compile(&layer, Fusion::On) else { return };
             let compiled = compiled.with_gpu_schedule(schedule);
-            for dtype in [DType::F16, DType::F64] {
-                let x = random_inputs(layer.graph(), &dims(&layer, 2, 64, 301, 16), dtype, 6).unwrap();
-                let want = layer.eval_as(&x, DType::F64).unwrap();
-                let got = compiled.run_as(&x, DType::F64).unwrap();
-                assert_agree(&got, &want, &format!("{name} {schedule} {dtype}"));
-            }
+            check(&layer, &compiled, &[(2, 64, 301, 16)], &[DType::F16, DType::F64], 6, &format!("{name} {schedule}"));
         }
     }
 }
@@ -91,14 +81,7 @@ fn odd_state_counts_through_warp_shared_tiles_match_the_oracle() {
     for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
         let Some(compiled) = compile(&layer, Fusion::On) else { return };
         let compiled = compiled.with_gpu_schedule(schedule);
-        for (b, d, l, n) in [(1, 32, 40, 5), (2, 64, 130, 7), (1, 32, 200, 1)] {
-            for dtype in [DType::F32, DType::BF16] {
-                let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 7).unwrap();
-                let want = layer.eval_as(&x, DType::F64).unwrap();
-                let got = compiled.run_as(&x, DType::F64).unwrap();
-                assert_agree(&got, &want, &format!("{schedule} {dtype} ({b},{d},{l},{n})"));
-            }
-        }
+        check(&layer, &compiled, &[(1, 32, 40, 5), (2, 64, 130, 7), (1, 32, 200, 1)], &[DType::F32, DType::BF16], 7, &format!("{schedule}"));
     }
 }
 
@@ -119,9 +102,6 @@ fn a_long_state_loops_in_local_memory_on_the_gpu() {
     let layer = example("mamba1_step.ssm");
     for fusion in [Fusion::On, Fusion::Off] {
         let Some(compiled) = compile(&layer, fusion) else { return };
-        let x = random_inputs(layer.graph(), &dims(&layer, 2, 7, 21, 80), DType::F32, 6).unwrap();
-        let want = layer.eval_as(&x, DType::F64).unwrap();
-        let got = compiled.run_as(&x, DType::F64).unwrap();
-        assert_agree(&got, &want, &format!("state 80 {fusion:?}"));
+        check(&layer, &compiled, &[(2, 7, 21, 80)], &[DType::F32], 6, &format!("state 80 {fusion:?}"));
     }
 }

@@ -1,6 +1,7 @@
 //! What the differential tests share: the example specs and their sizes.
 #![allow(dead_code)]
 
+use ssmc::runtime::TensorMap;
 use ssmc::Layer;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,4 +24,31 @@ pub fn dims(layer: &Layer, b: usize, d: usize, l: usize, n: usize) -> BTreeMap<S
         .filter(|(k, _)| layer.graph().dim(k).is_some())
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+}
+
+/// How far a backend may be from the oracle: `|got - want| <= rtol |want| + atol (1 + scale)`,
+/// scale the largest finite `|want|` of the tensor.
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+    /// Where `want` lies beyond f32's range, the kernel's infinity (f32's rounding of it) is
+    /// the right answer.
+    pub f32_overflow: bool,
+}
+
+/// Every output of `got` agrees with `want` within `tol` (NaN where the oracle has NaN).
+pub fn assert_agree(got: &TensorMap, want: &TensorMap, tol: &Tolerance, what: &str) {
+    for (name, w) in want {
+        let g = &got[name];
+        assert_eq!(g.shape(), w.shape(), "{what}: {name} shape");
+        let scale = w.to_f64().iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in g.to_f64().iter().zip(w.to_f64()).enumerate() {
+            let b32 = b as f32 as f64;
+            let ok = (a.is_nan() && b.is_nan())
+                || a == &b
+                || (tol.f32_overflow && b32.is_infinite() && *a == b32)
+                || (a - b).abs() <= tol.rtol * b.abs() + tol.atol * (1.0 + scale);
+            assert!(ok, "{what}: {name}[{i}]: got {a}, oracle {b} (scale {scale})");
+        }
+    }
 }
