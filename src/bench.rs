@@ -2,6 +2,7 @@
 //! runs; both checked against the oracle; a table, JSON, and an SVG plot for sweeps.
 
 use crate::compiled::{Backend, CompiledLayer};
+use crate::gpu::median_device_us;
 use crate::random::random_inputs;
 use crate::{Error, Layer};
 use ssmc_ir::{DType, IrError};
@@ -345,16 +346,8 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         let mut run = c.gpu_run(&x)?;
         run.launch()?;
         gpu.sync()?;
-        let (mut dev, mut host) = (Vec::new(), Vec::new());
-        for _ in 0..opts.reps.max(3) {
-            // the flush is still running when the first mark and the launch are queued, so the
-            // marks bracket the kernels alone, not the host's time to queue them
-            gpu.clear(&mut flush)?;
-            let a = gpu.mark()?;
-            run.launch()?;
-            let b = gpu.mark()?;
-            dev.push(gpu.elapsed_ms(&a, &b)? as f64 * 1e3);
-        }
+        let dev = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || run.launch())?;
+        let mut host = Vec::new();
         for _ in 0..opts.reps.max(3) {
             gpu.sync()?;
             let t0 = Instant::now();
@@ -362,9 +355,8 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
             gpu.sync()?;
             host.push(t0.elapsed().as_secs_f64() * 1e6);
         }
-        dev.sort_by(f64::total_cmp);
         host.sort_by(f64::total_cmp);
-        Ok((dev[dev.len() / 2], host[host.len() / 2]))
+        Ok((dev, host[host.len() / 2]))
     };
     let (fused_us, fused_host_us) = time(&fused)?;
     let (unfused_us, _) = time(&unfused)?;
@@ -373,41 +365,20 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let src = gpu.zeros_f32(n)?;
     let mut dst = gpu.zeros_f32(n)?;
     gpu.copy(&src, &mut dst)?;
-    let mut copies = Vec::new();
-    for _ in 0..5 {
-        let a = gpu.mark()?;
-        gpu.copy(&src, &mut dst)?;
-        let b = gpu.mark()?;
-        copies.push(gpu.elapsed_ms(&a, &b)? as f64);
-    }
-    copies.sort_by(f64::total_cmp);
-    let copy_gbps = 2.0 * (n * 4) as f64 / (copies[2] * 1e-3) / 1e9;
+    let copy_us = median_device_us(gpu, 5, || Ok(()), || Ok(gpu.copy(&src, &mut dst)?))?;
+    let copy_gbps = 2.0 * (n * 4) as f64 / (copy_us * 1e-6) / 1e9;
     // ex2 rate: 8 independent chains per thread
     let threads: u64 = 132 * 2048;
     let module = gpu.load(&ex2_rate_ptx(), &["ex2rate".to_string()])?;
     let out = gpu.zeros_f32(threads as usize)?;
-    gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?;
-    let mut ex2 = Vec::new();
-    for _ in 0..5 {
-        let a = gpu.mark()?;
-        gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?;
-        let b = gpu.mark()?;
-        ex2.push(gpu.elapsed_ms(&a, &b)? as f64);
-    }
-    ex2.sort_by(f64::total_cmp);
-    let ex2_per_s = (threads * 8 * EX2_ITERS) as f64 / (ex2[2] * 1e-3);
-    // an empty kernel over as many threads, timed as the plans are (after an L2 flush)
+    let ex2_kernel = || Ok(gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?);
+    ex2_kernel()?;
+    let ex2_us = median_device_us(gpu, 5, || Ok(()), ex2_kernel)?;
+    let ex2_per_s = (threads * 8 * EX2_ITERS) as f64 / (ex2_us * 1e-6);
+    // an empty kernel (one thread), timed as the plans are (after an L2 flush)
     let empty = gpu.load(&format!("{}\n.visible .entry empty(.param .u64 out, .param .u64 rows)\n{{\n\tret;\n}}\n", ssmc_ptx::Arch::SM90.header()), &["empty".to_string()])?;
-    let mut empties = Vec::new();
-    for _ in 0..opts.reps.max(3) {
-        gpu.clear(&mut flush)?;
-        let a = gpu.mark()?;
-        gpu.launch(&empty, 0, &[&out], &[0], 1, 1, 128)?;
-        let b = gpu.mark()?;
-        empties.push(gpu.elapsed_ms(&a, &b)? as f64 * 1e3);
-    }
-    empties.sort_by(f64::total_cmp);
-    let empty_us = empties[empties.len() / 2];
+    let empty_us =
+        median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || Ok(gpu.launch(&empty, 0, &[&out], &[0], 1, 1, 128)?))?;
     let sizes: Vec<usize> = layer.graph().dims().map(|(_, n)| dims.get(n).copied().unwrap_or(1)).collect();
     let elements = |s: &ssmc_ir::Shape| s.dims().iter().map(|d| sizes[d.index()] as u64).product::<u64>();
     let exp_evals = fused

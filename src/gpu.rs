@@ -67,8 +67,6 @@ pub struct GpuRun<'a> {
     extents: Vec<Vec<usize>>,
     /// Per chunked kernel: decay products, end states and start states, `[rows, chunks, inner]`.
     scratch: Vec<Option<[DeviceBuffer; 3]>>,
-    /// 64 MiB to zero before timed launches (see [`GpuRun::busy`]).
-    busy: Option<DeviceBuffer>,
 }
 
 /// Loads `plan`'s kernels under one GPU schedule.
@@ -112,23 +110,16 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     if variants.len() == 1 {
         return Ok(variants.pop().expect("one"));
     }
+    // zeroed before each timed launch: the GPU stays busy while the marks and launches are queued
+    let mut busy = gpu.zeros_f32(16 << 20)?;
     let mut timed = Vec::new();
     for code in variants {
         let code = Arc::new(code);
         let mut run = GpuRun::new(gpu, code.clone(), &plan, sizes, inputs)?;
         run.launch()?;
-        let mut times = Vec::new();
-        for _ in 0..3 {
-            // a queued copy keeps the GPU busy while the launches are queued behind the mark
-            run.busy()?;
-            let a = gpu.mark()?;
-            run.launch()?;
-            let b = gpu.mark()?;
-            times.push(gpu.elapsed_ms(&a, &b)? as f64 * 1e3);
-        }
-        times.sort_by(f64::total_cmp);
+        let t = median_device_us(gpu, 3, || Ok(gpu.clear(&mut busy)?), || run.launch())?;
         drop(run);
-        timed.push((code, times[1]));
+        timed.push((code, t));
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
     let tuning: Vec<(String, f64)> = timed.iter().map(|(c, t)| (c.describe(), *t)).collect();
@@ -136,6 +127,27 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     let mut best = Arc::try_unwrap(best).map_err(|_| IrError::new("autotuner: code still shared"))?;
     best.tuning = tuning;
     Ok(best)
+}
+
+/// The median of `reps` device times (microseconds) of `work`, each between two CUDA events.
+/// `before` runs ahead of each first event: device work queued there (an L2 flush) keeps the
+/// GPU busy while the events and `work` are queued, so that they bracket `work` alone.
+pub fn median_device_us(
+    gpu: &Gpu,
+    reps: usize,
+    mut before: impl FnMut() -> Result<(), Error>,
+    mut work: impl FnMut() -> Result<(), Error>,
+) -> Result<f64, Error> {
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        before()?;
+        let a = gpu.mark()?;
+        work()?;
+        let b = gpu.mark()?;
+        times.push(gpu.elapsed_ms(&a, &b)? as f64 * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
 impl GpuCode {
@@ -181,7 +193,7 @@ impl<'a> GpuRun<'a> {
                 Launch::Plain(_) => None,
             });
         }
-        Ok(GpuRun { gpu, code, plan, memory, extents, scratch, busy: None })
+        Ok(GpuRun { gpu, code, plan, memory, extents, scratch })
     }
 
     /// Launches every kernel in order (asynchronously).
@@ -211,17 +223,6 @@ impl<'a> GpuRun<'a> {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Queues device work that keeps the GPU busy for a while (zeroing the largest buffer),
-    /// so that a following mark and launches are timed without the host's queueing gaps.
-    pub fn busy(&mut self) -> Result<(), Error> {
-        if self.busy.is_none() {
-            self.busy = Some(self.gpu.zeros_f32(16 << 20)?);
-        }
-        let b = self.busy.as_mut().expect("allocated above");
-        self.gpu.clear(b)?;
         Ok(())
     }
 
