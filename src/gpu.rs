@@ -100,6 +100,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
         (GpuSchedule::CHUNKED, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some())),
         (GpuSchedule::CHUNKED_LEAN, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some() && ssmc_ptx::emit::tiled(k, &GpuSchedule::CHUNKED_LEAN))),
         (GpuSchedule::LANES, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES.kernel()) > 1)),
+        (GpuSchedule::WARP_SCAN, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some())),
     ]
     .into_iter()
     .filter_map(|(s, applies)| applies.then_some(s))
@@ -151,13 +152,17 @@ pub fn median_device_us(
 }
 
 impl GpuCode {
-    /// The schedule in words, as run: `rows`, `rows+tiles16`, `rows+chunks64+tiles16`, `lanes`
+    /// The schedule in words, as run: `rows`, `rows+tiles16`, `rows+chunks64+tiles16`, `lanes`,
+    /// `warpscan`
     /// (tiles and chunks named only where some kernel uses them).
     pub fn describe(&self) -> String {
         let chunks = self.entries.iter().find_map(|e| match e {
             Launch::Chunked { chunks, .. } => Some(*chunks),
-            Launch::Plain(_) => None,
+            Launch::Plain(_) | Launch::Warp(_) => None,
         });
+        if self.entries.iter().any(|e| matches!(e, Launch::Warp(_))) {
+            return "warpscan".to_string();
+        }
         let mut s = if self.sched.lanes { "lanes".to_string() } else { "rows".to_string() };
         if let Some(c) = chunks {
             s += &format!("+chunks{c}");
@@ -190,7 +195,7 @@ impl<'a> GpuRun<'a> {
                     let n = kir.row_count() * chunks * kir.inner.unwrap_or(1);
                     Some([gpu.zeros_f32(n)?, gpu.zeros_f32(n)?, gpu.zeros_f32(n)?])
                 }
-                Launch::Plain(_) => None,
+                Launch::Plain(_) | Launch::Warp(_) => None,
             });
         }
         Ok(GpuRun { gpu, code, plan, memory, extents, scratch })
@@ -208,6 +213,7 @@ impl<'a> GpuRun<'a> {
                     let lanes = ssmc_ptx::emit::lanes_per_row(kir, &self.code.schedule);
                     self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, lanes, BLOCK)?;
                 }
+                Launch::Warp(e) => self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, 32, BLOCK)?,
                 Launch::Chunked { summary, combine, main, chunks } => {
                     let [p, h, start] = self.scratch[idx].as_ref().expect("allocated with the code");
                     let n = kir.inner.unwrap_or(1);

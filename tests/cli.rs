@@ -623,6 +623,16 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&["compile", "/nonexistent/x.ssm"], 1, &["/nonexistent/x.ssm"]);
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
     fails(&["compile", spec, "--tile", "3"], 1, &["tile 3", "power of two up to 32"]);
+    fails(&["compile", spec, "--warp-scan", "--chunked"], 2, &["--warp-scan", "--chunked"]);
+}
+
+#[test]
+fn compile_prints_the_warp_scan_when_asked() {
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
+    let ptx = ok(&["compile", spec, "--target", "ptx", "--warp-scan", "--dims", "batch=1,dim=8,len=256,state=16"]);
+    assert!(ptx.contains("shfl.sync.up.b32") && ptx.contains(".maxnreg"), "{ptx}");
+    let ptx = ok(&["compile", spec, "--target", "ptx", "--dims", "batch=1,dim=8,len=256,state=16"]);
+    assert!(!ptx.contains("shfl.sync.up.b32"));
 }
 
 #[test]

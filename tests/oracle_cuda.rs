@@ -49,7 +49,7 @@ fn every_example_matches_the_oracle_on_the_gpu() {
     for name in EXAMPLES {
         let layer = example(name);
         for fusion in [Fusion::On, Fusion::Off] {
-            for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES] {
+            for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES, GpuSchedule::WARP_SCAN] {
                 let Some(compiled) = compile(&layer, fusion) else { return };
                 let compiled = compiled.with_gpu_schedule(schedule);
                 // (2, 64, ..): warps inside one batch (B and C staged once per warp), rows a
@@ -65,7 +65,7 @@ fn every_example_matches_the_oracle_on_the_gpu() {
 fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
     for name in ["mamba1.ssm", "reverse.ssm"] {
         let layer = example(name);
-        for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED_LEAN] {
+        for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::WARP_SCAN] {
             let Some(compiled) = compile(&layer, Fusion::On) else { return };
             let compiled = compiled.with_gpu_schedule(schedule);
             check(&layer, &compiled, &[(2, 64, 301, 16)], &[DType::F16, DType::F64], 6, &format!("{name} {schedule}"));
@@ -78,10 +78,23 @@ fn odd_state_counts_through_warp_shared_tiles_match_the_oracle() {
     // dim a multiple of 32: B and C staged once per warp; 5 and 7 states: the last fill
     // instruction covers fewer inner indices than lanes
     let layer = example("mamba1.ssm");
-    for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
+    for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::WARP_SCAN] {
         let Some(compiled) = compile(&layer, Fusion::On) else { return };
         let compiled = compiled.with_gpu_schedule(schedule);
         check(&layer, &compiled, &[(1, 32, 40, 5), (2, 64, 130, 7), (1, 32, 200, 1)], &[DType::F32, DType::BF16], 7, &format!("{schedule}"));
+    }
+}
+
+#[test]
+fn the_warp_scan_carries_states_across_blocks() {
+    // lengths that fill whole blocks of 128 steps, end inside a lane's vector of 4 or inside a
+    // block; with an initial state in and the last state out (mamba1_step), and without
+    for name in ["mamba1_step.ssm", "mamba1.ssm", "s4d.ssm"] {
+        let layer = example(name);
+        let Some(compiled) = compile(&layer, Fusion::On) else { return };
+        let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+        let shapes = [(2, 3, 64, 16), (1, 2, 128, 16), (2, 3, 512, 16), (1, 2, 516, 16), (1, 2, 1001, 4), (2, 1, 4096, 16)];
+        check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 8, &format!("{name} warpscan"));
     }
 }
 

@@ -9,7 +9,8 @@ use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
 
 /// Every GPU schedule the autotuner chooses among.
-const SCHEDULES: [GpuSchedule; 5] = [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES];
+const SCHEDULES: [GpuSchedule; 6] =
+    [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES, GpuSchedule::WARP_SCAN];
 
 
 #[test]
@@ -133,4 +134,43 @@ fn odd_state_counts_fill_warp_shared_tiles_under_a_guard() {
             ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("state {n} {schedule}: {log}"));
         }
     }
+}
+
+#[test]
+fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
+    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
+        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found");
+        return;
+    };
+    let layer = example("mamba1.ssm");
+    let per_lane = ssmc_ptx::emit::PER_LANE;
+    for len in [128, 130, 1000] {
+        for dtype in [DType::F32, DType::BF16, DType::F16, DType::F64] {
+            let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, len), dtype, GpuSchedule::WARP_SCAN).unwrap();
+            ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("len {len} {dtype}: {log}"));
+            // one exp2 per (step, state), one in softplus and one in the gate per step: the
+            // steps are not scanned twice
+            assert_eq!(ptx.matches("ex2.approx").count(), per_lane * (16 + 1 + 1), "len {len} {dtype}");
+            // per state: 5 levels of h and 4 of P, one rotation (the state entering each lane,
+            // the carry into lane 0), and after the loop the final state from the lane holding
+            // the last step where the last block ends early
+            assert_eq!(ptx.matches("shfl.sync.up.b32").count(), 16 * (5 + 4), "len {len} {dtype}");
+            let early = (len - 1) % (32 * per_lane) / per_lane != 31;
+            assert_eq!(ptx.matches("shfl.sync.idx.b32").count(), 16 * (1 + usize::from(early)), "len {len} {dtype}");
+            assert!(ptx.contains(".maxnreg"));
+            // whole vectors of a lane's steps where the length allows (u, delta, z, 16 B, 16 C;
+            // and f32 A, 4 states a vector, outside the loop)
+            let vectors = ptx.matches("ld.global.nc.v4.f32").count() + ptx.matches("ld.global.nc.v4.b16").count();
+            let whole = len % per_lane == 0 && dtype != DType::F64;
+            let a = if dtype == DType::F32 { 16 / 4 } else { 0 };
+            assert_eq!(vectors, a + if whole { 3 + 2 * 16 } else { 0 }, "len {len} {dtype}");
+            // out is f32 whatever the inputs
+            assert_eq!(ptx.matches("st.global.v4.f32").count(), usize::from(len % per_lane == 0), "len {len} {dtype}");
+        }
+    }
+    // a reverse scan, or one too short to fill a warp, runs one thread per row
+    let ptx = ssmc::gpu::ptx(&example("reverse.ssm"), Fusion::On, &sizes(1, 64, 256), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
+    assert!(!ptx.contains("shfl.sync.up"));
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 32), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
+    assert!(!ptx.contains("shfl.sync.up"));
 }

@@ -52,6 +52,10 @@ enum Command {
         /// Load each tile when it starts instead of a tile ahead (fewer registers).
         #[arg(long)]
         no_prefetch: bool,
+        /// A warp per row scanning the seq dim in parallel, one pass (another choice); kernels
+        /// that do not qualify run one thread per row.
+        #[arg(long, conflicts_with_all = ["lanes", "chunked"])]
+        warp_scan: bool,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -236,10 +240,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch, warp_scan } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            let schedule = ssmc::GpuSchedule { lanes, chunked, tile, prefetch: !no_prefetch };
+            let schedule = ssmc::GpuSchedule { lanes, chunked, tile, prefetch: !no_prefetch, warp_scan };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

@@ -77,7 +77,7 @@ pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pa
         needed,
     };
     let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
-    translate(k, name, schedule, Some(chunked), extra, tiling)
+    translate(k, name, schedule, Some(chunked), extra, tiling, None)
 }
 
 /// Chunk summaries the combine pass loads before using them.

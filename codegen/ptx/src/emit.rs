@@ -19,7 +19,9 @@ mod lanes;
 mod memory;
 mod steps;
 mod tiles;
+mod warpscan;
 pub use tiles::{Tiling, BLOCK};
+pub use warpscan::{warp_scannable, WarpScan, PER_LANE};
 use std::fmt::Write;
 
 /// The entry point name of kernel `i`.
@@ -31,7 +33,14 @@ pub fn entry_name(k: &Kir, i: usize) -> String {
 /// With `tiling.steps > 0`, the seq loop runs in tiles of that many steps staged through shared
 /// memory where that applies (see [`Tiling`]).
 pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String {
-    translate(k, name, schedule, None, 0, tiling)
+    translate(k, name, schedule, None, 0, tiling, None)
+}
+
+/// Kernel `k` under the warp scan (one warp per row; see [`warp_scannable`]), or `None` where it
+/// does not qualify.
+pub fn entry_warp(k: &Kir, name: &str, schedule: &Schedule) -> Option<String> {
+    let ws = warp_scannable(k, schedule)?;
+    Some(translate(k, name, schedule, None, 0, Tiling { steps: 0, prefetch: false }, Some(ws)))
 }
 
 /// Whether kernel `k` under `gpu` stages tiles through shared memory.
@@ -50,10 +59,18 @@ fn unrolled(k: &Kir, schedule: &Schedule) -> bool {
     k.inner.is_none_or(|n| n <= schedule.unroll_limit.max(1))
 }
 
-pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Option<Chunked>, extra_params: usize, tiling: Tiling) -> String {
+pub(crate) fn translate(
+    k: &Kir,
+    name: &str,
+    schedule: &Schedule,
+    chunked: Option<Chunked>,
+    extra_params: usize,
+    tiling: Tiling,
+    warp: Option<WarpScan>,
+) -> String {
     let unrolled = unrolled(k, schedule);
-    let lanes = if chunked.is_some() { 1 } else { lanes_per_row(k, schedule) };
-    let tile_plan = tiles::plan(k, tiling, lanes, unrolled, chunked.as_ref());
+    let lanes = if chunked.is_some() || warp.is_some() { 1 } else { lanes_per_row(k, schedule) };
+    let tile_plan = if warp.is_some() { None } else { tiles::plan(k, tiling, lanes, unrolled, chunked.as_ref()) };
     let mut t = Translator {
         w: Regs::default(),
         k,
@@ -75,6 +92,8 @@ pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Optio
         rows_param: String::new(),
         valid: None,
         vec_values: HashMap::new(),
+        warp,
+        seqvec: None,
     };
     t.body(tile_plan);
     let mut s = format!(".visible .entry {name}(\n");
@@ -83,7 +102,11 @@ pub(crate) fn translate(k: &Kir, name: &str, schedule: &Schedule, chunked: Optio
         .chain(["\t.param .u64 rows".to_string()])
         .collect();
     s.push_str(&params.join(",\n"));
-    s.push_str("\n)\n{\n");
+    s.push_str("\n)\n");
+    if t.warp.is_some() {
+        let _ = writeln!(s, ".maxnreg {}", warpscan::MAX_REGS);
+    }
+    s.push_str("{\n");
     s.push_str(&t.w.decls());
     for (name, bytes) in &t.locals {
         let _ = writeln!(s, "\t.local .align 4 .b8 {name}[{bytes}];");
@@ -124,6 +147,10 @@ struct Translator<'a> {
     /// Whether this thread's row exists, where threads past the end stay alive (tiles).
     valid: Option<String>,
     vec_values: HashMap<memory::VecKey, String>,
+    /// The warp scan (one warp per row, lanes over seq), where it applies.
+    warp: Option<WarpScan>,
+    /// The warp scan's seq-contiguous vectors of the current block.
+    seqvec: Option<warpscan::SeqVec>,
 }
 
 /// A thread's place in its row's lane group.
@@ -211,6 +238,12 @@ impl Translator<'_> {
             w.exit_if_ge(&c, &ch.chunks.to_string(), &done);
             ch.c = c;
             unclamped = r.clone();
+            r
+        } else if self.warp.is_some() {
+            // thread = row * 32 + lane: a warp per row, all of it alive for the shuffles
+            let r = w.rd();
+            w.ins(format!("shr.u64 {r}, {row}, 5"));
+            w.exit_if_ge(&r, &rows, &done);
             r
         } else if tile_plan.is_some() {
             // a warp runs while any of its rows exists; the others repeat the last row, unstored
@@ -485,6 +518,9 @@ impl Translator<'_> {
     }
 
     fn seq_loop(&mut self) {
+        if self.warp.is_some() {
+            return self.seq_loop_warp_scan();
+        }
         if self.lane_blocks() {
             return self.seq_loop_lane_blocks();
         }

@@ -37,21 +37,27 @@ pub struct GpuSchedule {
     pub tile: usize,
     /// Tiles: issue each tile's loads before the previous tile's steps.
     pub prefetch: bool,
+    /// A warp per row, its lanes over seq: each lane scans a few consecutive steps, the lanes
+    /// combine with shuffles (see [`emit::warp_scannable`]); kernels that do not qualify run
+    /// one thread per row.
+    pub warp_scan: bool,
 }
 
 impl GpuSchedule {
     /// One thread per row, reading global memory in place.
-    pub const ROWS: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false };
+    pub const ROWS: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false, warp_scan: false };
     /// One thread per row, seq-indexed accesses staged through shared memory, each tile's
     /// loads issued a tile ahead.
-    pub const TILED: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: TILE, prefetch: true };
+    pub const TILED: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: TILE, prefetch: true, warp_scan: false };
     /// Tiles with the scan cut into chunks.
-    pub const CHUNKED: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: true };
+    pub const CHUNKED: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: true, warp_scan: false };
     /// Chunks and tiles without the prefetch registers: more warps fit an SM, which pays when
     /// chunks give many more warps than rows do.
-    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: false };
+    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: false, warp_scan: false };
     /// Lanes over the inner dim.
-    pub const LANES: GpuSchedule = GpuSchedule { lanes: true, chunked: false, tile: 0, prefetch: false };
+    pub const LANES: GpuSchedule = GpuSchedule { lanes: true, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    /// A warp per row scanning seq in parallel, in one pass.
+    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false, warp_scan: true };
 
     /// How seq loops are tiled.
     pub fn tiling(&self) -> emit::Tiling {
@@ -66,6 +72,9 @@ impl GpuSchedule {
 
 impl std::fmt::Display for GpuSchedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.warp_scan {
+            return write!(f, "warpscan");
+        }
         write!(f, "{}", if self.lanes { "lanes" } else { "rows" })?;
         if self.chunked {
             write!(f, "+chunks")?;

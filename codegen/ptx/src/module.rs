@@ -3,7 +3,7 @@
 
 use crate::arch::Arch;
 use crate::chunked::{chunkable, combine_entry, entry_chunked, ChunkPass};
-use crate::emit::{entry, entry_name};
+use crate::emit::{entry, entry_name, entry_warp};
 use crate::GpuSchedule;
 use ssmc_kernel::Kir;
 
@@ -12,6 +12,8 @@ use ssmc_kernel::Kir;
 pub enum Launch {
     /// One entry (by index into [`Module::names`]).
     Plain(usize),
+    /// One entry run by a warp per row (the warp scan).
+    Warp(usize),
     /// A chunked scan: summary, combine and main entries, and the number of chunks.
     Chunked {
         /// The summary pass.
@@ -46,7 +48,8 @@ pub fn chunks_for(rows: usize, extent: usize) -> usize {
 }
 
 /// The PTX for a whole plan under `gpu`: one `.entry` per kernel, or three for a scan cut into
-/// chunks (when `gpu.chunked` and the kernel is [`chunkable`]).
+/// chunks (when `gpu.chunked` and the kernel is [`chunkable`]); with `gpu.warp_scan`, kernels
+/// that qualify run a warp per row.
 pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
     let schedule = &gpu.kernel();
     let (chunked, tile) = (gpu.chunked, gpu.tiling());
@@ -59,7 +62,13 @@ pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
             (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
             _ => 1,
         };
-        if chunks > 1 {
+        let warp = if gpu.warp_scan { entry_warp(k, &base, schedule) } else { None };
+        if let Some(entry_text) = warp {
+            text.push('\n');
+            text.push_str(&entry_text);
+            names.push(base);
+            launches.push(Launch::Warp(names.len() - 1));
+        } else if chunks > 1 {
             let n = k.inner.unwrap_or(1);
             for (suffix, entry_text) in [
                 ("summary", entry_chunked(k, &format!("{base}_summary"), schedule, chunks, ChunkPass::Summary, tile)),

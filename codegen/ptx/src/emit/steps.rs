@@ -33,7 +33,7 @@ impl Translator<'_> {
         let here = if outer { Inner::None } else { at.clone() };
         Some(match step {
             Step::Load(a) => {
-                if let Some(d) = self.tile_read(&a, &here).or_else(|| self.vec_load(&a, &here)) {
+                if let Some(d) = self.seq_vec_load(&a, &here).or_else(|| self.tile_read(&a, &here)).or_else(|| self.vec_load(&a, &here)) {
                     return Some(d);
                 }
                 let addr = self.addr(&a, &here);
@@ -208,7 +208,7 @@ impl Translator<'_> {
                     (None, _, Some(valid)) => format!("@{valid} "),
                     (None, _, None) => String::new(),
                 };
-                if self.vec_store(&a, &here, &val, &guard) {
+                if self.seq_vec_store(&a, &here, &val, &guard) || self.vec_store(&a, &here, &val, &guard) {
                     return None;
                 }
                 let addr = self.addr(&a, &here);
