@@ -250,6 +250,11 @@ pub struct GpuBenchResult {
     /// Median host time of one fused call from Rust (queueing the launches and waiting for
     /// them, inputs already on the device, L2 warm), microseconds.
     pub fused_host_us: f64,
+    /// Device time per call of the fused plan with `STREAM` calls queued back to back between
+    /// two events (no flush between them: what a generation loop sees per step), microseconds.
+    pub fused_stream_us: f64,
+    /// The same for an empty kernel.
+    pub empty_stream_us: f64,
     /// Bytes the fused plan moves (its floor in traffic).
     pub floor_bytes: u64,
     /// Bytes the unfused plan moves.
@@ -293,6 +298,11 @@ impl GpuBenchResult {
         let _ = writeln!(s, "fused     {:>11.1}   {:>5.0}   {:>7.2}   {:>9.1}", self.fused_us, gbs(self.fused_us, self.floor_bytes), self.fused_us / self.floor_us(), self.fused_host_us);
         let _ = writeln!(s, "unfused   {:>11.1}   {:>5.0}   {:>7.2}", self.unfused_us, gbs(self.unfused_us, self.unfused_bytes), self.unfused_us / self.floor_us());
         let _ = writeln!(s, "speedup   {:.1}x; max |err| vs oracle {:.3e}", self.unfused_us / self.fused_us, self.max_abs_err);
+        let _ = writeln!(
+            s,
+            "back to back ({STREAM} calls between two events): fused {:.2} us per call, empty kernel {:.2} us",
+            self.fused_stream_us, self.empty_stream_us
+        );
         s
     }
 
@@ -300,7 +310,7 @@ impl GpuBenchResult {
     pub fn json(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         format!(
-            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
+            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"fused_stream_us\": {:.3}, \"empty_stream_us\": {:.3}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
             dims.join(", "),
             self.dtype,
             self.tuning.first().map_or("rows", |t| t.0.as_str()),
@@ -308,6 +318,8 @@ impl GpuBenchResult {
             self.fused_us,
             self.unfused_us,
             self.fused_host_us,
+            self.fused_stream_us,
+            self.empty_stream_us,
             self.unfused_us / self.fused_us,
             self.floor_us(),
             self.copy_gbps,
@@ -318,6 +330,21 @@ impl GpuBenchResult {
             self.max_abs_err
         )
     }
+}
+
+/// Calls queued back to back for the stream timings.
+const STREAM: usize = 100;
+
+/// Device microseconds per call of `work` with [`STREAM`] calls between two events (median of
+/// 3 such runs; `before` runs ahead of each).
+fn stream_us(gpu: &ssmc_ptx::Gpu, before: impl FnMut() -> Result<(), Error>, mut work: impl FnMut() -> Result<(), Error>) -> Result<f64, Error> {
+    let total = median_device_us(gpu, 3, before, || {
+        for _ in 0..STREAM {
+            work()?;
+        }
+        Ok(())
+    })?;
+    Ok(total / STREAM as f64)
 }
 
 /// A PTX kernel of independent `ex2.approx` chains (8 per thread, `ITERS` steps each).
@@ -342,11 +369,12 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
     // 256 MiB written before every timed call, so no input is served from L2
     let mut flush = gpu.zeros_f32(64 << 20)?;
-    let mut time = |c: &CompiledLayer| -> Result<(f64, f64), Error> {
+    let mut time = |c: &CompiledLayer, streamed: bool| -> Result<(f64, f64, f64), Error> {
         let mut run = c.gpu_run(&x)?;
         run.launch()?;
         gpu.sync()?;
         let dev = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || run.launch())?;
+        let stream = if streamed { stream_us(gpu, || Ok(gpu.clear(&mut flush)?), || run.launch())? } else { f64::NAN };
         let mut host = Vec::new();
         for _ in 0..opts.reps.max(3) {
             gpu.sync()?;
@@ -356,10 +384,10 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
             host.push(t0.elapsed().as_secs_f64() * 1e6);
         }
         host.sort_by(f64::total_cmp);
-        Ok((dev, host[host.len() / 2]))
+        Ok((dev, host[host.len() / 2], stream))
     };
-    let (fused_us, fused_host_us) = time(&fused)?;
-    let (unfused_us, _) = time(&unfused)?;
+    let (fused_us, fused_host_us, fused_stream_us) = time(&fused, true)?;
+    let (unfused_us, ..) = time(&unfused, false)?;
     // copy bandwidth: 1 GiB device to device
     let n = 256 << 20;
     let src = gpu.zeros_f32(n)?;
@@ -377,8 +405,9 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let ex2_per_s = (threads * 8 * EX2_ITERS) as f64 / (ex2_us * 1e-6);
     // an empty kernel (one thread), timed as the plans are (after an L2 flush)
     let empty = gpu.load(&format!("{}\n.visible .entry empty(.param .u64 out, .param .u64 rows)\n{{\n\tret;\n}}\n", ssmc_ptx::Arch::SM90.header()), &["empty".to_string()])?;
-    let empty_us =
-        median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || Ok(gpu.launch(&empty, 0, &[&out], &[0], 1, 1, 128)?))?;
+    let empty_kernel = || Ok(gpu.launch(&empty, 0, &[&out], &[0], 1, 1, 128)?);
+    let empty_us = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), empty_kernel)?;
+    let empty_stream_us = stream_us(gpu, || Ok(gpu.clear(&mut flush)?), empty_kernel)?;
     let sizes: Vec<usize> = layer.graph().dims().map(|(_, n)| dims.get(n).copied().unwrap_or(1)).collect();
     let elements = |s: &ssmc_ir::Shape| s.dims().iter().map(|d| sizes[d.index()] as u64).product::<u64>();
     let exp_evals = fused
@@ -402,6 +431,8 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         fused_us,
         unfused_us,
         fused_host_us,
+        fused_stream_us,
+        empty_stream_us,
         floor_bytes: fused.plan().bytes(&sizes),
         unfused_bytes: unfused.plan().bytes(&sizes),
         exp_evals,

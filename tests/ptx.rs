@@ -158,12 +158,13 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
             let early = (len - 1) % (32 * per_lane) / per_lane != 31;
             assert_eq!(ptx.matches("shfl.sync.idx.b32").count(), 16 * (1 + usize::from(early)), "len {len} {dtype}");
             assert!(ptx.contains(".maxnreg"));
-            // whole vectors of a lane's steps where the length allows (u, delta, z, 16 B, 16 C;
-            // and f32 A, 4 states a vector, outside the loop)
-            let vectors = ptx.matches("ld.global.nc.v4.f32").count() + ptx.matches("ld.global.nc.v4.b16").count();
+            // whole vectors of a lane's steps where the length allows: 16 B and 16 C, and u,
+            // delta and z loaded a block ahead (before the loop, and in it for the next block);
+            // and f32 A, 4 states a vector, outside the loop
+            let vectors = ptx.matches("ld.global.nc.v4.f32").count() + ptx.matches("ld.global.nc.v2.b32").count();
             let whole = len % per_lane == 0 && dtype != DType::F64;
             let a = if dtype == DType::F32 { 16 / 4 } else { 0 };
-            assert_eq!(vectors, a + if whole { 3 + 2 * 16 } else { 0 }, "len {len} {dtype}");
+            assert_eq!(vectors, a + if whole { 2 * 3 + 2 * 16 } else { 0 }, "len {len} {dtype}");
             // out is f32 whatever the inputs
             assert_eq!(ptx.matches("st.global.v4.f32").count(), usize::from(len % per_lane == 0), "len {len} {dtype}");
         }

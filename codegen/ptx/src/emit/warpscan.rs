@@ -81,20 +81,97 @@ pub(super) struct SeqVec {
     pub(super) loads: HashMap<(Access, Option<usize>), Vec<String>>,
     /// Values waiting to be stored per access, one per step so far.
     pub(super) stores: HashMap<Access, Vec<String>>,
+    /// The registers the block's seq-level vectors were loaded into during the previous block
+    /// (their latency hidden behind its scan and epilogue), as stored.
+    pub(super) prefetched: HashMap<(Access, Option<usize>), Vec<String>>,
+    /// Seq parts of vector addresses by first step (the block's, the next block's).
+    pub(super) addrs: HashMap<String, SeqBases>,
 }
+
+/// Byte address at a seq step, per (buffer, row strides, seq stride).
+pub(super) type SeqBases = HashMap<(usize, Vec<usize>, usize), String>;
 
 impl Translator<'_> {
     /// Whether `a` moves as one vector of `PER_LANE` steps: contiguous in seq, every other
     /// stride a multiple of `PER_LANE` elements (with device buffers at least 256-byte aligned,
     /// each vector is then aligned to its size), 32- or 16-bit.
-    fn seq_vector(&self, a: &Access) -> bool {
+    fn seq_vector_ok(&self, a: &Access) -> bool {
         let extent = self.k.seq.map_or(1, |s| s.0);
         let strides_ok = a.row.iter().all(|s| s % PER_LANE == 0) && a.inner.is_multiple_of(PER_LANE);
         let dtype_ok = matches!(self.k.buffers[a.buffer].dtype, DType::F32 | DType::BF16 | DType::F16);
-        self.seqvec.is_some() && a.seq == 1 && extent.is_multiple_of(PER_LANE) && strides_ok && dtype_ok
+        a.seq == 1 && extent.is_multiple_of(PER_LANE) && strides_ok && dtype_ok
     }
 
-    /// `a` at the current step from the lane's vector (loaded at its first step).
+    /// [`Self::seq_vector_ok`] inside the warp scan's loop.
+    fn seq_vector(&self, a: &Access) -> bool {
+        self.seqvec.is_some() && self.seq_vector_ok(a)
+    }
+
+    /// One lane's vector of `a` (at inner index `at`) from step `base`, as stored: `PER_LANE`
+    /// f32 registers, or 16-bit values in pairs per b32 register; into `into` when given.
+    fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
+        // the vector's address, its seq part computed once per buffer and block
+        let cache = self.seqvec.as_mut().and_then(|sv| sv.addrs.remove(base)).unwrap_or_default();
+        let outer = std::mem::replace(&mut self.seq_bases, cache);
+        let l = self.l.replace(base.to_string());
+        let addr = self.addr(a, at);
+        self.l = l;
+        let cache = std::mem::replace(&mut self.seq_bases, outer);
+        if let Some(sv) = self.seqvec.as_mut() {
+            sv.addrs.insert(base.to_string(), cache);
+        }
+        let (f32, n) = match self.k.buffers[a.buffer].dtype {
+            DType::F32 => (true, PER_LANE),
+            _ => (false, PER_LANE / 2),
+        };
+        let regs: Vec<String> = match into {
+            Some(r) => r.to_vec(),
+            None => (0..n).map(|_| if f32 { self.w.f() } else { self.w.r() }).collect(),
+        };
+        let ty = if f32 { "f32" } else { "b32" };
+        self.w.ins(format!("ld.global.nc.v{n}.{ty} {{{}}}, [{addr}]", regs.join(", ")));
+        regs
+    }
+
+    /// The `f32` values of a vector from [`Self::vector_raw`], in fresh registers when `copy`
+    /// (the raw registers are reloaded while the values are still in use).
+    fn vector_values(&mut self, dtype: DType, raw: &[String], copy: bool) -> Vec<String> {
+        match dtype {
+            DType::F32 if !copy => raw.to_vec(),
+            DType::F32 => raw
+                .iter()
+                .map(|r| {
+                    let d = self.w.f();
+                    self.w.ins(format!("mov.f32 {d}, {r}"));
+                    d
+                })
+                .collect(),
+            DType::BF16 => raw
+                .iter()
+                .flat_map(|w| {
+                    // a bf16 is the top half of an f32: shift the low one up, mask the high one
+                    let (lo, hi, flo, fhi) = (self.w.r(), self.w.r(), self.w.f(), self.w.f());
+                    self.w.ins(format!("shl.b32 {lo}, {w}, 16"));
+                    self.w.ins(format!("and.b32 {hi}, {w}, -65536"));
+                    self.w.ins(format!("mov.b32 {flo}, {lo}"));
+                    self.w.ins(format!("mov.b32 {fhi}, {hi}"));
+                    [flo, fhi]
+                })
+                .collect(),
+            _ => raw
+                .iter()
+                .flat_map(|w| {
+                    let (hlo, hhi, flo, fhi) = (self.w.h(), self.w.h(), self.w.f(), self.w.f());
+                    self.w.ins(format!("mov.b32 {{{hlo}, {hhi}}}, {w}"));
+                    self.w.ins(format!("cvt.f32.f16 {flo}, {hlo}"));
+                    self.w.ins(format!("cvt.f32.f16 {fhi}, {hhi}"));
+                    [flo, fhi]
+                })
+                .collect(),
+        }
+    }
+
+    /// `a` at the current step from the lane's vector (prefetched, or loaded at its first step).
     pub(super) fn seq_vec_load(&mut self, a: &Access, at: &Inner) -> Option<String> {
         if !self.seq_vector(a) {
             return None;
@@ -110,21 +187,13 @@ impl Translator<'_> {
         if let Some(vals) = sv.loads.get(&key) {
             return Some(vals[i].clone());
         }
-        let (base, l) = (sv.base.clone(), self.l.clone());
-        self.set_l(Some(base));
-        let addr = self.addr(a, at);
-        self.set_l(l);
         let dtype = self.k.buffers[a.buffer].dtype;
-        let vals: Vec<String> = match dtype {
-            DType::F32 => {
-                let r: Vec<String> = (0..PER_LANE).map(|_| self.w.f()).collect();
-                self.w.ins(format!("ld.global.nc.v{PER_LANE}.f32 {{{}}}, [{addr}]", r.join(", ")));
-                r
-            }
-            _ => {
-                let r: Vec<String> = (0..PER_LANE).map(|_| self.w.h()).collect();
-                self.w.ins(format!("ld.global.nc.v{PER_LANE}.b16 {{{}}}, [{addr}]", r.join(", ")));
-                r.iter().map(|h| self.widen(dtype, h)).collect()
+        let vals = match sv.prefetched.get(&key).cloned() {
+            Some(raw) => self.vector_values(dtype, &raw, true),
+            None => {
+                let base = sv.base.clone();
+                let raw = self.vector_raw(a, at, &base, None);
+                self.vector_values(dtype, &raw, false)
             }
         };
         let v = vals[i].clone();
@@ -182,14 +251,33 @@ impl Translator<'_> {
             .collect();
         let Step::Scan { a: sa, b: sb, .. } = self.k.steps[ws.scan].1 else { unreachable!() };
 
+        // the seq-level vectors (a row's own inputs, streamed from memory) are loaded a block
+        // ahead; the first block's here
+        let ahead: Vec<Access> = self
+            .steps_at(Level::SeqPre)
+            .into_iter()
+            .filter_map(|v| match &self.k.steps[v].1 {
+                Step::Load(a) if self.seq_vector_ok(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        let last_base = extent.saturating_sub(PER_LANE);
+        let first0 = self.w.rd();
+        self.w.ins(format!("mul.lo.u64 {first0}, {lane}, {PER_LANE}"));
+        self.w.ins(format!("min.u64 {first0}, {first0}, {last_base}"));
+        let mut prefetched = HashMap::new();
+        for a in &ahead {
+            let raw = self.vector_raw(a, &Inner::None, &first0, None);
+            prefetched.insert((a.clone(), None), raw);
+        }
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, 0"));
         let (head, done) = self.w.loop_head("wscan", &t, &extent.to_string());
         let first = self.w.rd();
         self.w.ins(format!("mad.lo.u64 {first}, {lane}, {PER_LANE}, {t}"));
         let vbase = self.w.rd();
-        self.w.ins(format!("min.u64 {vbase}, {first}, {}", extent.saturating_sub(PER_LANE)));
-        self.seqvec = Some(SeqVec { i: 0, base: vbase, loads: HashMap::new(), stores: HashMap::new() });
+        self.w.ins(format!("min.u64 {vbase}, {first}, {last_base}"));
+        self.seqvec = Some(SeqVec { i: 0, base: vbase, loads: HashMap::new(), stores: HashMap::new(), prefetched: prefetched.clone(), addrs: HashMap::new() });
 
         // the lane's steps from a zero state: P and h per inner index, and per step the parts
         // of each sum
@@ -274,6 +362,17 @@ impl Translator<'_> {
             steps.push(StepVals { l: lc, valid, scalars, local, xp, plain });
         }
 
+        // the next block's seq-level vectors (clamped into range after the last block)
+        if !ahead.is_empty() {
+            let next = self.w.rd();
+            self.w.ins(format!("add.u64 {next}, {first}, {block}"));
+            self.w.ins(format!("min.u64 {next}, {next}, {last_base}"));
+            for a in &ahead {
+                let regs = prefetched[&(a.clone(), None)].clone();
+                self.vector_raw(a, &Inner::None, &next, Some(&regs));
+            }
+        }
+
         // combine the lanes' pieces: fold the carried state into lane 0, then an inclusive scan
         let mut h_in = vec![];
         for c in 0..n {
@@ -312,13 +411,25 @@ impl Translator<'_> {
             self.set_l(Some(st.l.clone()));
             self.scalars = st.scalars;
             for (j, &(_, _, sum)) in ws.products.iter().enumerate() {
-                let mut acc = st.local[j].clone();
-                for (xp, hin) in st.xp[j].iter().zip(&h_in) {
+                // two chains (a float reassociation), joined at the end
+                let mut acc = [st.local[j].clone(), String::new()];
+                for (c, (xp, hin)) in st.xp[j].iter().zip(&h_in).enumerate() {
                     let d = self.w.f();
-                    self.w.ins(format!("fma.rn.f32 {d}, {xp}, {hin}, {acc}"));
-                    acc = d;
+                    if acc[c % 2].is_empty() {
+                        self.w.ins(format!("mul.f32 {d}, {xp}, {hin}"));
+                    } else {
+                        self.w.ins(format!("fma.rn.f32 {d}, {xp}, {hin}, {}", acc[c % 2]));
+                    }
+                    acc[c % 2] = d;
                 }
-                self.scalars.insert(sum, acc);
+                let total = if acc[1].is_empty() {
+                    acc[0].clone()
+                } else {
+                    let d = self.w.f();
+                    self.w.ins(format!("add.f32 {d}, {}, {}", acc[0], acc[1]));
+                    d
+                };
+                self.scalars.insert(sum, total);
             }
             for (j, &s) in plain_sums.iter().enumerate() {
                 self.scalars.insert(s, st.plain[j].clone());
