@@ -93,7 +93,8 @@ fn the_warp_scan_carries_states_across_blocks() {
         let layer = example(name);
         let Some(compiled) = compile(&layer, Fusion::On) else { return };
         let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
-        let shapes = [(2, 3, 64, 16), (1, 2, 128, 16), (2, 3, 512, 16), (1, 2, 516, 16), (1, 2, 1001, 4), (2, 1, 4096, 16)];
+        // state 40: more states than lanes, combined with shuffles instead of shared memory
+        let shapes = [(2, 3, 64, 16), (1, 2, 128, 16), (2, 3, 512, 16), (1, 2, 516, 16), (1, 2, 1001, 4), (2, 1, 4096, 16), (1, 2, 300, 40), (1, 2, 512, 40)];
         check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 8, &format!("{name} warpscan"));
     }
 }

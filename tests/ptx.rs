@@ -151,12 +151,11 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
             // one exp2 per (step, state), one in softplus and one in the gate per step: the
             // steps are not scanned twice
             assert_eq!(ptx.matches("ex2.approx").count(), per_lane * (16 + 1 + 1), "len {len} {dtype}");
-            // per state: 5 levels of h and 4 of P, one rotation (the state entering each lane,
-            // the carry into lane 0), and after the loop the final state from the lane holding
-            // the last step where the last block ends early
-            assert_eq!(ptx.matches("shfl.sync.up.b32").count(), 16 * (5 + 4), "len {len} {dtype}");
-            let early = (len - 1) % (32 * per_lane) / per_lane != 31;
-            assert_eq!(ptx.matches("shfl.sync.idx.b32").count(), 16 * (1 + usize::from(early)), "len {len} {dtype}");
+            // no shuffles in the combine (it goes through shared memory, one lane per state), one
+            // per state after the loop to hand out the final states
+            assert_eq!(ptx.matches("shfl.sync.up.b32").count(), 0, "len {len} {dtype}");
+            assert_eq!(ptx.matches("shfl.sync.idx.b32").count(), 16, "len {len} {dtype}");
+            assert!(ptx.contains("wscan_smem"));
             assert!(ptx.contains(".maxnreg"));
             // whole vectors of a lane's steps where the length allows: 16 B and 16 C, and u,
             // delta and z loaded a block ahead (before the loop, and in it for the next block);
@@ -169,9 +168,18 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
             assert_eq!(ptx.matches("st.global.v4.f32").count(), usize::from(len % per_lane == 0), "len {len} {dtype}");
         }
     }
+    // more states than lanes: the combine shuffles (5 levels of h and 4 of P per state, one
+    // rotation handing each lane its entering state and lane 0 the carry)
+    let mut d = sizes(1, 64, 256);
+    d.insert("state".into(), 40);
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, GpuSchedule::WARP_SCAN).unwrap();
+    ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("state 40: {log}"));
+    assert_eq!(ptx.matches("shfl.sync.up.b32").count(), 40 * (5 + 4));
+    assert_eq!(ptx.matches("shfl.sync.idx.b32").count(), 40);
+    assert!(!ptx.contains("wscan_smem"));
     // a reverse scan, or one too short to fill a warp, runs one thread per row
     let ptx = ssmc::gpu::ptx(&example("reverse.ssm"), Fusion::On, &sizes(1, 64, 256), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
-    assert!(!ptx.contains("shfl.sync.up"));
+    assert!(!ptx.contains("wscan"));
     let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 32), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
-    assert!(!ptx.contains("shfl.sync.up"));
+    assert!(!ptx.contains("wscan"));
 }

@@ -111,7 +111,7 @@ pub(crate) fn translate(
     for (name, bytes) in &t.locals {
         let _ = writeln!(s, "\t.local .align 4 .b8 {name}[{bytes}];");
     }
-    if let Some(d) = t.tile_decl() {
+    if let Some(d) = t.tile_decl().or_else(|| t.warp_decl()) {
         s.push_str(&d);
     }
     s.push_str(&t.w.body);

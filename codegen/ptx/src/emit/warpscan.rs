@@ -71,6 +71,28 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     Some(WarpScan { scan, products })
 }
 
+/// The shared-memory combine's name for its array, and the words per state in a warp's region
+/// (32 pieces, padded so that each state's row is 16-byte aligned).
+const SMEM: &str = "wscan_smem";
+const STRIDE: usize = 36;
+
+/// Bytes of one warp's region: each piece's decay product (later its entering state) and local
+/// state, per state.
+fn region_bytes(n: usize) -> usize {
+    2 * n * STRIDE * 4
+}
+
+/// Registers of the shared-memory combine.
+struct Shared {
+    lane32: String,
+    /// This warp's region (a shared address).
+    region: String,
+    /// Lane c: state c carried from block to block.
+    carry: String,
+    /// Whether this lane walks a state (lane < inner extent).
+    act: String,
+}
+
 /// Seq-contiguous accesses of the current block, one vector per lane.
 pub(super) struct SeqVec {
     /// Which of the lane's steps is being emitted.
@@ -221,6 +243,65 @@ impl Translator<'_> {
         true
     }
 
+    /// The `.shared` array of the shared-memory combine, where the kernel uses it.
+    pub(super) fn warp_decl(&self) -> Option<String> {
+        let n = self.k.inner.unwrap_or(1);
+        (self.warp.is_some() && n <= 32).then(|| format!("\t.shared .align 16 .b8 {SMEM}[{}];\n", region_bytes(n) * (super::BLOCK / 32) as usize))
+    }
+
+    /// The combine through shared memory: lane `j` writes its piece's `(P, h)` per state; lane
+    /// `c` then walks state `c` through the 32 pieces in order from its carried state, writing
+    /// each piece's entering state over its `P`; lane `j` reads its entering states back.
+    /// Pieces of lanes past the end (`valid`: whether this lane's piece exists, where some may
+    /// not) are written as identities, so the carry ends at the last step.
+    fn shared_combine(&mut self, prod: &[String], hl: &[String], sh: &Shared, valid: Option<&str>) -> Vec<String> {
+        let n = prod.len();
+        let row = STRIDE * 4;
+        let mine = self.w.r();
+        self.w.ins(format!("mad.lo.u32 {mine}, {}, 4, {}", sh.lane32, sh.region));
+        self.w.ins("bar.warp.sync -1");
+        for c in 0..n {
+            let (mut p, mut h) = (prod[c].clone(), hl[c].clone());
+            if let Some(v) = valid {
+                let (p2, h2) = (self.w.f(), self.w.f());
+                self.w.ins(format!("selp.f32 {p2}, {p}, {}, {v}", fimm(1.0)));
+                self.w.ins(format!("selp.f32 {h2}, {h}, {}, {v}", fimm(0.0)));
+                (p, h) = (p2, h2);
+            }
+            self.w.ins(format!("st.shared.f32 [{mine}+{}], {p}", c * row));
+            self.w.ins(format!("st.shared.f32 [{mine}+{}], {h}", (n + c) * row));
+        }
+        self.w.ins("bar.warp.sync -1");
+        let skip = self.w.label("wscan_walk");
+        self.w.ins(format!("@!{} bra {skip}", sh.act));
+        let own = self.w.r();
+        self.w.ins(format!("mad.lo.u32 {own}, {}, {row}, {}", sh.lane32, sh.region));
+        let h = sh.carry.clone();
+        for k in (0..32).step_by(4) {
+            let p: Vec<String> = (0..4).map(|_| self.w.f()).collect();
+            let b: Vec<String> = (0..4).map(|_| self.w.f()).collect();
+            self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{own}+{}]", p.join(", "), k * 4));
+            self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{own}+{}]", b.join(", "), n * row + k * 4));
+            let mut entering = vec![];
+            for j in 0..4 {
+                let e = self.w.f();
+                self.w.ins(format!("mov.f32 {e}, {h}"));
+                entering.push(e);
+                self.w.ins(format!("fma.rn.f32 {h}, {}, {h}, {}", p[j], b[j]));
+            }
+            self.w.ins(format!("st.shared.v4.f32 [{own}+{}], {{{}}}", k * 4, entering.join(", ")));
+        }
+        self.w.put_label(&skip);
+        self.w.ins("bar.warp.sync -1");
+        (0..n)
+            .map(|c| {
+                let d = self.w.f();
+                self.w.ins(format!("ld.shared.f32 {d}, [{mine}+{}]", c * row));
+                d
+            })
+            .collect()
+    }
+
     /// The seq loop of the warp scan (see the module docs). The carried state lives in the scan's
     /// state registers (the same value in every lane), so the final steps read it as usual.
     pub(super) fn seq_loop_warp_scan(&mut self) {
@@ -241,6 +322,21 @@ impl Translator<'_> {
         self.w.ins(format!("and.b32 {prev}, {prev}, 31"));
         // each state after the last block, per lane (the inclusive scan's registers)
         let mut last_h: Vec<String> = vec![];
+        // the shared-memory combine: this warp's region, and lane c's carried state of state c
+        let shared = (n <= 32).then(|| {
+            let (warp, region, carry, act) = (self.w.r(), self.w.r(), self.w.f(), self.w.p());
+            self.w.ins(format!("shr.u32 {warp}, {tid}, 5"));
+            self.w.ins(format!("mov.u32 {region}, {SMEM}"));
+            self.w.ins(format!("mad.lo.u32 {region}, {warp}, {}, {region}", region_bytes(n)));
+            self.w.ins(format!("mov.f32 {carry}, {}", fimm(0.0)));
+            for c in 0..n {
+                let (is_c, h0) = (self.w.p(), self.states[&(ws.scan, c)].clone());
+                self.w.ins(format!("setp.eq.u32 {is_c}, {lane32}, {c}"));
+                self.w.ins(format!("@{is_c} mov.f32 {carry}, {h0}"));
+            }
+            self.w.ins(format!("setp.lt.u32 {act}, {lane32}, {n}"));
+            Shared { lane32: lane32.clone(), region, carry, act }
+        });
         let dep: HashSet<V> = ws.products.iter().flat_map(|&(m, _, s)| [m, s]).chain([ws.scan]).collect();
         let inner_steps: Vec<V> = self.steps_at(Level::Inner).into_iter().filter(|v| !dep.contains(v)).collect();
         // sums over the inner dim of values that do not involve the state
@@ -373,9 +469,15 @@ impl Translator<'_> {
             }
         }
 
-        // combine the lanes' pieces: fold the carried state into lane 0, then an inclusive scan
+        // combine the lanes' pieces: through shared memory (one lane per state walks the pieces
+        // in order), or, for more states than lanes, with shuffles
         let mut h_in = vec![];
-        for c in 0..n {
+        if let Some(sh) = &shared {
+            let whole_blocks = extent.is_multiple_of(block);
+            let valid0 = (vector && !whole_blocks).then(|| steps[0].valid.clone());
+            h_in = self.shared_combine(&prod, &hl, sh, valid0.as_deref());
+        }
+        for c in (0..n).filter(|_| shared.is_none()) {
             let carry = self.states[&(ws.scan, c)].clone();
             let (p, h) = (self.w.f(), self.w.f());
             self.w.ins(format!("mov.f32 {p}, {}", prod[c]));
@@ -452,7 +554,13 @@ impl Translator<'_> {
         // (whose piece then holds clamped steps): then it is the inclusive state of the lane
         // holding the last step. Lane 0 stores it.
         let last_lane = ((extent - 1) % block) / PER_LANE;
-        if last_lane != 31 {
+        if let Some(sh) = &shared {
+            // lane c walked state c's pieces to the end (those past the end are identities)
+            for c in 0..n {
+                let h = self.states[&(ws.scan, c)].clone();
+                self.w.ins(format!("shfl.sync.idx.b32 {h}, {}, {c}, 31, -1", sh.carry));
+            }
+        } else if last_lane != 31 {
             for (c, h) in last_h.iter().enumerate() {
                 let carry = self.states[&(ws.scan, c)].clone();
                 self.w.ins(format!("shfl.sync.idx.b32 {carry}, {h}, {last_lane}, 31, -1"));
