@@ -255,6 +255,11 @@ pub struct GpuBenchResult {
     pub fused_stream_us: f64,
     /// The same for an empty kernel.
     pub empty_stream_us: f64,
+    /// Device time per call of the fused plan with `STREAM` calls recorded into one CUDA graph
+    /// and replayed (no host between the launches), microseconds; NaN where capture failed.
+    pub fused_graph_us: f64,
+    /// The same for an empty kernel.
+    pub empty_graph_us: f64,
     /// Bytes the fused plan moves (its floor in traffic).
     pub floor_bytes: u64,
     /// Bytes the unfused plan moves.
@@ -303,6 +308,11 @@ impl GpuBenchResult {
             "back to back ({STREAM} calls between two events): fused {:.2} us per call, empty kernel {:.2} us",
             self.fused_stream_us, self.empty_stream_us
         );
+        let _ = writeln!(
+            s,
+            "in one CUDA graph ({STREAM} calls replayed): fused {:.2} us per call, empty kernel {:.2} us",
+            self.fused_graph_us, self.empty_graph_us
+        );
         s
     }
 
@@ -310,7 +320,7 @@ impl GpuBenchResult {
     pub fn json(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         format!(
-            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"fused_stream_us\": {:.3}, \"empty_stream_us\": {:.3}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
+            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"fused_stream_us\": {:.3}, \"empty_stream_us\": {:.3}, \"fused_graph_us\": {}, \"empty_graph_us\": {}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
             dims.join(", "),
             self.dtype,
             self.tuning.first().map_or("rows", |t| t.0.as_str()),
@@ -320,6 +330,8 @@ impl GpuBenchResult {
             self.fused_host_us,
             self.fused_stream_us,
             self.empty_stream_us,
+            json_num(self.fused_graph_us),
+            json_num(self.empty_graph_us),
             self.unfused_us / self.fused_us,
             self.floor_us(),
             self.copy_gbps,
@@ -329,6 +341,15 @@ impl GpuBenchResult {
             self.exp_evals,
             self.max_abs_err
         )
+    }
+}
+
+/// `x` with 3 decimals, or `null` where it is not a number (JSON has no NaN).
+fn json_num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "null".to_string()
     }
 }
 
@@ -344,6 +365,21 @@ fn stream_us(gpu: &ssmc_ptx::Gpu, before: impl FnMut() -> Result<(), Error>, mut
         }
         Ok(())
     })?;
+    Ok(total / STREAM as f64)
+}
+
+/// Device microseconds per call of `work` with [`STREAM`] calls recorded into one CUDA graph,
+/// replayed between two events (median of 3; `before` runs ahead of each replay).
+fn graph_us(gpu: &ssmc_ptx::Gpu, before: impl FnMut() -> Result<(), Error>, mut work: impl FnMut() -> Result<(), Error>) -> Result<f64, Error> {
+    gpu.sync()?;
+    gpu.begin_capture()?;
+    let recorded = (0..STREAM).try_for_each(|_| work());
+    // the capture ends whatever happened inside it
+    let graph = gpu.end_capture();
+    recorded?;
+    let graph = graph?;
+    gpu.replay(&graph)?;
+    let total = median_device_us(gpu, 3, before, || Ok(gpu.replay(&graph)?))?;
     Ok(total / STREAM as f64)
 }
 
@@ -369,12 +405,15 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
     // 256 MiB written before every timed call, so no input is served from L2
     let mut flush = gpu.zeros_f32(64 << 20)?;
-    let mut time = |c: &CompiledLayer, streamed: bool| -> Result<(f64, f64, f64), Error> {
+    // each compiled layer queues its work to its own stream: its marks must go there too
+    let mut time = |c: &CompiledLayer, streamed: bool| -> Result<(f64, f64, f64, f64), Error> {
+        let gpu = c.gpu().ok_or_else(|| IrError::new("no GPU"))?;
         let mut run = c.gpu_run(&x)?;
         run.launch()?;
         gpu.sync()?;
         let dev = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || run.launch())?;
         let stream = if streamed { stream_us(gpu, || Ok(gpu.clear(&mut flush)?), || run.launch())? } else { f64::NAN };
+        let graph = if streamed { graph_us(gpu, || Ok(gpu.clear(&mut flush)?), || run.launch()).unwrap_or(f64::NAN) } else { f64::NAN };
         let mut host = Vec::new();
         for _ in 0..opts.reps.max(3) {
             gpu.sync()?;
@@ -384,9 +423,9 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
             host.push(t0.elapsed().as_secs_f64() * 1e6);
         }
         host.sort_by(f64::total_cmp);
-        Ok((dev, host[host.len() / 2], stream))
+        Ok((dev, host[host.len() / 2], stream, graph))
     };
-    let (fused_us, fused_host_us, fused_stream_us) = time(&fused, true)?;
+    let (fused_us, fused_host_us, fused_stream_us, fused_graph_us) = time(&fused, true)?;
     let (unfused_us, ..) = time(&unfused, false)?;
     // copy bandwidth: 1 GiB device to device
     let n = 256 << 20;
@@ -408,6 +447,7 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let empty_kernel = || Ok(gpu.launch(&empty, 0, &[&out], &[0], 1, 1, 128)?);
     let empty_us = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), empty_kernel)?;
     let empty_stream_us = stream_us(gpu, || Ok(gpu.clear(&mut flush)?), empty_kernel)?;
+    let empty_graph_us = graph_us(gpu, || Ok(gpu.clear(&mut flush)?), empty_kernel).unwrap_or(f64::NAN);
     let sizes: Vec<usize> = layer.graph().dims().map(|(_, n)| dims.get(n).copied().unwrap_or(1)).collect();
     let elements = |s: &ssmc_ir::Shape| s.dims().iter().map(|d| sizes[d.index()] as u64).product::<u64>();
     let exp_evals = fused
@@ -433,6 +473,8 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         fused_host_us,
         fused_stream_us,
         empty_stream_us,
+        fused_graph_us,
+        empty_graph_us,
         floor_bytes: fused.plan().bytes(&sizes),
         unfused_bytes: unfused.plan().bytes(&sizes),
         exp_evals,

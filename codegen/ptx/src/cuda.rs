@@ -5,7 +5,7 @@ use crate::GpuError;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use std::sync::Arc;
 
-/// One GPU and its default stream.
+/// One GPU and the one stream all of ssmc's work on it goes to.
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -37,6 +37,9 @@ pub struct GpuModule {
 /// A timing mark on the stream.
 pub struct Mark(CudaEvent);
 
+/// Launches recorded once and replayed by the device without the host (a CUDA graph).
+pub struct GpuGraph(cudarc::driver::CudaGraph);
+
 fn driver(e: cudarc::driver::DriverError) -> GpuError {
     GpuError::Driver(format!("{e:?}"))
 }
@@ -50,7 +53,11 @@ impl Gpu {
             return Err(GpuError::NoDriver);
         }
         let ctx = CudaContext::new(ordinal).map_err(driver)?;
-        let stream = ctx.default_stream();
+        // SAFETY: every buffer, copy and launch goes to this one stream, in order, so cudarc's
+        // events between streams are not needed (and a capture must not wait on them). Its own
+        // stream, not the legacy default one, which cannot be captured into a graph.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(driver)?;
         Ok(Gpu { ctx, stream })
     }
 
@@ -138,6 +145,22 @@ impl Gpu {
         // thread touches only its own row's elements of written buffers.
         unsafe { args.launch(cfg) }.map_err(|e| GpuError::Launch(format!("{e:?}")))?;
         Ok(())
+    }
+
+    /// Starts recording the stream's launches into a graph instead of running them.
+    pub fn begin_capture(&self) -> Result<(), GpuError> {
+        self.stream.begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(driver)
+    }
+
+    /// Ends a recording: the graph of the launches since [`Self::begin_capture`].
+    pub fn end_capture(&self) -> Result<GpuGraph, GpuError> {
+        let graph = self.stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0)).map_err(driver)?;
+        graph.map(GpuGraph).ok_or_else(|| GpuError::Driver("the capture recorded no work".into()))
+    }
+
+    /// Queues one replay of `graph`.
+    pub fn replay(&self, graph: &GpuGraph) -> Result<(), GpuError> {
+        graph.0.launch().map_err(driver)
     }
 
     /// Waits for all queued work.

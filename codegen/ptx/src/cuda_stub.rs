@@ -11,6 +11,8 @@ pub struct DeviceBuffer(());
 pub struct GpuModule(());
 /// A timing mark (never made: only a `Gpu` makes one).
 pub struct Mark(());
+/// A recorded graph of launches (never made: only a `Gpu` makes one).
+pub struct GpuGraph(());
 
 impl DeviceBuffer {
     /// Size in bytes.
@@ -59,6 +61,18 @@ impl Gpu {
     /// Unreachable: no `Gpu` exists.
     #[allow(clippy::too_many_arguments)]
     pub fn launch(&self, _m: &GpuModule, _k: usize, _b: &[&DeviceBuffer], _n: &[usize], _rows: u64, _lanes: u32, _block: u32) -> Result<(), GpuError> {
+        match *self {}
+    }
+    /// Unreachable: no `Gpu` exists.
+    pub fn begin_capture(&self) -> Result<(), GpuError> {
+        match *self {}
+    }
+    /// Unreachable: no `Gpu` exists.
+    pub fn end_capture(&self) -> Result<GpuGraph, GpuError> {
+        match *self {}
+    }
+    /// Unreachable: no `Gpu` exists.
+    pub fn replay(&self, _g: &GpuGraph) -> Result<(), GpuError> {
         match *self {}
     }
     /// Unreachable: no `Gpu` exists.

@@ -92,11 +92,11 @@ impl std::fmt::Display for GpuSchedule {
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "cuda")]
-pub use cuda::{DeviceBuffer, Gpu, GpuModule, Mark};
+pub use cuda::{DeviceBuffer, Gpu, GpuGraph, GpuModule, Mark};
 #[cfg(not(feature = "cuda"))]
 mod cuda_stub;
 #[cfg(not(feature = "cuda"))]
-pub use cuda_stub::{DeviceBuffer, Gpu, GpuModule, Mark};
+pub use cuda_stub::{DeviceBuffer, Gpu, GpuGraph, GpuModule, Mark};
 
 /// What can go wrong on the GPU.
 #[derive(Debug, Clone, PartialEq)]
