@@ -93,6 +93,27 @@ struct Shared {
     act: String,
 }
 
+/// One of a lane's steps in a block, from the pre pass to its epilogue.
+struct StepVals {
+    /// The step (clamped into range) and whether it exists.
+    l: String,
+    valid: String,
+    /// Its seq-level values (with the row's).
+    scalars: HashMap<V, String>,
+    /// Per product: `x h_local` summed over the states, and `x P` per state.
+    local: Vec<String>,
+    xp: Vec<Vec<String>>,
+    /// Per plain sum: its value.
+    plain: Vec<String>,
+}
+
+/// The lane's piece of a block: per state its decay product and state from zero, and its steps.
+struct Pieces {
+    prod: Vec<String>,
+    hl: Vec<String>,
+    steps: Vec<StepVals>,
+}
+
 /// Seq-contiguous accesses of the current block, one vector per lane.
 pub(super) struct SeqVec {
     /// Which of the lane's steps is being emitted.
@@ -303,14 +324,14 @@ impl Translator<'_> {
     }
 
     /// The seq loop of the warp scan (see the module docs). The carried state lives in the scan's
-    /// state registers (the same value in every lane), so the final steps read it as usual.
+    /// state registers (the same value in every lane), or, with the shared-memory combine, in
+    /// lane `c`'s carry register for state `c`; either way the final steps read it from the
+    /// state registers.
     pub(super) fn seq_loop_warp_scan(&mut self) {
         let ws = self.warp.clone().expect("warp scan");
         let (extent, _) = self.k.seq.expect("warp_scannable");
         let n = self.k.inner.unwrap_or(1);
         let block = 32 * PER_LANE;
-        // with whole vectors a lane's steps all exist or none do
-        let vector = extent.is_multiple_of(PER_LANE);
         // this thread's lane
         let (tid, lane, lane32) = (self.w.r(), self.w.rd(), self.w.r());
         self.w.ins(format!("mov.u32 {tid}, %tid.x"));
@@ -320,32 +341,7 @@ impl Translator<'_> {
         self.w.ins(format!("setp.eq.u32 {lane0}, {lane32}, 0"));
         self.w.ins(format!("add.u32 {prev}, {lane32}, 31"));
         self.w.ins(format!("and.b32 {prev}, {prev}, 31"));
-        // each state after the last block, per lane (the inclusive scan's registers)
-        let mut last_h: Vec<String> = vec![];
-        // the shared-memory combine: this warp's region, and lane c's carried state of state c
-        let shared = (n <= 32).then(|| {
-            let (warp, region, carry, act) = (self.w.r(), self.w.r(), self.w.f(), self.w.p());
-            self.w.ins(format!("shr.u32 {warp}, {tid}, 5"));
-            self.w.ins(format!("mov.u32 {region}, {SMEM}"));
-            self.w.ins(format!("mad.lo.u32 {region}, {warp}, {}, {region}", region_bytes(n)));
-            self.w.ins(format!("mov.f32 {carry}, {}", fimm(0.0)));
-            for c in 0..n {
-                let (is_c, h0) = (self.w.p(), self.states[&(ws.scan, c)].clone());
-                self.w.ins(format!("setp.eq.u32 {is_c}, {lane32}, {c}"));
-                self.w.ins(format!("@{is_c} mov.f32 {carry}, {h0}"));
-            }
-            self.w.ins(format!("setp.lt.u32 {act}, {lane32}, {n}"));
-            Shared { lane32: lane32.clone(), region, carry, act }
-        });
-        let dep: HashSet<V> = ws.products.iter().flat_map(|&(m, _, s)| [m, s]).chain([ws.scan]).collect();
-        let inner_steps: Vec<V> = self.steps_at(Level::Inner).into_iter().filter(|v| !dep.contains(v)).collect();
-        // sums over the inner dim of values that do not involve the state
-        let plain_sums: Vec<V> = self
-            .steps_at(Level::SeqPost)
-            .into_iter()
-            .filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_)) && !dep.contains(&v))
-            .collect();
-        let Step::Scan { a: sa, b: sb, .. } = self.k.steps[ws.scan].1 else { unreachable!() };
+        let shared = (n <= 32).then(|| self.shared_setup(&ws, &tid, &lane32));
 
         // the seq-level vectors (a row's own inputs, streamed from memory) are loaded a block
         // ahead; the first block's here
@@ -375,19 +371,89 @@ impl Translator<'_> {
         self.w.ins(format!("min.u64 {vbase}, {first}, {last_base}"));
         self.seqvec = Some(SeqVec { i: 0, base: vbase, loads: HashMap::new(), stores: HashMap::new(), prefetched: prefetched.clone(), addrs: HashMap::new() });
 
-        // the lane's steps from a zero state: P and h per inner index, and per step the parts
-        // of each sum
         let saved = self.scalars.clone();
-        let (mut prod, mut hl): (Vec<String>, Vec<String>) = (vec![], vec![]);
-        struct StepVals {
-            l: String,
-            valid: String,
-            scalars: HashMap<V, String>,
-            /// per product: sum of x * h_local, and x * P per inner index
-            local: Vec<String>,
-            xp: Vec<Vec<String>>,
-            plain: Vec<String>,
+        let pieces = self.lane_pieces(&ws, &first, &saved);
+
+        // the next block's seq-level vectors (clamped into range after the last block)
+        if !ahead.is_empty() {
+            let next = self.w.rd();
+            self.w.ins(format!("add.u64 {next}, {first}, {block}"));
+            self.w.ins(format!("min.u64 {next}, {next}, {last_base}"));
+            for a in &ahead {
+                let regs = prefetched[&(a.clone(), None)].clone();
+                self.vector_raw(a, &Inner::None, &next, Some(&regs));
+            }
         }
+
+        // combine the lanes' pieces: through shared memory (one lane per state walks the pieces
+        // in order), or, for more states than lanes, with shuffles
+        let (h_in, last_h) = match &shared {
+            Some(sh) => {
+                // pieces past the end hold clamped steps where whole vectors skip the identities
+                let partial = extent.is_multiple_of(PER_LANE) && !extent.is_multiple_of(block);
+                let valid0 = partial.then(|| pieces.steps[0].valid.clone());
+                (self.shared_combine(&pieces.prod, &pieces.hl, sh, valid0.as_deref()), vec![])
+            }
+            None => self.shuffle_combine(&ws, &pieces.prod, &pieces.hl, &lane0, &prev),
+        };
+
+        self.step_epilogues(&ws, pieces.steps, &h_in);
+        self.scalars = saved;
+        self.seqvec = None;
+        self.w.ins(format!("add.u64 {t}, {t}, {block}"));
+        self.w.ins(format!("bra {head}"));
+        self.w.put_label(&done);
+        self.set_l(None);
+        // the final state is lane 0's carry, unless the last block ends before its last lane
+        // (whose piece then holds clamped steps): then it is the inclusive state of the lane
+        // holding the last step. Lane 0 stores it.
+        let last_lane = ((extent - 1) % block) / PER_LANE;
+        if let Some(sh) = &shared {
+            // lane c walked state c's pieces to the end (those past the end are identities)
+            for c in 0..n {
+                let h = self.states[&(ws.scan, c)].clone();
+                self.w.ins(format!("shfl.sync.idx.b32 {h}, {}, {c}, 31, -1", sh.carry));
+            }
+        } else if last_lane != 31 {
+            for (c, h) in last_h.iter().enumerate() {
+                let carry = self.states[&(ws.scan, c)].clone();
+                self.w.ins(format!("shfl.sync.idx.b32 {carry}, {h}, {last_lane}, 31, -1"));
+            }
+        }
+        self.valid = Some(lane0);
+    }
+
+    /// The shared-memory combine's registers: this warp's region, and lane `c`'s carried state
+    /// of state `c` (from the scan's initial states).
+    fn shared_setup(&mut self, ws: &WarpScan, tid: &str, lane32: &str) -> Shared {
+        let n = self.k.inner.unwrap_or(1);
+        let (warp, region, carry, act) = (self.w.r(), self.w.r(), self.w.f(), self.w.p());
+        self.w.ins(format!("shr.u32 {warp}, {tid}, 5"));
+        self.w.ins(format!("mov.u32 {region}, {SMEM}"));
+        self.w.ins(format!("mad.lo.u32 {region}, {warp}, {}, {region}", region_bytes(n)));
+        self.w.ins(format!("mov.f32 {carry}, {}", fimm(0.0)));
+        for c in 0..n {
+            let (is_c, h0) = (self.w.p(), self.states[&(ws.scan, c)].clone());
+            self.w.ins(format!("setp.eq.u32 {is_c}, {lane32}, {c}"));
+            self.w.ins(format!("@{is_c} mov.f32 {carry}, {h0}"));
+        }
+        self.w.ins(format!("setp.lt.u32 {act}, {lane32}, {n}"));
+        Shared { lane32: lane32.to_string(), region, carry, act }
+    }
+
+    /// The lane's steps of the block from a zero state (`first`: its first step): per state the
+    /// piece's decay product `P` and state, per step its seq-level values and the parts of each
+    /// sum (`x h_local` summed over the states, `x P` per state).
+    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>) -> Pieces {
+        let (extent, _) = self.k.seq.expect("warp_scannable");
+        let n = self.k.inner.unwrap_or(1);
+        // with whole vectors a lane's steps all exist or none do
+        let vector = extent.is_multiple_of(PER_LANE);
+        let dep: HashSet<V> = ws.products.iter().flat_map(|&(m, _, s)| [m, s]).chain([ws.scan]).collect();
+        let inner_steps: Vec<V> = self.steps_at(Level::Inner).into_iter().filter(|v| !dep.contains(v)).collect();
+        let Step::Scan { a: sa, b: sb, .. } = self.k.steps[ws.scan].1 else { unreachable!() };
+        let plain_sums = self.plain_sums(ws);
+        let (mut prod, mut hl): (Vec<String>, Vec<String>) = (vec![], vec![]);
         let mut steps: Vec<StepVals> = vec![];
         for i in 0..PER_LANE {
             let (lj, lc, valid) = (self.w.rd(), self.w.rd(), self.w.p());
@@ -432,12 +498,11 @@ impl Translator<'_> {
                     let q = self.w.f();
                     self.w.ins(format!("mul.f32 {q}, {xv}, {}", prod[c]));
                     xp[j].push(q);
+                    let s = self.w.f();
                     if c == 0 {
-                        let s = self.w.f();
                         self.w.ins(format!("mul.f32 {s}, {xv}, {}", hl[c]));
                         local.push(s);
                     } else {
-                        let s = self.w.f();
                         self.w.ins(format!("fma.rn.f32 {s}, {xv}, {}, {}", hl[c], local[j]));
                         local[j] = s;
                     }
@@ -457,31 +522,26 @@ impl Translator<'_> {
             let scalars = std::mem::replace(&mut self.scalars, saved.clone());
             steps.push(StepVals { l: lc, valid, scalars, local, xp, plain });
         }
+        Pieces { prod, hl, steps }
+    }
 
-        // the next block's seq-level vectors (clamped into range after the last block)
-        if !ahead.is_empty() {
-            let next = self.w.rd();
-            self.w.ins(format!("add.u64 {next}, {first}, {block}"));
-            self.w.ins(format!("min.u64 {next}, {next}, {last_base}"));
-            for a in &ahead {
-                let regs = prefetched[&(a.clone(), None)].clone();
-                self.vector_raw(a, &Inner::None, &next, Some(&regs));
-            }
-        }
+    /// Sums over the inner dim of values that do not involve the state.
+    fn plain_sums(&self, ws: &WarpScan) -> Vec<V> {
+        let dep: HashSet<V> = ws.products.iter().map(|&(_, _, s)| s).collect();
+        self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_)) && !dep.contains(&v)).collect()
+    }
 
-        // combine the lanes' pieces: through shared memory (one lane per state walks the pieces
-        // in order), or, for more states than lanes, with shuffles
-        let mut h_in = vec![];
-        if let Some(sh) = &shared {
-            let whole_blocks = extent.is_multiple_of(block);
-            let valid0 = (vector && !whole_blocks).then(|| steps[0].valid.clone());
-            h_in = self.shared_combine(&prod, &hl, sh, valid0.as_deref());
-        }
-        for c in (0..n).filter(|_| shared.is_none()) {
+    /// The combine with shuffles (for more states than lanes): per state, the carried state
+    /// folded into lane 0, an inclusive Kogge-Stone scan in five `shfl.sync.up` levels, and one
+    /// rotation (`prev`: the lane before) handing each lane its entering state and lane 0 the
+    /// next carry. Returns the entering states and each lane's inclusive state.
+    fn shuffle_combine(&mut self, ws: &WarpScan, prod: &[String], hl: &[String], lane0: &str, prev: &str) -> (Vec<String>, Vec<String>) {
+        let (mut h_in, mut last_h) = (vec![], vec![]);
+        for (c, (pc, hc)) in prod.iter().zip(hl).enumerate() {
             let carry = self.states[&(ws.scan, c)].clone();
             let (p, h) = (self.w.f(), self.w.f());
-            self.w.ins(format!("mov.f32 {p}, {}", prod[c]));
-            self.w.ins(format!("mov.f32 {h}, {}", hl[c]));
+            self.w.ins(format!("mov.f32 {p}, {pc}"));
+            self.w.ins(format!("mov.f32 {h}, {hc}"));
             self.w.ins(format!("@{lane0} fma.rn.f32 {h}, {p}, {carry}, {h}"));
             let mut off = 1;
             while off < 32 {
@@ -496,8 +556,6 @@ impl Translator<'_> {
                 }
                 off *= 2;
             }
-            // one rotation gives each lane the state entering its piece (lane 0: the carry) and
-            // lane 0 the block's last state, the next block's carry
             let (rot, hin) = (self.w.f(), self.w.f());
             self.w.ins(format!("shfl.sync.idx.b32 {rot}, {h}, {prev}, 31, -1"));
             self.w.ins(format!("selp.f32 {hin}, {carry}, {rot}, {lane0}"));
@@ -505,8 +563,13 @@ impl Translator<'_> {
             h_in.push(hin);
             last_h.push(h);
         }
+        (h_in, last_h)
+    }
 
-        // each step's sums with the true state, then its epilogue
+    /// Each step's sums with the true state (`h_in`: the state entering the lane's piece),
+    /// then its epilogue (stores under the step's own guard).
+    fn step_epilogues(&mut self, ws: &WarpScan, steps: Vec<StepVals>, h_in: &[String]) {
+        let plain_sums = self.plain_sums(ws);
         let saved_valid = self.valid.clone();
         for (i, st) in steps.into_iter().enumerate() {
             self.seqvec.as_mut().expect("set").i = i;
@@ -515,7 +578,7 @@ impl Translator<'_> {
             for (j, &(_, _, sum)) in ws.products.iter().enumerate() {
                 // two chains (a float reassociation), joined at the end
                 let mut acc = [st.local[j].clone(), String::new()];
-                for (c, (xp, hin)) in st.xp[j].iter().zip(&h_in).enumerate() {
+                for (c, (xp, hin)) in st.xp[j].iter().zip(h_in).enumerate() {
                     let d = self.w.f();
                     if acc[c % 2].is_empty() {
                         self.w.ins(format!("mul.f32 {d}, {xp}, {hin}"));
@@ -544,28 +607,5 @@ impl Translator<'_> {
             }
         }
         self.valid = saved_valid;
-        self.scalars = saved;
-        self.seqvec = None;
-        self.w.ins(format!("add.u64 {t}, {t}, {block}"));
-        self.w.ins(format!("bra {head}"));
-        self.w.put_label(&done);
-        self.set_l(None);
-        // the final state is lane 0's carry, unless the last block ends before its last lane
-        // (whose piece then holds clamped steps): then it is the inclusive state of the lane
-        // holding the last step. Lane 0 stores it.
-        let last_lane = ((extent - 1) % block) / PER_LANE;
-        if let Some(sh) = &shared {
-            // lane c walked state c's pieces to the end (those past the end are identities)
-            for c in 0..n {
-                let h = self.states[&(ws.scan, c)].clone();
-                self.w.ins(format!("shfl.sync.idx.b32 {h}, {}, {c}, 31, -1", sh.carry));
-            }
-        } else if last_lane != 31 {
-            for (c, h) in last_h.iter().enumerate() {
-                let carry = self.states[&(ws.scan, c)].clone();
-                self.w.ins(format!("shfl.sync.idx.b32 {carry}, {h}, {last_lane}, 31, -1"));
-            }
-        }
-        self.valid = Some(lane0);
     }
 }
