@@ -183,3 +183,32 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
     let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 32), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
     assert!(!ptx.contains("wscan"));
 }
+
+#[test]
+fn the_warp_scan_takes_two_readouts_and_a_plain_sum() {
+    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
+        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found");
+        return;
+    };
+    let spec = "layer TwoReadouts {
+        dims batch, dim, len, state;
+        input u: [batch, dim, len];
+        input delta: [batch, dim, len];
+        param A: [dim, state] in -4.0..-0.5;
+        input B: [batch, state, len];
+        input C: [batch, state, len];
+        param E: [dim, state];
+        let dt = softplus(delta);
+        let h = scan(discretize_a(zoh, dt, A), discretize_b(euler, dt, A, B) * u, len);
+        output y = sum(C * h, state) + sum(B, state);
+        output w = sum(h * E, state);
+    }";
+    let layer = ssmc::Layer::parse(spec).unwrap();
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 8, 256), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
+    // one kernel, two readouts: each lane writes P and h per state for the walk
+    assert_eq!(ptx.matches(".entry").count(), 1);
+    assert_eq!(ptx.matches("st.shared.f32").count(), 2 * 16);
+    // per step, the two sums' corrections with the entering states: 16 each
+    assert!(ptx.matches("fma.rn.f32").count() >= 4 * 2 * 15);
+    ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two readouts: {log}"));
+}
