@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, Tolerance, EXAMPLES};
+use common::{assert_agree, dims, example, Tolerance, EXAMPLES, TWO_READOUTS};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
@@ -119,22 +119,6 @@ fn a_long_state_loops_in_local_memory_on_the_gpu() {
         check(&layer, &compiled, &[(2, 7, 21, 80)], &[DType::F32], 6, &format!("state 80 {fusion:?}"));
     }
 }
-
-/// Two readouts of one state (`x * h` and `h * x`, `x` per step and per row) and a sum over the
-/// state dim that does not involve it: the warp scan's general case, one fused kernel.
-const TWO_READOUTS: &str = "layer TwoReadouts {
-    dims batch, dim, len, state;
-    input u: [batch, dim, len];
-    input delta: [batch, dim, len];
-    param A: [dim, state] in -4.0..-0.5;
-    input B: [batch, state, len];
-    input C: [batch, state, len];
-    param E: [dim, state];
-    let dt = softplus(delta);
-    let h = scan(discretize_a(zoh, dt, A), discretize_b(euler, dt, A, B) * u, len);
-    output y = sum(C * h, state) + sum(B, state);
-    output w = sum(h * E, state);
-}";
 
 #[test]
 fn the_warp_scan_reads_out_a_state_twice() {

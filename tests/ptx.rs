@@ -3,7 +3,7 @@
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
 mod common;
-use common::{example, EXAMPLES};
+use common::{example, EXAMPLES, TWO_READOUTS};
 use ssmc::ir::DType;
 use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
@@ -13,12 +13,20 @@ const SCHEDULES: [GpuSchedule; 6] =
     [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES, GpuSchedule::WARP_SCAN];
 
 
+/// ptxas, or `None` where `SSMC_SKIP_PTXAS` allows the test to be skipped without it (otherwise
+/// a missing ptxas fails the test).
+fn ptxas() -> Option<std::path::PathBuf> {
+    let found = ssmc_ptx::ptxas::find();
+    assert!(
+        found.is_some() || std::env::var("SSMC_SKIP_PTXAS").is_ok(),
+        "ptxas not found: run ./test.sh (it installs nvidia-cuda-nvcc-cu12) or set SSMC_PTXAS"
+    );
+    found
+}
+
 #[test]
 fn every_example_assembles_for_sm90() {
-    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
-        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found: run ./test.sh (it installs nvidia-cuda-nvcc-cu12) or set SSMC_PTXAS");
-        return;
-    };
+    let Some(ptxas) = ptxas() else { return };
     let dims: BTreeMap<String, usize> =
         [("batch", 2), ("dim", 64), ("len", 128), ("state", 16), ("width", 4)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut report = Vec::new();
@@ -120,10 +128,7 @@ fn a_tile_size_that_does_not_divide_a_warp_is_an_error() {
 
 #[test]
 fn odd_state_counts_fill_warp_shared_tiles_under_a_guard() {
-    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
-        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found");
-        return;
-    };
+    let Some(ptxas) = ptxas() else { return };
     let layer = example("mamba1.ssm");
     for n in [1, 5, 7] {
         let mut d = sizes(2, 64, 130);
@@ -138,10 +143,7 @@ fn odd_state_counts_fill_warp_shared_tiles_under_a_guard() {
 
 #[test]
 fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
-    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
-        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found");
-        return;
-    };
+    let Some(ptxas) = ptxas() else { return };
     let layer = example("mamba1.ssm");
     let per_lane = ssmc_ptx::emit::PER_LANE;
     for len in [128, 130, 1000] {
@@ -186,24 +188,8 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
 
 #[test]
 fn the_warp_scan_takes_two_readouts_and_a_plain_sum() {
-    let Some(ptxas) = ssmc_ptx::ptxas::find() else {
-        assert!(std::env::var("SSMC_SKIP_PTXAS").is_ok(), "ptxas not found");
-        return;
-    };
-    let spec = "layer TwoReadouts {
-        dims batch, dim, len, state;
-        input u: [batch, dim, len];
-        input delta: [batch, dim, len];
-        param A: [dim, state] in -4.0..-0.5;
-        input B: [batch, state, len];
-        input C: [batch, state, len];
-        param E: [dim, state];
-        let dt = softplus(delta);
-        let h = scan(discretize_a(zoh, dt, A), discretize_b(euler, dt, A, B) * u, len);
-        output y = sum(C * h, state) + sum(B, state);
-        output w = sum(h * E, state);
-    }";
-    let layer = ssmc::Layer::parse(spec).unwrap();
+    let Some(ptxas) = ptxas() else { return };
+    let layer = ssmc::Layer::parse(TWO_READOUTS).unwrap();
     let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 8, 256), DType::F32, GpuSchedule::WARP_SCAN).unwrap();
     // one kernel, two readouts: each lane writes P and h per state for the walk
     assert_eq!(ptx.matches(".entry").count(), 1);

@@ -135,7 +135,7 @@ struct Translator<'a> {
     /// Byte address of each (buffer, row strides) at this thread's row, computed once.
     row_bases: HashMap<(usize, Vec<usize>), String>,
     /// Byte address at the current seq step, per (buffer, row strides, seq stride).
-    seq_bases: HashMap<(usize, Vec<usize>, usize), String>,
+    seq_bases: memory::SeqBases,
     /// Threads per row (1, or the inner extent rounded up to a power of two).
     lanes: u32,
     lane: Option<Lane>,
@@ -240,7 +240,7 @@ impl Translator<'_> {
             unclamped = r.clone();
             r
         } else if self.warp.is_some() {
-            // thread = row * 32 + lane: a warp per row, all of it alive for the shuffles
+            // thread = row * 32 + lane: a warp per row, all of it alive for the combine
             let r = w.rd();
             w.ins(format!("shr.u64 {r}, {row}, 5"));
             w.exit_if_ge(&r, &rows, &done);

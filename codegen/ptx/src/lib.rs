@@ -37,9 +37,9 @@ pub struct GpuSchedule {
     pub tile: usize,
     /// Tiles: issue each tile's loads before the previous tile's steps.
     pub prefetch: bool,
-    /// A warp per row, its lanes over seq: each lane scans a few consecutive steps, the lanes
-    /// combine with shuffles (see [`emit::warp_scannable`]); kernels that do not qualify run
-    /// one thread per row.
+    /// A warp per row, its lanes over seq: each lane scans a few consecutive steps, the lanes'
+    /// pieces combine in one pass (see [`emit::warp_scannable`]); kernels that do not qualify
+    /// run one thread per row.
     pub warp_scan: bool,
 }
 

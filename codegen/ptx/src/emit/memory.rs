@@ -4,10 +4,14 @@
 use super::{Inner, Translator};
 use ssmc_ir::DType;
 use ssmc_kernel::{Access, V};
+use std::collections::HashMap;
 
 /// Vector accesses of the current step: loaded values and stores waiting for their group, by
 /// (access, seq step register, inner index).
 pub(super) type VecKey = (Access, Option<String>, usize);
+
+/// Byte addresses at a seq step, per (buffer, row strides, seq stride).
+pub(super) type SeqBases = HashMap<(usize, Vec<usize>, usize), String>;
 
 impl Translator<'_> {
     pub(super) fn set_l(&mut self, l: Option<String>) {

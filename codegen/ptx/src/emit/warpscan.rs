@@ -2,8 +2,10 @@
 //! lane `j` the `PER_LANE` consecutive steps from `t + j * PER_LANE`. A lane walks its steps from
 //! a zero state, keeping the decay product `P` and state `h` of its piece for every inner index;
 //! the lanes then combine their pieces with the associative operator `(a1,b1) o (a2,b2) =
-//! (a1 a2, a2 b1 + b2)` in five `shfl.sync.up` levels (Kogge-Stone), the block's carried state
-//! folded into lane 0 first. Every `exp` of the discretization runs once: the chunked schedule's
+//! (a1 a2, a2 b1 + b2)`: through shared memory, where lane `c` walks state `c` through the 32
+//! pieces in order from its carried state (up to 32 states), or else in five `shfl.sync.up`
+//! levels (Kogge-Stone), the block's carried state folded into lane 0 first. Every `exp` of the
+//! discretization runs once: the chunked schedule's
 //! second scan is not needed, because the scan's consumers are linear in the state. A step's
 //! `sum(x * h)` with the true state `h = h_local + P h_in` is `sum(x h_local) + sum((x P) h_in)`:
 //! the lane keeps `x P` per step and inner index until `h_in`, the state entering its piece, is
@@ -128,11 +130,9 @@ pub(super) struct SeqVec {
     /// (their latency hidden behind its scan and epilogue), as stored.
     pub(super) prefetched: HashMap<(Access, Option<usize>), Vec<String>>,
     /// Seq parts of vector addresses by first step (the block's, the next block's).
-    pub(super) addrs: HashMap<String, SeqBases>,
+    pub(super) addrs: HashMap<String, super::memory::SeqBases>,
 }
 
-/// Byte address at a seq step, per (buffer, row strides, seq stride).
-pub(super) type SeqBases = HashMap<(usize, Vec<usize>, usize), String>;
 
 impl Translator<'_> {
     /// Whether `a` moves as one vector of `PER_LANE` steps: contiguous in seq, every other
@@ -150,10 +150,9 @@ impl Translator<'_> {
         self.seqvec.is_some() && self.seq_vector_ok(a)
     }
 
-    /// One lane's vector of `a` (at inner index `at`) from step `base`, as stored: `PER_LANE`
-    /// f32 registers, or 16-bit values in pairs per b32 register; into `into` when given.
-    fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
-        // the vector's address, its seq part computed once per buffer and block
+    /// The address of `a` (at inner index `at`) at step `base`, its seq part computed once per
+    /// buffer and block; the current step's own addresses are left as they are.
+    fn vector_addr(&mut self, a: &Access, at: &Inner, base: &str) -> String {
         let cache = self.seqvec.as_mut().and_then(|sv| sv.addrs.remove(base)).unwrap_or_default();
         let outer = std::mem::replace(&mut self.seq_bases, cache);
         let l = self.l.replace(base.to_string());
@@ -163,6 +162,13 @@ impl Translator<'_> {
         if let Some(sv) = self.seqvec.as_mut() {
             sv.addrs.insert(base.to_string(), cache);
         }
+        addr
+    }
+
+    /// One lane's vector of `a` (at inner index `at`) from step `base`, as stored: `PER_LANE`
+    /// f32 registers, or 16-bit values in pairs per b32 register; into `into` when given.
+    fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
+        let addr = self.vector_addr(a, at, base);
         let (f32, n) = match self.k.buffers[a.buffer].dtype {
             DType::F32 => (true, PER_LANE),
             _ => (false, PER_LANE / 2),
@@ -255,10 +261,8 @@ impl Translator<'_> {
         vals.push(val.to_string());
         if vals.len() == PER_LANE {
             let vals = sv.stores.remove(a).expect("present");
-            let (base, l) = (sv.base.clone(), self.l.clone());
-            self.set_l(Some(base));
-            let addr = self.addr(a, &Inner::None);
-            self.set_l(l);
+            let base = sv.base.clone();
+            let addr = self.vector_addr(a, &Inner::None, &base);
             self.w.ins(format!("{guard}st.global.v{PER_LANE}.f32 [{addr}], {{{}}}", vals.join(", ")));
         }
         true
