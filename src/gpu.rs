@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// The kernels of `layer`'s plan lowered for the GPU, every input stored as `dtype` (unless the
 /// spec pins one), at `dims` (others at their default sizes).
-pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lanes: bool) -> Result<Vec<Kir>, Error> {
+pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, lane_width: usize) -> Result<Vec<Kir>, Error> {
     let given: Vec<(&str, usize)> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let opts = Options::at_sizes(layer.graph(), &given);
     let mut plan = layer.plan(fusion, &opts)?.plan;
@@ -16,7 +16,7 @@ pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usiz
         let pinned = layer.graph().input_named(&b.name).and_then(|(_, d)| d.dtype);
         b.dtype = pinned.unwrap_or(dtype);
     }
-    let schedule = ssmc_ptx::gpu_schedule(lanes);
+    let schedule = ssmc_ptx::gpu_schedule(lane_width);
     Ok(plan.kernels.iter().map(|k| ssmc_kernel::lower(&plan, k, &opts.sizes, &schedule)).collect::<Result<_, _>>()?)
 }
 
@@ -26,7 +26,7 @@ pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype:
     if gpu.tile > 32 || (gpu.tile > 0 && !gpu.tile.is_power_of_two()) {
         return Err(IrError::new(format!("tile {} must be 0 or a power of two up to 32", gpu.tile)).into());
     }
-    let kirs = lower_for_gpu(layer, fusion, dims, dtype, gpu.lanes)?;
+    let kirs = lower_for_gpu(layer, fusion, dims, dtype, gpu.lane_width)?;
     Ok(ssmc_ptx::module(&kirs, &gpu, ssmc_ptx::Arch::SM90).text)
 }
 
@@ -100,6 +100,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
         (GpuSchedule::CHUNKED, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some())),
         (GpuSchedule::CHUNKED_LEAN, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some() && ssmc_ptx::emit::tiled(k, &GpuSchedule::CHUNKED_LEAN))),
         (GpuSchedule::LANES, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES.kernel()) > 1)),
+        (GpuSchedule::LANES4, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES4.kernel()) > 1)),
         (GpuSchedule::WARP_SCAN, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some())),
     ]
     .into_iter()
@@ -153,7 +154,7 @@ pub fn median_device_us(
 
 impl GpuCode {
     /// The schedule in words, as run: `rows`, `rows+tiles16`, `rows+chunks64+tiles16`, `lanes`,
-    /// `warpscan`
+    /// `lanes4`, `warpscan`
     /// (tiles and chunks named only where some kernel uses them).
     pub fn describe(&self) -> String {
         let chunks = self.entries.iter().find_map(|e| match e {
@@ -163,7 +164,12 @@ impl GpuCode {
         if self.entries.iter().any(|e| matches!(e, Launch::Warp(_))) {
             return "warpscan".to_string();
         }
-        let mut s = if self.sched.lanes { "lanes".to_string() } else { "rows".to_string() };
+        let lanes = self.kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &self.schedule) > 1);
+        let mut s = match self.sched.lane_width {
+            w if w == 0 || !lanes => "rows".to_string(),
+            1 => "lanes".to_string(),
+            w => format!("lanes{w}"),
+        };
         if let Some(c) = chunks {
             s += &format!("+chunks{c}");
         }

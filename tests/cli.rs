@@ -624,6 +624,7 @@ fn usage_errors_without_a_subcommand_or_spec() {
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
     fails(&["compile", spec, "--tile", "3"], 1, &["tile 3", "power of two up to 32"]);
     fails(&["compile", spec, "--warp-scan", "--chunked"], 2, &["--warp-scan", "--chunked"]);
+    fails(&["compile", spec, "--lanes", "3"], 1, &["--lanes 3", "1, 2, 4, 8 or 16"]);
 }
 
 #[test]
@@ -633,6 +634,13 @@ fn compile_prints_the_warp_scan_when_asked() {
     assert!(ptx.contains("wscan_smem") && ptx.contains(".maxnreg"), "{ptx}");
     let ptx = ok(&["compile", spec, "--target", "ptx", "--dims", "batch=1,dim=8,len=256,state=16"]);
     assert!(!ptx.contains("wscan"));
+    // lanes over the state: 16 lanes a row, or 4 lanes of 4 states each
+    for (lanes, levels) in [(&["--lanes"][..], 4), (&["--lanes", "4"][..], 2)] {
+        let mut args = vec!["compile", spec, "--tile", "0", "--dims", "batch=1,dim=8,len=1,state=16"];
+        args.extend_from_slice(lanes);
+        let ptx = ok(&args);
+        assert_eq!(ptx.matches("shfl.sync.bfly").count(), levels, "{lanes:?}: {ptx}");
+    }
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn every_example_matches_the_oracle_on_the_gpu() {
     for name in EXAMPLES {
         let layer = example(name);
         for fusion in [Fusion::On, Fusion::Off] {
-            for schedule in [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES, GpuSchedule::WARP_SCAN] {
+            for schedule in GpuSchedule::ALL {
                 let Some(compiled) = compile(&layer, fusion) else { return };
                 let compiled = compiled.with_gpu_schedule(schedule);
                 // (2, 64, ..): warps inside one batch (B and C staged once per warp), rows a
@@ -126,4 +126,19 @@ fn the_warp_scan_reads_out_a_state_twice() {
     let Some(compiled) = compile(&layer, Fusion::On) else { return };
     let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
     check(&layer, &compiled, &[(2, 3, 256, 16), (1, 2, 301, 16), (1, 2, 300, 40)], &[DType::F32, DType::BF16], 9, "two readouts warpscan");
+}
+
+#[test]
+fn lanes_owning_runs_of_states_match_the_oracle() {
+    // runs of 2, 4, 8 and 16 states a lane: 2 to 32 lanes a row, rows straddling warps (dim 9);
+    // 12 states with runs of 8 do not split: one thread a row
+    for name in ["mamba1_step.ssm", "mamba1.ssm"] {
+        let layer = example(name);
+        for width in [2, 4, 8, 16] {
+            let Some(compiled) = compile(&layer, Fusion::On) else { return };
+            let compiled = compiled.with_gpu_schedule(GpuSchedule { lane_width: width, ..GpuSchedule::LANES });
+            let shapes = [(3, 9, 1, 16), (2, 9, 33, 32), (1, 5, 1, 64), (2, 3, 7, 8), (1, 4, 5, 12)];
+            check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 10, &format!("{name} lanes{width}"));
+        }
+    }
 }

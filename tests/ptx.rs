@@ -8,10 +8,6 @@ use ssmc::ir::DType;
 use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
 
-/// Every GPU schedule the autotuner chooses among.
-const SCHEDULES: [GpuSchedule; 6] =
-    [GpuSchedule::ROWS, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::LANES, GpuSchedule::WARP_SCAN];
-
 
 /// ptxas, or `None` where `SSMC_SKIP_PTXAS` allows the test to be skipped without it (otherwise
 /// a missing ptxas fails the test).
@@ -35,7 +31,7 @@ fn every_example_assembles_for_sm90() {
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
         for fusion in [Fusion::On, Fusion::Off] {
             for dtype in [DType::F32, DType::BF16] {
-                for schedule in SCHEDULES {
+                for schedule in GpuSchedule::ALL {
                     let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, schedule).unwrap();
                     let kernels = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90)
                         .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype} {schedule}: ptxas failed:\n{log}\n{ptx}"));
@@ -75,7 +71,7 @@ fn emitted_ptx_is_deterministic() {
     for name in EXAMPLES {
         let layer = example(name);
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
-        for schedule in SCHEDULES {
+        for schedule in GpuSchedule::ALL {
             let a = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, schedule).unwrap();
             let b = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F32, schedule).unwrap();
             assert_eq!(a, b, "{name} {schedule}");
@@ -114,6 +110,41 @@ fn tiles_stage_per_row_inputs_per_row_and_shared_inputs_once_per_warp() {
     let step = example("mamba1_step.ssm");
     let ptx = ssmc::gpu::ptx(&step, Fusion::On, &sizes(2, 64, 1), DType::F32, GpuSchedule::TILED).unwrap();
     assert!(!ptx.contains("tile_smem"));
+}
+
+#[test]
+fn lanes_of_four_states_move_the_state_in_16_byte_vectors() {
+    let Some(ptxas) = ptxas() else { return };
+    let step = example("mamba1_step.ssm");
+    let mut d = sizes(64, 4096, 1);
+    let ptx = ssmc::gpu::ptx(&step, Fusion::On, &d, DType::F32, GpuSchedule::LANES4).unwrap();
+    // per lane: 4 of the 16 states, so h0, A, B and C come in one v4 load each and h_last goes
+    // out in one v4 store; the sum over the state takes two butterfly levels (4 lanes a row)
+    assert_eq!(ptx.matches("ld.global.nc.v4.f32").count(), 4, "{ptx}");
+    assert_eq!(ptx.matches("st.global.v4.f32").count(), 1, "{ptx}");
+    assert_eq!(ptx.matches("shfl.sync.bfly").count(), 2, "{ptx}");
+    assert_eq!(ptx.matches("ex2.approx").count(), 4 + 2, "4 states, softplus and the gate: {ptx}");
+    ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{log}"));
+    // 8 states: two lanes a row; 6 states do not split into runs of 4: one thread a row
+    d.insert("state".into(), 8);
+    let ptx = ssmc::gpu::ptx(&step, Fusion::On, &d, DType::F32, GpuSchedule::LANES4).unwrap();
+    assert_eq!(ptx.matches("shfl.sync.bfly").count(), 1, "{ptx}");
+    d.insert("state".into(), 6);
+    let ptx = ssmc::gpu::ptx(&step, Fusion::On, &d, DType::F32, GpuSchedule::LANES4).unwrap();
+    assert_eq!(ptx.matches("shfl.sync").count(), 0, "{ptx}");
+    // other run lengths, bf16 too, through a seq loop as well as one step
+    for width in [2, 8, 16] {
+        for (layer, len) in [(&step, 1), (&example("mamba1.ssm"), 64)] {
+            let mut d = sizes(2, 40, len);
+            d.insert("state".into(), 32);
+            let ptx = ssmc::gpu::ptx(layer, Fusion::On, &d, DType::BF16, GpuSchedule { lane_width: width, ..GpuSchedule::LANES }).unwrap();
+            // one step: one sum over 32 / width lanes (a seq loop sums a block of steps)
+            if len == 1 {
+                assert_eq!(ptx.matches("shfl.sync.bfly").count(), (32 / width).trailing_zeros() as usize, "lanes{width}: {ptx}");
+            }
+            ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("lanes{width}: {log}"));
+        }
+    }
 }
 
 #[test]

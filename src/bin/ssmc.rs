@@ -40,9 +40,10 @@ enum Command {
         /// Sizes the kernels are specialized to (others at their defaults).
         #[arg(long, default_value = "")]
         dims: String,
-        /// Spread inner dims of at most 32 over warp lanes (one of the autotuner's choices).
-        #[arg(long)]
-        lanes: bool,
+        /// Spread inner dims over warp lanes (one of the autotuner's choices), WIDTH consecutive
+        /// inner indices per lane (1, 2, 4, 8 or 16; 1 when not given)
+        #[arg(long, value_name = "WIDTH", num_args = 0..=1, default_missing_value = "1")]
+        lanes: Option<usize>,
         /// Cut scans along the seq dim into chunks combined by a parallel pass (another).
         #[arg(long, conflicts_with = "lanes")]
         chunked: bool,
@@ -243,7 +244,11 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch, warp_scan } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            let schedule = ssmc::GpuSchedule { lanes, chunked, tile, prefetch: !no_prefetch, warp_scan };
+            let lane_width = lanes.unwrap_or(0);
+            if lanes.is_some() && !(lane_width.is_power_of_two() && lane_width <= 16) {
+                return Err(ssmc::ir::IrError::new(format!("--lanes {lane_width}: the width must be 1, 2, 4, 8 or 16")).into());
+            }
+            let schedule = ssmc::GpuSchedule { lane_width, chunked, tile, prefetch: !no_prefetch, warp_scan };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

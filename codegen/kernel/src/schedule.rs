@@ -15,20 +15,20 @@ pub struct Schedule {
     pub vectorize_rows: bool,
     /// Stage read buffers whose inner dim is not contiguous (a transposed `f32` copy).
     pub stage_strided: bool,
-    /// GPU: spread an inner dim of at most 32 over that many lanes of a warp (reduced with
-    /// shuffles) instead of one thread per row.
-    pub lanes: bool,
+    /// GPU: spread the inner dim over a row's lanes of a warp (reduced with shuffles), this
+    /// many consecutive inner indices per lane, instead of one thread per row (0).
+    pub lane_width: usize,
 }
 
 impl Schedule {
     /// The default CPU schedule: `f32x4`, unroll up to 64, all cores.
     pub fn cpu_default() -> Self {
-        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, lanes: false }
+        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, lane_width: 0 }
     }
 
     /// Plain scalar code on one thread, no unrolling: the simplest lowering, for testing the
     /// others against.
     pub fn cpu_scalar() -> Self {
-        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, lanes: false }
+        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, lane_width: 0 }
     }
 }

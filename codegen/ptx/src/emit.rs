@@ -68,8 +68,10 @@ pub(crate) fn translate(
     tiling: Tiling,
     warp: Option<WarpScan>,
 ) -> String {
-    let unrolled = unrolled(k, schedule);
     let lanes = if chunked.is_some() || warp.is_some() { 1 } else { lanes_per_row(k, schedule) };
+    // a lane's own run of inner indices is unrolled (it is at most 16 long)
+    let lane_width = if lanes > 1 { schedule.lane_width.max(1) } else { 1 };
+    let unrolled = unrolled(k, schedule) || lane_width > 1;
     let tile_plan = if warp.is_some() { None } else { tiles::plan(k, tiling, lanes, unrolled, chunked.as_ref()) };
     let mut t = Translator {
         w: Regs::default(),
@@ -86,6 +88,7 @@ pub(crate) fn translate(
         row_bases: HashMap::new(),
         seq_bases: HashMap::new(),
         lanes,
+        lane_width,
         lane: None,
         chunked,
         tile: None,
@@ -136,8 +139,12 @@ struct Translator<'a> {
     row_bases: HashMap<(usize, Vec<usize>), String>,
     /// Byte address at the current seq step, per (buffer, row strides, seq stride).
     seq_bases: memory::SeqBases,
-    /// Threads per row (1, or the inner extent rounded up to a power of two).
+    /// Threads per row (1; the inner extent rounded up to a power of two; or that extent over
+    /// `lane_width`).
     lanes: u32,
+    /// Consecutive inner indices per lane (1 unless the lanes each own a run of them; see
+    /// [`Translator::lane_run`]).
+    lane_width: usize,
     lane: Option<Lane>,
     chunked: Option<Chunked>,
     /// Tiles staged through shared memory (set up by `tile_setup`).
@@ -155,7 +162,8 @@ struct Translator<'a> {
 
 /// A thread's place in its row's lane group.
 struct Lane {
-    /// The inner index this lane owns (clamped into range for addressing).
+    /// The inner index this lane owns (clamped into range for addressing), or the first of its
+    /// run.
     i: String,
     /// Whether the lane owns a real inner index.
     active: String,
@@ -167,11 +175,14 @@ struct Lane {
     store_row: String,
 }
 
-/// Threads per row for kernel `k`: with `schedule.lanes`, an inner dim of at most 32 spreads over that many lanes
-/// (rounded up to a power of two), reduced with `shfl.sync`; otherwise one thread per row.
+/// Threads per row for kernel `k`, its sums reduced with `shfl.sync`: with a lane width of 1,
+/// an inner dim of at most 32 spreads over that many lanes (rounded up to a power of two); with
+/// a width `w` > 1, an inner dim of `w` times a power of two from 2 to 32 spreads over that many
+/// lanes, `w` consecutive inner indices each; otherwise one thread per row.
 pub fn lanes_per_row(k: &Kir, schedule: &Schedule) -> u32 {
-    match k.inner {
-        Some(n) if schedule.lanes && (2..=32).contains(&n) => (n as u32).next_power_of_two(),
+    match (k.inner, schedule.lane_width) {
+        (Some(n), 1) if (2..=32).contains(&n) => (n as u32).next_power_of_two(),
+        (Some(n), w) if w > 1 && n % w == 0 && (n / w).is_power_of_two() && (2..=32).contains(&(n / w)) => (n / w) as u32,
         _ => 1,
     }
 }
@@ -227,7 +238,12 @@ impl Translator<'_> {
             w.ins(format!("setp.eq.u64 {zero}, {lane}, 0"));
             w.ins(format!("and.pred {sr}, {valid}, {zero}"));
             let i = w.rd();
-            w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
+            if self.lane_width > 1 {
+                // every lane owns a full run: lanes x width is the inner extent
+                w.ins(format!("mul.lo.u64 {i}, {lane}, {}", self.lane_width));
+            } else {
+                w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
+            }
             self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr });
             rc
         } else if let Some(ch) = self.chunked.as_mut() {
@@ -278,21 +294,7 @@ impl Translator<'_> {
             }
         }
         let row_for_slot = row.clone();
-        // row indices, last dim fastest
-        let mut rest = row;
-        let mut idx = vec![String::new(); self.k.rows.len()];
-        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
-            if k == 0 {
-                idx[k] = rest.clone();
-            } else {
-                let (r, q) = (self.w.rd(), self.w.rd());
-                self.w.ins(format!("rem.u64 {r}, {rest}, {extent}"));
-                self.w.ins(format!("div.u64 {q}, {rest}, {extent}"));
-                idx[k] = r;
-                rest = q;
-            }
-        }
-        self.row_idx = idx;
+        self.row_idx = self.row_indices(&row);
         // every access's row part, once per thread: the loops then only add seq and inner terms
         let accesses: Vec<Access> = self
             .k
@@ -304,7 +306,7 @@ impl Translator<'_> {
             })
             .collect();
         for a in accesses {
-            let key = (a.buffer, a.row.clone());
+            let key = self.base_key(&a);
             if self.row_bases.contains_key(&key) {
                 continue;
             }
@@ -316,6 +318,11 @@ impl Translator<'_> {
                     self.w.ins(format!("mad.lo.u64 {n}, {}, {}, {at}", self.row_idx[k], stride * size));
                     at = n;
                 }
+            }
+            if let (Some(first), true) = (self.lane_run(), a.inner != 0) {
+                let n = self.w.rd();
+                self.w.ins(format!("mad.lo.u64 {n}, {first}, {}, {at}", a.inner * size));
+                at = n;
             }
             self.row_bases.insert(key, at);
         }
@@ -333,7 +340,7 @@ impl Translator<'_> {
         for v in self.steps_at(Level::Row) {
             self.scalar_step(v);
         }
-        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()) {
+        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()).filter(|_| self.lane_width == 1) {
             self.cur.clear();
             for v in self.steps_at(Level::RowInner) {
                 self.inner_step(v, Inner::Lane(i.clone()));
@@ -342,7 +349,7 @@ impl Translator<'_> {
                 }
             }
         } else if self.unrolled {
-            for c in 0..self.k.inner.unwrap_or(1) {
+            for c in 0..self.static_inner() {
                 self.cur.clear();
                 for v in self.steps_at(Level::RowInner) {
                     self.inner_step(v, Inner::Static(c));
@@ -359,9 +366,78 @@ impl Translator<'_> {
         self.w.ins("ret");
     }
 
+    /// The inner indices a thread walks as `Inner::Static`: the whole inner dim, or its lane's
+    /// run (numbered from the run's start; addresses add the start, see [`Self::base_key`]).
+    fn static_inner(&self) -> usize {
+        if self.lane_run().is_some() {
+            self.lane_width
+        } else {
+            self.k.inner.unwrap_or(1)
+        }
+    }
+
+    /// The first inner index of this lane's run, where lanes own runs of inner indices.
+    fn lane_run(&self) -> Option<String> {
+        self.lane.as_ref().filter(|_| self.lane_width > 1).map(|l| l.i.clone())
+    }
+
+    /// The key of `a`'s row base address: where lanes own runs of inner indices, an access
+    /// along the inner dim starts at its lane's run (its base includes the run's start).
+    fn base_key(&self, a: &Access) -> (usize, Vec<usize>) {
+        let mut row = a.row.clone();
+        if self.lane_run().is_some() && a.inner != 0 {
+            row.extend([usize::MAX, a.inner]);
+        }
+        (a.buffer, row)
+    }
+
+    /// The row dims' indices of row `row` (u64 registers), last dim fastest. A `div.u64` or
+    /// `rem.u64`, even by a constant power of two, becomes a call to a 64-bit division routine
+    /// of about 60 instructions in SASS; with fewer than 2^32 rows the split runs in 32 bits,
+    /// where ptxas divides by a constant with a multiply and shifts.
+    fn row_indices(&mut self, row: &str) -> Vec<String> {
+        let n = self.k.rows.len();
+        let mut idx = vec![String::new(); n];
+        if n == 1 {
+            idx[0] = row.to_string();
+            return idx;
+        }
+        if self.k.row_count() > u32::MAX as usize {
+            let mut rest = row.to_string();
+            for (k, &extent) in self.k.rows.iter().enumerate().rev() {
+                if k == 0 {
+                    idx[k] = rest.clone();
+                } else {
+                    let (r, q) = (self.w.rd(), self.w.rd());
+                    self.w.ins(format!("rem.u64 {r}, {rest}, {extent}"));
+                    self.w.ins(format!("div.u64 {q}, {rest}, {extent}"));
+                    idx[k] = r;
+                    rest = q;
+                }
+            }
+            return idx;
+        }
+        let mut rest = self.w.r();
+        self.w.ins(format!("cvt.u32.u64 {rest}, {row}"));
+        for (k, &extent) in self.k.rows.iter().enumerate().rev() {
+            let i = self.w.rd();
+            if k == 0 {
+                self.w.ins(format!("cvt.u64.u32 {i}, {rest}"));
+            } else {
+                let (r, q) = (self.w.r(), self.w.r());
+                self.w.ins(format!("rem.u32 {r}, {rest}, {extent}"));
+                self.w.ins(format!("div.u32 {q}, {rest}, {extent}"));
+                self.w.ins(format!("cvt.u64.u32 {i}, {r}"));
+                rest = q;
+            }
+            idx[k] = i;
+        }
+        idx
+    }
+
     fn inner_indices(&mut self, mut f: impl FnMut(&mut Self, Inner)) {
-        let n = self.k.inner.unwrap_or(1);
-        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()) {
+        let n = self.static_inner();
+        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()).filter(|_| self.lane_width == 1) {
             self.cur.clear();
             f(self, Inner::Lane(i));
             return;

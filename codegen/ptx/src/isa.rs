@@ -37,19 +37,36 @@ pub fn log(w: &mut Regs, x: &str) -> String {
 
 /// `ln(1 + x)` as `ln(u) * x / (u - 1)`, `u = 1 + x` (exact as `x -> 0`).
 pub fn log1p(w: &mut Regs, x: &str) -> String {
+    log1p_ratio(w, x, false)
+}
+
+/// [`log1p`]; with `unit`, for `x` in [0, 1] (or NaN) only: `u` is then neither infinite nor
+/// zero, and `u - 1` (0, or at least 2^-24) takes `rcp.approx` (1 ulp) and a multiply instead
+/// of `div.full`, about ten SASS instructions fewer.
+fn log1p_ratio(w: &mut Regs, x: &str, unit: bool) -> String {
     let u = w.f();
     w.ins(format!("add.f32 {u}, {x}, {}", fimm(1.0)));
     let lu = log(w, &u);
     let um1 = w.f();
     w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
     let q = w.f();
-    w.ins(format!("div.full.f32 {q}, {x}, {um1}"));
+    if unit {
+        let inv = w.f();
+        w.ins(format!("rcp.approx.ftz.f32 {inv}, {um1}"));
+        w.ins(format!("mul.f32 {q}, {x}, {inv}"));
+    } else {
+        w.ins(format!("div.full.f32 {q}, {x}, {um1}"));
+    }
     let r = w.f();
     w.ins(format!("mul.f32 {r}, {lu}, {q}"));
+    // u = 1: x is below half an ulp of 1 and log1p(x) = x
     let p = w.p();
     w.ins(format!("setp.eq.f32 {p}, {u}, {}", fimm(1.0)));
     let d = w.f();
     w.ins(format!("selp.f32 {d}, {x}, {r}, {p}"));
+    if unit {
+        return d;
+    }
     // u = inf: the ratio is NaN, the answer inf; u = 0: -inf
     let pi = w.p();
     w.ins(format!("setp.eq.f32 {pi}, {u}, {}", fimm(f32::INFINITY)));
@@ -102,7 +119,7 @@ pub fn sigmoid(w: &mut Regs, x: &str) -> String {
     d
 }
 
-/// `max(x, 0) + log1p(e^-|x|)`.
+/// `max(x, 0) + log1p(e^-|x|)` (the log1p of an argument in [0, 1]).
 pub fn softplus(w: &mut Regs, x: &str) -> String {
     let pos = w.f();
     w.ins(format!("max.NaN.f32 {pos}, {x}, {}", fimm(0.0)));
@@ -111,7 +128,7 @@ pub fn softplus(w: &mut Regs, x: &str) -> String {
     let nax = w.f();
     w.ins(format!("neg.f32 {nax}, {ax}"));
     let e = exp(w, &nax);
-    let l = log1p(w, &e);
+    let l = log1p_ratio(w, &e, true);
     let d = w.f();
     w.ins(format!("add.f32 {d}, {pos}, {l}"));
     d

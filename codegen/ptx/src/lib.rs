@@ -16,11 +16,11 @@ pub use emit::BLOCK;
 
 use ssmc_kernel::Schedule;
 
-/// The kernel schedule for the GPU: one thread per row (or, with `lanes`, one lane per inner
-/// index), scalar code, inner dims up to 64 unrolled into registers, strided inputs read in
-/// place.
-pub fn gpu_schedule(lanes: bool) -> Schedule {
-    Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lanes }
+/// The kernel schedule for the GPU: one thread per row (or, with `lane_width` > 0, that many
+/// inner indices per lane of a row's lanes), scalar code, inner dims up to 64 unrolled into
+/// registers, strided inputs read in place.
+pub fn gpu_schedule(lane_width: usize) -> Schedule {
+    Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lane_width }
 }
 
 /// Steps per shared-memory tile in the tiled schedules.
@@ -29,8 +29,9 @@ pub const TILE: usize = 16;
 /// How the GPU runs a plan: the choices the autotuner times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GpuSchedule {
-    /// Lanes over the inner dim (reduced with shuffles) instead of one thread per row.
-    pub lanes: bool,
+    /// Lanes over the inner dim (reduced with shuffles), this many consecutive inner indices per
+    /// lane, instead of one thread per row (0).
+    pub lane_width: usize,
     /// Scans cut into chunks along seq (summary, combine and main passes).
     pub chunked: bool,
     /// Steps per shared-memory tile (0: every access straight from global memory).
@@ -45,19 +46,33 @@ pub struct GpuSchedule {
 
 impl GpuSchedule {
     /// One thread per row, reading global memory in place.
-    pub const ROWS: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    pub const ROWS: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: 0, prefetch: false, warp_scan: false };
     /// One thread per row, seq-indexed accesses staged through shared memory, each tile's
     /// loads issued a tile ahead.
-    pub const TILED: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: TILE, prefetch: true, warp_scan: false };
+    pub const TILED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: TILE, prefetch: true, warp_scan: false };
     /// Tiles with the scan cut into chunks.
-    pub const CHUNKED: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: true, warp_scan: false };
+    pub const CHUNKED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, tile: TILE, prefetch: true, warp_scan: false };
     /// Chunks and tiles without the prefetch registers: more warps fit an SM, which pays when
     /// chunks give many more warps than rows do.
-    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lanes: false, chunked: true, tile: TILE, prefetch: false, warp_scan: false };
-    /// Lanes over the inner dim.
-    pub const LANES: GpuSchedule = GpuSchedule { lanes: true, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, tile: TILE, prefetch: false, warp_scan: false };
+    /// Lanes over the inner dim, one inner index each.
+    pub const LANES: GpuSchedule = GpuSchedule { lane_width: 1, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    /// Lanes over the inner dim, four consecutive inner indices each: 16-byte loads and stores
+    /// that a warp's lanes coalesce (for a state of 16, a warp covers 8 rows).
+    pub const LANES4: GpuSchedule = GpuSchedule { lane_width: 4, chunked: false, tile: 0, prefetch: false, warp_scan: false };
     /// A warp per row scanning seq in parallel, in one pass.
-    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lanes: false, chunked: false, tile: 0, prefetch: false, warp_scan: true };
+    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: 0, prefetch: false, warp_scan: true };
+
+    /// Every schedule the autotuner chooses among (each where it applies).
+    pub const ALL: [GpuSchedule; 7] = [
+        GpuSchedule::ROWS,
+        GpuSchedule::TILED,
+        GpuSchedule::CHUNKED,
+        GpuSchedule::CHUNKED_LEAN,
+        GpuSchedule::LANES,
+        GpuSchedule::LANES4,
+        GpuSchedule::WARP_SCAN,
+    ];
 
     /// How seq loops are tiled.
     pub fn tiling(&self) -> emit::Tiling {
@@ -66,7 +81,7 @@ impl GpuSchedule {
 
     /// The kernel schedule the plan is lowered under.
     pub fn kernel(&self) -> Schedule {
-        gpu_schedule(self.lanes)
+        gpu_schedule(self.lane_width)
     }
 }
 
@@ -75,7 +90,11 @@ impl std::fmt::Display for GpuSchedule {
         if self.warp_scan {
             return write!(f, "warpscan");
         }
-        write!(f, "{}", if self.lanes { "lanes" } else { "rows" })?;
+        match self.lane_width {
+            0 => write!(f, "rows")?,
+            1 => write!(f, "lanes")?,
+            w => write!(f, "lanes{w}")?,
+        }
         if self.chunked {
             write!(f, "+chunks")?;
         }

@@ -24,9 +24,10 @@ impl Translator<'_> {
     /// inner index folded into the immediate.
     pub(super) fn addr(&mut self, a: &Access, at: &Inner) -> String {
         let size = self.k.buffers[a.buffer].dtype.size();
-        let mut base = self.row_bases[&(a.buffer, a.row.clone())].clone();
+        let (buffer, row) = self.base_key(a);
+        let mut base = self.row_bases[&(buffer, row.clone())].clone();
         if let (Some(l), true) = (self.l.clone(), a.seq != 0) {
-            let key = (a.buffer, a.row.clone(), a.seq);
+            let key = (buffer, row, a.seq);
             base = match self.seq_bases.get(&key) {
                 Some(b) => b.clone(),
                 None => {
@@ -75,6 +76,14 @@ impl Translator<'_> {
             self.w.ins(format!("mad.lo.u64 {n}, {x}, {s}, {off}"));
             off = n;
         }
+        let off = match (self.lane_run(), at) {
+            (Some(first), Inner::Static(_)) if a.inner != 0 => {
+                let n = self.w.rd();
+                self.w.ins(format!("mad.lo.u64 {n}, {first}, {}, {off}", a.inner));
+                n
+            }
+            _ => off,
+        };
         match at {
             Inner::Static(c) if a.inner != 0 => {
                 let n = self.w.rd();
@@ -150,7 +159,8 @@ impl Translator<'_> {
     /// (device buffers are at least 256-byte aligned).
     fn vec4(&self, a: &Access, at: &Inner) -> Option<usize> {
         let Inner::Static(c) = at else { return None };
-        let n = self.k.inner?;
+        // a lane's run, or the whole inner dim
+        let n = if self.lane_run().is_some() { self.lane_width } else { self.k.inner? };
         let seq_ok = a.seq.is_multiple_of(4) || self.k.seq.is_none_or(|(extent, _)| extent == 1);
         let ok = self.k.buffers[a.buffer].dtype == DType::F32 && a.inner == 1 && n % 4 == 0 && seq_ok && a.row.iter().all(|s| s % 4 == 0);
         ok.then_some(*c)

@@ -159,7 +159,10 @@ impl Translator<'_> {
                     (Axis::Seq, _) => self.l.clone().expect("a conv along seq runs in the seq loop"),
                     (Axis::Inner, Inner::Static(c)) => {
                         let r = self.w.rd();
-                        self.w.ins(format!("mov.u64 {r}, {c}"));
+                        match self.lane_run() {
+                            Some(first) => self.w.ins(format!("add.u64 {r}, {first}, {c}")),
+                            None => self.w.ins(format!("mov.u64 {r}, {c}")),
+                        }
                         r
                     }
                     (Axis::Inner, Inner::Reg(i) | Inner::Lane(i)) => i.clone(),
@@ -203,7 +206,7 @@ impl Translator<'_> {
                     return None;
                 }
                 let guard = match (&self.lane, &here, &self.valid) {
-                    (Some(l), Inner::Lane(_), _) => format!("@{} ", l.store_inner),
+                    (Some(l), Inner::Lane(_) | Inner::Static(_), _) => format!("@{} ", l.store_inner),
                     (Some(l), _, _) => format!("@{} ", l.store_row),
                     (None, _, Some(valid)) => format!("@{valid} "),
                     (None, _, None) => String::new(),

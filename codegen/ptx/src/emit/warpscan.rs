@@ -42,7 +42,7 @@ pub struct WarpScan {
 pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     let (extent, reverse) = k.seq?;
     let n = k.inner?;
-    if reverse || extent < 64 || n > schedule.unroll_limit.max(1) || schedule.lanes {
+    if reverse || extent < 64 || n > schedule.unroll_limit.max(1) || schedule.lane_width > 0 {
         return None;
     }
     if k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. })) {
