@@ -222,7 +222,14 @@ impl CompiledLayer {
             let buf = &plan.buffers[b.0];
             let t = match buf.kind {
                 BufferKind::Input => inputs[&buf.name].cast(out_dtype),
-                _ => HostTensor::from_f32(extent(&buf.shape), &memory[b.0]).expect("sized from the plan").cast(out_dtype),
+                _ => {
+                    let t = HostTensor::from_f32(extent(&buf.shape), &memory[b.0]).expect("sized from the plan");
+                    if out_dtype == DType::F32 {
+                        t
+                    } else {
+                        t.cast(out_dtype)
+                    }
+                }
             };
             out.insert(name.clone(), t);
         }

@@ -73,14 +73,16 @@ pub fn bind_dims<'a>(g: &Graph, shapes: impl IntoIterator<Item = (&'a str, &'a [
     let mut sizes: Vec<Option<usize>> = vec![None; g.dim_count()];
     let mut bound_by: Vec<&str> = vec![""; g.dim_count()];
     for (_, decl) in g.inputs() {
-        let layout = g.fmt_shape(&decl.layout);
+        // formatted only for an error: this runs on every call of a compiled layer
+        let layout = || g.fmt_shape(&decl.layout);
         let shape = given
             .get(decl.name.as_str())
-            .ok_or_else(|| IrError::new(format!("missing input `{}` with dims {layout}", decl.name)))?;
+            .ok_or_else(|| IrError::new(format!("missing input `{}` with dims {}", decl.name, layout())))?;
         if shape.len() != decl.layout.rank() {
             return Err(IrError::new(format!(
-                "input `{}` has shape {shape:?}, but it is declared with dims {layout} (rank {})",
+                "input `{}` has shape {shape:?}, but it is declared with dims {} (rank {})",
                 decl.name,
+                layout(),
                 decl.layout.rank()
             )));
         }
