@@ -14,3 +14,8 @@ for b in 1 16 64; do
   timeout 60 ./carry/ssmc bench examples/mamba1_step.ssm --backend cuda --dims batch=$b,dim=4096,len=1,state=16 --dtype f32 --reps 51 --json 2>&1 | tee -a $OUT/decode.jsonl
 done
 ./carry/ssmc compile examples/mamba1.ssm --dims batch=8,dim=4096,len=2048,state=16 > $OUT/mamba1.ptx
+# Nsight Compute's device time of every decode-step launch (the autotuner's candidates, 4 each,
+# then the chosen one's run, last); grid size tells the schedules apart
+for b in 1 16 64; do
+  ncu --clock-control none -k regex:k0 --metrics gpu__time_duration.sum,launch__grid_size ./carry/ssmc run examples/mamba1_step.ssm --backend cuda --random --dims batch=$b,dim=4096,len=1,state=16 --out /tmp/o.safetensors 2>&1 | grep -E "launch__grid_size|gpu__time_duration" | awk -v b=$b '{v[NR%2]=$NF} NR%2==0 {print "batch", b, "grid", v[0], "us", v[1]}' | tee -a $OUT/decode_ncu.txt
+done
