@@ -142,3 +142,17 @@ fn lanes_owning_runs_of_states_match_the_oracle() {
         }
     }
 }
+
+#[test]
+fn the_warp_scan_reads_16_bit_vectors_of_steps() {
+    // 16-bit inputs in whole vectors of a lane's steps (lengths a multiple of 4), rows of a
+    // block of threads in one batch (dims a multiple of 4): whole and partial last blocks of
+    // steps, state counts below a warp's 4 rows (5, 3, 1), and an initial and final state
+    for name in ["mamba1.ssm", "mamba1_step.ssm"] {
+        let layer = example(name);
+        let Some(compiled) = compile(&layer, Fusion::On) else { return };
+        let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+        let shapes = [(2, 8, 256, 16), (1, 4, 1000, 16), (2, 12, 132, 5), (3, 4, 64, 3), (1, 8, 200, 1), (1, 16, 4096, 16)];
+        check(&layer, &compiled, &shapes, &[DType::BF16, DType::F16], 11, &format!("{name} warpscan 16-bit"));
+    }
+}
