@@ -62,12 +62,14 @@ fn horner(b: &mut FunctionBuilder, ty: Type, x: Value, c: &[f32]) -> Value {
 /// `2^x`.
 pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     // clamp with compares: NaN fails both and stays NaN (the polynomial keeps it), and this is
-    // two instructions where fmin/fmax's exact NaN and signed-zero rules take several
+    // two instructions where fmin/fmax's exact NaN and signed-zero rules take several. Both
+    // are written `select(a < b, ..)`, the form Cranelift's x86 backend turns into one
+    // `maxps` / `minps` (`x > hi` took a compare and a blend)
     let lo = konst(b, ty, -127.0);
     let hi = konst(b, ty, 128.0);
     let below = b.ins().fcmp(FloatCC::LessThan, x, lo);
     let x = select(b, ty, below, lo, x);
-    let above = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+    let above = b.ins().fcmp(FloatCC::LessThan, hi, x);
     let x = select(b, ty, above, hi, x);
     // n = round(x) by adding 1.5 * 2^23: the sum's low mantissa bits hold n (as an integer,
     // rounded to nearest even), and subtracting the constant again gives n as a float. Three
@@ -100,7 +102,7 @@ pub fn exp(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let hi = konst(b, ty, 89.0);
     let below = b.ins().fcmp(FloatCC::LessThan, x, lo);
     let xc = select(b, ty, below, lo, x);
-    let above = b.ins().fcmp(FloatCC::GreaterThan, xc, hi);
+    let above = b.ins().fcmp(FloatCC::LessThan, hi, xc);
     let xc = select(b, ty, above, hi, xc);
     let l2e = konst(b, ty, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(xc, l2e);
