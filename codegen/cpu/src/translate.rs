@@ -65,6 +65,9 @@ pub struct KernelTranslator<'a, 'b> {
     /// Scan states: per chunk Variables when unrolled; a stack buffer per scan when looped.
     state_vars: HashMap<(V, usize), Variable>,
     state_slots: HashMap<V, cranelift_codegen::ir::StackSlot>,
+    /// A row's loop-invariant inner vectors, per (step, chunk), kept in stack slots for a seq
+    /// loop of more than one step (see [`KernelTranslator::keep_row_inner`]).
+    row_slots: HashMap<(V, usize), cranelift_codegen::ir::StackSlot>,
     /// Per sum: (vector accumulator, scalar accumulator).
     sum_vars: HashMap<V, (Variable, Variable)>,
     chunks: Vec<(usize, usize)>,
@@ -103,6 +106,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             cur: HashMap::new(),
             state_vars: HashMap::new(),
             state_slots: HashMap::new(),
+            row_slots: HashMap::new(),
             sum_vars: HashMap::new(),
             chunks,
             along_seq: false,
@@ -184,6 +188,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         }
         if self.unrolled {
             self.row_inner_values();
+            self.keep_row_inner();
         }
         self.init_states();
         self.seq_loop();
@@ -216,6 +221,34 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                     self.per_chunk.insert((v, c), val);
                 }
             }
+        }
+    }
+
+    /// Stores the row's loop-invariant inner vectors in stack slots, where a seq loop of more
+    /// than one step reads them, one load at each use. Left as values, Cranelift's egraph pass
+    /// places their pure computation (a movable load of `A`, a multiply by `log2 e` whose
+    /// constant is itself spilled) inside the loop at their use, every step: the loop has more
+    /// live vectors than x86's 16 registers.
+    fn keep_row_inner(&mut self) {
+        if self.k.seq.is_none_or(|(extent, _)| extent <= 1) {
+            return;
+        }
+        let mut keys: Vec<(V, usize)> = self.per_chunk.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let val = self.per_chunk[&key];
+            if self.b.func.dfg.value_type(val) != types::F32X4 {
+                continue;
+            }
+            let slot = match self.row_slots.get(&key) {
+                Some(&slot) => slot,
+                None => {
+                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
+                    self.row_slots.insert(key, slot);
+                    slot
+                }
+            };
+            self.b.ins().stack_store(types::I64, val, slot, 0);
         }
     }
 
@@ -454,7 +487,10 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         let val = match self.level(v) {
             Level::Row | Level::SeqPre | Level::SeqPost => self.scalars[&v],
             Level::RowInner if self.unrolled => match ch.unrolled {
-                Some(c) => self.per_chunk[&(v, c)],
+                Some(c) => match self.row_slots.get(&(v, c)) {
+                    Some(&slot) => self.b.ins().stack_load(types::I64, types::F32X4, slot, 0),
+                    None => self.per_chunk[&(v, c)],
+                },
                 None => self.cur[&v],
             },
             _ => self.cur[&v],
