@@ -71,10 +71,10 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let x = select(b, ty, below, lo, x);
     let above = b.ins().fcmp(FloatCC::LessThan, hi, x);
     let x = select(b, ty, above, hi, x);
-    // n = round(x) by adding 1.5 * 2^23: the sum's low mantissa bits hold n (as an integer,
-    // rounded to nearest even), and subtracting the constant again gives n as a float. Three
-    // instructions where `nearest` and a saturating conversion take eight.
-    let magic = konst(b, ty, 12_582_912.0);
+    // n = round(x) by adding 1.5 * 2^23 + 127: the sum's low mantissa bits hold n + 127 (an
+    // integer, rounded to nearest even), and subtracting the constant again gives n as a float.
+    // Three instructions where `nearest` and a saturating conversion take eight.
+    let magic = konst(b, ty, 12_583_039.0);
     let t = b.ins().fadd(x, magic);
     let n = b.ins().fsub(t, magic);
     let f = b.ins().fsub(x, n);
@@ -86,11 +86,10 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
         &[1.0, std::f32::consts::LN_2, 0.240_226_5, 0.055_504_11, 0.009_618_129, 0.001_333_355_8, 0.000_154_035_3],
     );
     // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf):
-    // t's bits are 0x4B40_0000 + n, and shifted left by 23 only n's low 9 bits remain
+    // t's bits are 0x4B40_0000 + n + 127, and shifted left by 23 only the low 9 bits of n + 127
+    // (0 to 255) remain, the exponent's bias already added
     let tb = to_bits(b, ty, t);
     let e = b.ins().ishl_imm_u(tb, 23);
-    let bias = iconst(b, ty, 127 << 23);
-    let e = b.ins().iadd(e, bias);
     let scale = from_bits(b, ty, e);
     b.ins().fmul(p, scale)
 }
