@@ -81,7 +81,7 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let f = b.ins().fsub(x, n);
     // 2^f on [-0.5, 0.5]: the degree-5 minimax polynomial for relative error (Remez, 7.5e-8
     // in exact arithmetic; one FMA fewer than the degree-6 Taylor series it replaced)
-    let p = horner(b, ty, f, &[1.000_000_07, 0.693_146_967, 0.240_221_197, 0.055_507_132_7, 0.009_675_541_33, 0.001_327_647_2]);
+    let p = horner(b, ty, f, &[1.000_000_1, 0.693_146_94, 0.240_221_2, 0.055_507_13, 0.009_675_541, 0.001_327_647_2]);
     // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf):
     // t's bits are 0x4B40_0000 + n + 127, and shifted left by 23 only the low 9 bits of n + 127
     // (0 to 255) remain, the exponent's bias already added
