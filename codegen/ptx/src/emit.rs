@@ -1,5 +1,6 @@
 //! PtxWriter: one [`Kir`] into a PTX `.entry`, one GPU thread per row (or one lane per inner
-//! index, `lanes`), or a (row, chunk) pair for a scan cut into chunks (`crate::chunked`).
+//! index, or per run of them: `Schedule::lane_width`), or a (row, chunk) pair for a scan cut
+//! into chunks (`crate::chunked`).
 //!
 //! Each thread walks its row exactly as the CPU kernel does: the seq loop in order, the inner
 //! dim unrolled (the scan state of every inner index in its own register) or, when longer than
