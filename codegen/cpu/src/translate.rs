@@ -65,6 +65,10 @@ pub struct KernelTranslator<'a, 'b> {
     /// Scan states: per chunk Variables when unrolled; a stack buffer per scan when looped.
     state_vars: HashMap<(V, usize), Variable>,
     state_slots: HashMap<V, cranelift_codegen::ir::StackSlot>,
+    /// Whether [`KernelTranslator::inner_level`] leaves its sums as vectors of partial sums (in
+    /// `deferred`, one per step) for the seq block to reduce.
+    defer_sums: bool,
+    deferred: HashMap<V, Vec<Value>>,
     /// A row's loop-invariant inner vectors, per (step, chunk), kept in stack slots for a seq
     /// loop of more than one step (see [`KernelTranslator::keep_row_inner`]).
     row_slots: HashMap<(V, usize), cranelift_codegen::ir::StackSlot>,
@@ -107,6 +111,8 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             state_vars: HashMap::new(),
             state_slots: HashMap::new(),
             row_slots: HashMap::new(),
+            defer_sums: false,
+            deferred: HashMap::new(),
             sum_vars: HashMap::new(),
             chunks,
             along_seq: false,
@@ -424,6 +430,15 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             }
         } else {
             self.inner_loops(run_chunk);
+        }
+        // in a seq block of whole vectors, the four steps' sums are reduced together after the
+        // block (see `KernelTranslator::seq_block`)
+        if self.defer_sums && self.unrolled && self.chunks.iter().all(|&(_, w)| w == 4) {
+            for &s in &sums {
+                let v = self.b.use_var(self.sum_vars[&s].0);
+                self.deferred.entry(s).or_default().push(v);
+            }
+            return;
         }
         for &s in &sums {
             let (vacc, sacc) = self.sum_vars[&s];
