@@ -414,11 +414,22 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             }
             for &s in &sums {
                 let Step::Sum(x) = t.k.steps[s].1 else { unreachable!() };
-                let val = t.operand(x, ch);
                 let (vacc, sacc) = t.sum_vars[&s];
                 let var = if ch.width == 4 { vacc } else { sacc };
                 let acc = t.b.use_var(var);
-                let acc = t.b.ins().fadd(acc, val);
+                // a product (Mamba's `C * h`) accumulates with one FMA, a contraction that
+                // rounds once where a multiply and an add round twice (the product on its own
+                // is then dead)
+                let acc = match t.k.steps[x].1 {
+                    Step::Binary(BinaryOp::Mul, p, q) if t.level(x) == Level::Inner => {
+                        let (p, q) = (t.operand(p, ch), t.operand(q, ch));
+                        t.b.ins().fma(p, q, acc)
+                    }
+                    _ => {
+                        let val = t.operand(x, ch);
+                        t.b.ins().fadd(acc, val)
+                    }
+                };
                 t.b.def_var(var, acc);
             }
         };
