@@ -36,18 +36,18 @@ impl KernelTranslator<'_, '_> {
         self.along_rows = false;
         let sums = self.sums();
         let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
+        self.defer_block_sums();
         for j in 0..4u8 {
             self.row_idx[last] = self.b.ins().iadd_imm_s(first, j as i64);
             self.pick_lane(&outer, j);
             self.row_inner_values();
             self.init_states();
             self.inner_level();
-            for &s in &sums {
-                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
-            }
+            self.keep_lane_sums(&sums, &mut sum_lanes);
             self.final_level();
         }
         self.row_idx[last] = first;
+        self.reduce_block_sums();
         self.along_rows = true;
         self.lane_epilogue(&sums, &sum_lanes, lanes);
         self.along_rows = false;
@@ -78,27 +78,17 @@ impl KernelTranslator<'_, '_> {
         self.along_seq = false;
         let sums = self.sums();
         let mut sum_lanes: HashMap<V, Vec<Value>> = HashMap::new();
-        self.defer_sums = true;
-        self.deferred.clear();
+        self.defer_block_sums();
         for j in 0..4u8 {
             let l = self.b.ins().iadd_imm_s(l0, j as i64);
             self.l = Some(l);
             self.pick_lane(&pre, j);
             self.inner_level();
-            for &s in &sums {
-                if let Some(&total) = self.scalars.get(&s).filter(|_| !self.deferred.contains_key(&s)) {
-                    sum_lanes.entry(s).or_default().push(total);
-                }
-            }
+            self.keep_lane_sums(&sums, &mut sum_lanes);
         }
-        self.defer_sums = false;
-        let deferred = std::mem::take(&mut self.deferred);
+        self.reduce_block_sums();
         self.l = Some(l0);
         self.along_seq = true;
-        for (&s, parts) in &deferred {
-            let total = self.transpose_sum(parts);
-            self.seq_vecs.insert(s, total);
-        }
         self.lane_epilogue(&sums, &sum_lanes, lanes);
         self.along_seq = false;
         self.scalars = saved;
@@ -130,11 +120,39 @@ impl KernelTranslator<'_, '_> {
         }
     }
 
-    /// The four steps' sums as one vector, from each step's vector of partial sums: a 4x4
+    /// From here to [`Self::reduce_block_sums`], the inner level leaves sums over whole vectors
+    /// unreduced, one vector of partial sums per lane of the block.
+    fn defer_block_sums(&mut self) {
+        self.defer_sums = true;
+        self.deferred.clear();
+    }
+
+    /// Keeps this lane's total of each sum the inner level did reduce.
+    fn keep_lane_sums(&mut self, sums: &[V], sum_lanes: &mut HashMap<V, Vec<Value>>) {
+        for &s in sums {
+            if !self.deferred.contains_key(&s) {
+                sum_lanes.entry(s).or_default().push(self.scalars[&s]);
+            }
+        }
+    }
+
+    /// The deferred sums of the block's four lanes as one vector each (for the epilogue).
+    fn reduce_block_sums(&mut self) {
+        self.defer_sums = false;
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut sums: Vec<V> = deferred.keys().copied().collect();
+        sums.sort_unstable();
+        for s in sums {
+            let total = self.transpose_sum(&deferred[&s]);
+            self.seq_vecs.insert(s, total);
+        }
+    }
+
+    /// The four lanes' sums as one vector, from each lane's vector of partial sums: a 4x4
     /// transpose and add (4 interleaves, 2 adds, 2 half moves, 1 add), where reducing each
     /// vector across its lanes and gathering the four totals took about 34 instructions.
     fn transpose_sum(&mut self, parts: &[Value]) -> Value {
-        let [a, b, c, d] = parts[..] else { unreachable!("a seq block has four steps") };
+        let [a, b, c, d] = parts[..] else { unreachable!("a block has four lanes") };
         let ab_lo = self.shuffle_lanes(a, b, [0, 4, 1, 5]);
         let ab_hi = self.shuffle_lanes(a, b, [2, 6, 3, 7]);
         let cd_lo = self.shuffle_lanes(c, d, [0, 4, 1, 5]);
