@@ -169,16 +169,18 @@ impl CompiledLayer {
         let sizes = self.layer.check_inputs(inputs)?;
         let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
         let plan = &self.plan;
-        let mut memory: Vec<Vec<f32>> = plan
+        // every buffer the kernels write holds little-endian f32 bytes: outputs become tensors
+        // without a copy (a copy of a fresh allocation costs its page faults again)
+        let mut memory: Vec<Vec<u8>> = plan
             .buffers
             .iter()
             .map(|b| match b.kind {
                 BufferKind::Input => Vec::new(),
-                _ => vec![0.0; extent(&b.shape).iter().product()],
+                _ => vec![0u8; 4 * extent(&b.shape).iter().product::<usize>()],
             })
             .collect();
         for (k, jit) in plan.kernels.iter().zip(&module.kernels) {
-            let mut written: Vec<Vec<f32>> = k.writes.iter().map(|w| std::mem::take(&mut memory[w.0])).collect();
+            let mut written: Vec<Vec<u8>> = k.writes.iter().map(|w| std::mem::take(&mut memory[w.0])).collect();
             // staged copies (see `ssmc_kernel::Staging`), made before the launch
             let staged: Vec<Option<Vec<f32>>> = k
                 .reads
@@ -189,7 +191,7 @@ impl CompiledLayer {
                         let b = &plan.buffers[r.0];
                         let values = match b.kind {
                             BufferKind::Input => inputs[&b.name].to_f32(),
-                            _ => memory[r.0].clone(),
+                            _ => memory[r.0].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
                         };
                         st.apply(&values)
                     })
@@ -205,7 +207,7 @@ impl CompiledLayer {
                             let t = &inputs[&b.name];
                             Arg::Read(t.bytes(), t.dtype())
                         }
-                        (None, _) => Arg::ReadF32(&memory[r.0]),
+                        (None, _) => Arg::Read(&memory[r.0], DType::F32),
                     });
                 }
                 for w in written.iter_mut() {
@@ -218,12 +220,15 @@ impl CompiledLayer {
             }
         }
         let mut out = TensorMap::new();
-        for (name, b) in &plan.outputs {
+        for (i, (name, b)) in plan.outputs.iter().enumerate() {
+            // the bytes move into the tensor unless a later output names the same buffer
+            let shared = plan.outputs.iter().skip(i + 1).any(|(_, later)| later == b);
             let buf = &plan.buffers[b.0];
             let t = match buf.kind {
                 BufferKind::Input => inputs[&buf.name].cast(out_dtype),
                 _ => {
-                    let t = HostTensor::from_f32(extent(&buf.shape), &memory[b.0]).expect("sized from the plan");
+                    let bytes = if shared { memory[b.0].clone() } else { std::mem::take(&mut memory[b.0]) };
+                    let t = HostTensor::from_bytes(DType::F32, extent(&buf.shape), bytes).expect("sized from the plan");
                     if out_dtype == DType::F32 {
                         t
                     } else {

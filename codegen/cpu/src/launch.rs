@@ -12,8 +12,9 @@ pub enum Arg<'a> {
     Read(&'a [u8], DType),
     /// A read-only `f32` buffer (an intermediate).
     ReadF32(&'a [f32]),
-    /// An `f32` buffer the kernel writes.
-    Write(&'a mut [f32]),
+    /// Bytes the kernel writes as little-endian `f32` values (its stores do not assume
+    /// alignment): an output is made in the byte buffer a tensor keeps, not copied there.
+    Write(&'a mut [u8]),
 }
 
 /// Below this many row x seq x inner elements a launch stays on one thread.
@@ -30,7 +31,7 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
         let (ptr, bytes, dtype, writable) = match a {
             Arg::Read(b, d) => (b.as_ptr() as usize, b.len(), *d, false),
             Arg::ReadF32(b) => (b.as_ptr() as usize, b.len() * 4, DType::F32, false),
-            Arg::Write(b) => (b.as_mut_ptr() as usize, b.len() * 4, DType::F32, true),
+            Arg::Write(b) => (b.as_mut_ptr() as usize, b.len(), DType::F32, true),
         };
         if dtype != p.dtype || bytes < p.len * p.dtype.size() || (p.written && !writable) {
             return Err(CpuError::Launch(format!(
