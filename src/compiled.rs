@@ -228,12 +228,7 @@ impl CompiledLayer {
                 BufferKind::Input => inputs[&buf.name].cast(out_dtype),
                 _ => {
                     let bytes = if shared { memory[b.0].clone() } else { std::mem::take(&mut memory[b.0]) };
-                    let t = HostTensor::from_bytes(DType::F32, extent(&buf.shape), bytes).expect("sized from the plan");
-                    if out_dtype == DType::F32 {
-                        t
-                    } else {
-                        t.cast(out_dtype)
-                    }
+                    HostTensor::from_bytes(DType::F32, extent(&buf.shape), bytes).expect("sized from the plan").into_dtype(out_dtype)
                 }
             };
             out.insert(name.clone(), t);

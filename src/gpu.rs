@@ -26,6 +26,9 @@ pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype:
     if gpu.tile > 32 || (gpu.tile > 0 && !gpu.tile.is_power_of_two()) {
         return Err(IrError::new(format!("tile {} must be 0 or a power of two up to 32", gpu.tile)).into());
     }
+    if gpu.lane_width > 16 || (gpu.lane_width > 0 && !gpu.lane_width.is_power_of_two()) {
+        return Err(IrError::new(format!("lane width {} must be 0 (no lanes) or 1, 2, 4, 8 or 16", gpu.lane_width)).into());
+    }
     let kirs = lower_for_gpu(layer, fusion, dims, dtype, gpu.lane_width)?;
     Ok(ssmc_ptx::module(&kirs, &gpu, ssmc_ptx::Arch::SM90).text)
 }
@@ -248,7 +251,7 @@ impl<'a> GpuRun<'a> {
                 BufferKind::Input => inputs[&buf.name].cast(out_dtype),
                 _ => {
                     let v = self.gpu.download_f32(self.memory[b.0].as_ref().expect("allocated"))?;
-                    HostTensor::from_f32(self.extents[b.0].clone(), &v).expect("sized from the plan").cast(out_dtype)
+                    HostTensor::from_f32(self.extents[b.0].clone(), &v).expect("sized from the plan").into_dtype(out_dtype)
                 }
             };
             out.insert(name.clone(), t);

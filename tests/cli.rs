@@ -624,7 +624,8 @@ fn usage_errors_without_a_subcommand_or_spec() {
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
     fails(&["compile", spec, "--tile", "3"], 1, &["tile 3", "power of two up to 32"]);
     fails(&["compile", spec, "--warp-scan", "--chunked"], 2, &["--warp-scan", "--chunked"]);
-    fails(&["compile", spec, "--lanes", "3"], 1, &["--lanes 3", "1, 2, 4, 8 or 16"]);
+    fails(&["compile", spec, "--lanes", "3"], 1, &["lane width 3", "1, 2, 4, 8 or 16"]);
+    fails(&["compile", spec, "--lanes", "0"], 1, &["--lanes 0", "1, 2, 4, 8 or 16"]);
 }
 
 #[test]

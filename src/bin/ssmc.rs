@@ -244,11 +244,10 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch, warp_scan } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            let lane_width = lanes.unwrap_or(0);
-            if lanes.is_some() && !(lane_width.is_power_of_two() && lane_width <= 16) {
-                return Err(ssmc::ir::IrError::new(format!("--lanes {lane_width}: the width must be 1, 2, 4, 8 or 16")).into());
+            if lanes == Some(0) {
+                return Err(ssmc::ir::IrError::new("--lanes 0: the width must be 1, 2, 4, 8 or 16").into());
             }
-            let schedule = ssmc::GpuSchedule { lane_width, chunked, tile, prefetch: !no_prefetch, warp_scan };
+            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, tile, prefetch: !no_prefetch, warp_scan };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

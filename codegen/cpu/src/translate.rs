@@ -126,6 +126,11 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.k.steps.iter().enumerate().filter(|(_, (l, _))| *l == level).map(|(i, _)| i).collect()
     }
 
+    /// The sums of the kernel (they complete after the inner loop).
+    fn sums(&self) -> Vec<V> {
+        self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect()
+    }
+
     fn level(&self, v: V) -> Level {
         self.k.steps[v].0
     }
@@ -392,7 +397,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
 
     fn inner_level(&mut self) {
         let inner = self.steps_at(Level::Inner);
-        let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
+        let sums = self.sums();
         for &s in &sums {
             let vacc = self.b.declare_var(types::F32X4);
             let sacc = self.b.declare_var(types::F32);

@@ -124,6 +124,16 @@ impl HostTensor {
         Self::from_f64(dtype, self.shape.clone(), &self.to_f64()).expect("same element count")
     }
 
+    /// [`Self::cast`], consuming the tensor: already in `dtype`, it is returned as it is (no copy
+    /// of its bytes).
+    pub fn into_dtype(self, dtype: DType) -> HostTensor {
+        if dtype == self.dtype {
+            self
+        } else {
+            self.cast(dtype)
+        }
+    }
+
     /// The oracle's view of this tensor.
     pub fn to_oracle(&self) -> ssmc_ir::interp::Tensor {
         ssmc_ir::interp::Tensor { shape: self.shape.clone(), data: self.to_f64() }
@@ -142,6 +152,18 @@ mod tests {
             assert_eq!(t.bytes().len(), 5 * d.size());
             assert_eq!(t.to_f64(), vals.to_vec(), "{d}");
         }
+    }
+
+    #[test]
+    fn into_dtype_keeps_a_tensor_already_in_the_dtype_and_casts_others() {
+        let t = HostTensor::from_f32(vec![3], &[1.0, 1.0 + 2f32.powi(-10), -3.5]).unwrap();
+        let kept = t.clone().into_dtype(DType::F32);
+        assert_eq!(kept.bytes(), t.bytes());
+        // bf16 keeps 8 bits of mantissa: 1 + 2^-10 rounds to 1
+        let b = t.clone().into_dtype(DType::BF16);
+        assert_eq!(b.dtype(), DType::BF16);
+        assert_eq!(b.to_f64(), vec![1.0, 1.0, -3.5]);
+        assert_eq!(b.bytes(), t.cast(DType::BF16).bytes());
     }
 
     #[test]

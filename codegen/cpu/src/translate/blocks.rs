@@ -94,10 +94,6 @@ impl KernelTranslator<'_, '_> {
         self.scalars = saved;
     }
 
-    /// The sums of the kernel (they complete after the inner loop).
-    fn sums(&self) -> Vec<V> {
-        self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect()
-    }
 
     /// Emits `steps` as vectors whose lanes are the block's four steps or rows (the mode flag
     /// is set by the caller), keeping them in `seq_vecs`.
