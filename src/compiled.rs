@@ -122,6 +122,11 @@ impl CompiledLayer {
 
     /// Machine code for these inputs' shapes and dtypes (compiled now, or from the cache).
     pub fn prepare(&self, inputs: &TensorMap) -> Result<Arc<CpuModule>, Error> {
+        Ok(self.checked_module(inputs)?.0)
+    }
+
+    /// [`Self::prepare`], with the dim sizes its check of the inputs bound.
+    fn checked_module(&self, inputs: &TensorMap) -> Result<(Arc<CpuModule>, ssmc_ir::interp::DimSizes), Error> {
         let sizes = self.layer.check_inputs(inputs)?;
         let key = ShapeKey {
             sizes: sizes.0.iter().map(|s| s.unwrap_or(1)).collect(),
@@ -129,7 +134,7 @@ impl CompiledLayer {
         };
         let mut cache = self.cache.lock().map_err(|_| IrError::new("the compiled-code cache was poisoned"))?;
         if let Some(m) = cache.get(&key) {
-            return Ok(m.clone());
+            return Ok((m.clone(), sizes));
         }
         let mut plan = self.plan.clone();
         for b in plan.buffers.iter_mut().filter(|b| b.kind == BufferKind::Input) {
@@ -145,7 +150,7 @@ impl CompiledLayer {
         }
         let module = Arc::new(ssmc_cpu::compile(kirs, &self.schedule).map_err(|e| IrError::new(e.to_string()))?);
         cache.insert(key, module.clone());
-        Ok(module)
+        Ok((module, sizes))
     }
 
     /// JIT time of the code these inputs run (compiling it if needed).
@@ -165,8 +170,8 @@ impl CompiledLayer {
             run.launch()?;
             return run.outputs(inputs, out_dtype);
         }
-        let module = self.prepare(inputs)?;
-        let sizes = self.layer.check_inputs(inputs)?;
+        // one check of the inputs serves the cache lookup and the buffer sizes
+        let (module, sizes) = self.checked_module(inputs)?;
         let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
         let plan = &self.plan;
         // every buffer the kernels write holds little-endian f32 bytes: outputs become tensors
