@@ -92,6 +92,7 @@ fn prefill(c: &mut Criterion) {
     let layer = example("mamba1.ssm");
     let fused = layer.compile(Backend::Cpu, Fusion::On).unwrap();
     let unfused = layer.compile(Backend::Cpu, Fusion::Off).unwrap();
+    let unfused_kept = layer.compile(Backend::Cpu, Fusion::Off).unwrap().keep_buffers(true);
     let mut group = c.benchmark_group("mamba1");
     group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_millis(500));
     for (b, d, l, n) in [(1, 1536, 2048, 16), (4, 768, 2048, 16)] {
@@ -104,14 +105,25 @@ fn prefill(c: &mut Criterion) {
         let jit = fused.run(&x).unwrap()["out"].to_f32();
         let worst = jit.iter().zip(&base).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-3, "baseline and JIT disagree by {worst}");
+        // fresh: every run allocates its outputs and intermediates (as PyTorch's CPU allocator
+        // does); reused: outputs written into the last run's, intermediates kept
         group.bench_with_input(BenchmarkId::new("jit_fused", &id), &x, |bench, x| bench.iter(|| fused.run(x).unwrap()));
         group.bench_with_input(BenchmarkId::new("jit_unfused", &id), &x, |bench, x| bench.iter(|| unfused.run(x).unwrap()));
+        let mut out = fused.run(&x).unwrap();
+        group.bench_with_input(BenchmarkId::new("jit_fused_reused", &id), &x, |bench, x| bench.iter(|| fused.run_into(x, &mut out).unwrap()));
+        let mut out = unfused_kept.run(&x).unwrap();
+        group.bench_with_input(BenchmarkId::new("jit_unfused_reused", &id), &x, |bench, x| {
+            bench.iter(|| unfused_kept.run_into(x, &mut out).unwrap())
+        });
         group.bench_with_input(BenchmarkId::new("rustc_fused_baseline", &id), &xf, |bench, xf| {
             bench.iter(|| {
                 let mut out = vec![0.0f32; b * d * l];
                 mamba_rustc(xf, b, d, l, &mut out);
                 out
             })
+        });
+        group.bench_with_input(BenchmarkId::new("rustc_fused_baseline_reused", &id), &xf, |bench, xf| {
+            bench.iter(|| mamba_rustc(xf, b, d, l, &mut base))
         });
     }
     group.finish();
@@ -125,6 +137,9 @@ fn decode(c: &mut Criterion) {
     for b in [1, 16] {
         let x = random_inputs(layer.graph(), &dims(b, 1536, 1, 16), DType::F32, 0).unwrap();
         group.bench_with_input(BenchmarkId::new("jit_fused", b), &x, |bench, x| bench.iter(|| fused.run(x).unwrap()));
+        // a generation loop writes each step's state into the buffers of the step before
+        let mut out = fused.run(&x).unwrap();
+        group.bench_with_input(BenchmarkId::new("jit_fused_reused", b), &x, |bench, x| bench.iter(|| fused.run_into(x, &mut out).unwrap()));
     }
     group.finish();
 }

@@ -21,6 +21,12 @@ pub struct BenchResult {
     pub fused: Duration,
     /// Median time of the unfused plan.
     pub unfused: Duration,
+    /// Median time of the fused plan writing into the outputs of the run before
+    /// ([`CompiledLayer::run_into`]).
+    pub fused_reused: Duration,
+    /// Median time of the unfused plan with its intermediates kept between runs
+    /// ([`CompiledLayer::keep_buffers`]) and its outputs reused.
+    pub unfused_reused: Duration,
     /// JIT time of the fused plan's kernels.
     pub compile_fused: Duration,
     /// JIT time of the unfused plan's kernels.
@@ -55,14 +61,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn time_runs(c: &CompiledLayer, x: &TensorMap, reps: usize) -> Result<(Duration, TensorMap), Error> {
+/// The median of `reps` runs of `c` after a warm-up: each allocating its outputs afresh, or
+/// (`reuse`) writing into the outputs of the one before, as a generation loop reuses its state
+/// (see [`CompiledLayer::run_into`]).
+fn time_runs(c: &CompiledLayer, x: &TensorMap, reps: usize, reuse: bool) -> Result<(Duration, TensorMap), Error> {
     let out = c.run(x)?; // warm-up (and JIT)
+    let mut reused = out.clone();
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        let r = c.run(x)?;
+        if reuse {
+            c.run_into(x, &mut reused)?;
+        } else {
+            std::hint::black_box(c.run(x)?);
+        }
         times.push(t.elapsed());
-        std::hint::black_box(r);
     }
     Ok((median(times), out))
 }
@@ -96,8 +109,11 @@ pub fn bench(layer: &Layer, backend: Backend, dims: &BTreeMap<String, usize>, op
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
     let compile_fused = fused.compile_time(&x)?;
     let compile_unfused = unfused.compile_time(&x)?;
-    let (tf, of) = time_runs(&fused, &x, opts.reps)?;
-    let (tu, ou) = time_runs(&unfused, &x, opts.reps)?;
+    let (tf, of) = time_runs(&fused, &x, opts.reps, false)?;
+    let (tu, ou) = time_runs(&unfused, &x, opts.reps, false)?;
+    let (fused_reused, _) = time_runs(&fused, &x, opts.reps, true)?;
+    let unfused = unfused.keep_buffers(true);
+    let (unfused_reused, _) = time_runs(&unfused, &x, opts.reps, true)?;
     let sample_dims = sample_of(dims);
     let xs = random_inputs(layer.graph(), &sample_dims, opts.dtype, opts.seed ^ 1)?;
     let want = layer.eval(&xs)?;
@@ -116,6 +132,8 @@ pub fn bench(layer: &Layer, backend: Backend, dims: &BTreeMap<String, usize>, op
         dims: dims.clone(),
         fused: tf,
         unfused: tu,
+        fused_reused,
+        unfused_reused,
         compile_fused,
         compile_unfused,
         floor_bytes,
@@ -142,10 +160,25 @@ impl BenchResult {
         let gbs = |t: Duration| self.floor_bytes as f64 / t.as_secs_f64() / 1e9;
         let ns = |t: Duration| t.as_secs_f64() * 1e9 / self.updates as f64;
         let _ = writeln!(s, "dims {}   ({} updates, floor {:.1} MB)", dims_text(&self.dims), self.updates, self.floor_bytes as f64 / 1e6);
-        let _ = writeln!(s, "plan      time (ms)   ns/update   GB/s of floor   JIT (ms)");
-        let _ = writeln!(s, "fused     {:>9.3}   {:>9.4}   {:>13.2}   {:>8.2}", ms(self.fused), ns(self.fused), gbs(self.fused), ms(self.compile_fused));
-        let _ = writeln!(s, "unfused   {:>9.3}   {:>9.4}   {:>13.2}   {:>8.2}", ms(self.unfused), ns(self.unfused), gbs(self.unfused), ms(self.compile_unfused));
-        let _ = writeln!(s, "speedup   {:.1}x (unfused moves {:.1}x the bytes)", self.unfused.as_secs_f64() / self.fused.as_secs_f64(), self.unfused_bytes as f64 / self.floor_bytes as f64);
+        let _ = writeln!(s, "plan      buffers   time (ms)   ns/update   GB/s of floor   JIT (ms)");
+        let rows = [
+            ("fused", "fresh", self.fused, self.compile_fused),
+            ("fused", "reused", self.fused_reused, self.compile_fused),
+            ("unfused", "fresh", self.unfused, self.compile_unfused),
+            ("unfused", "reused", self.unfused_reused, self.compile_unfused),
+        ];
+        for (plan, buffers, t, jit) in rows {
+            let _ = writeln!(s, "{plan:<9} {buffers:<7} {:>11.3}   {:>9.4}   {:>13.2}   {:>8.2}", ms(t), ns(t), gbs(t), ms(jit));
+        }
+        let ratio = |u: Duration, f: Duration| u.as_secs_f64() / f.as_secs_f64();
+        let _ = writeln!(
+            s,
+            "speedup   {:.1}x with fresh buffers, {:.1}x with reused ones (unfused moves {:.1}x the bytes)",
+            ratio(self.unfused, self.fused),
+            ratio(self.unfused_reused, self.fused_reused),
+            self.unfused_bytes as f64 / self.floor_bytes as f64
+        );
+        let _ = writeln!(s, "(fresh: every run allocates its outputs and intermediates; reused: outputs written into the last run's, intermediates kept)");
         let _ = writeln!(
             s,
             "max |err| vs oracle {:.3e} (at {}), |fused - unfused| {:.3e}",
@@ -160,11 +193,14 @@ impl BenchResult {
     pub fn json(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         format!(
-            "{{\"dims\": {{{}}}, \"fused_ms\": {}, \"unfused_ms\": {}, \"speedup\": {}, \"compile_ms\": {}, \"compile_unfused_ms\": {}, \"ns_per_update_fused\": {}, \"ns_per_update_unfused\": {}, \"floor_bytes\": {}, \"unfused_bytes\": {}, \"fused_gbps\": {}, \"max_abs_err\": {:e}, \"fused_vs_unfused\": {:e}}}",
+            "{{\"dims\": {{{}}}, \"fused_ms\": {}, \"unfused_ms\": {}, \"speedup\": {}, \"fused_reused_ms\": {}, \"unfused_reused_ms\": {}, \"speedup_reused\": {}, \"compile_ms\": {}, \"compile_unfused_ms\": {}, \"ns_per_update_fused\": {}, \"ns_per_update_unfused\": {}, \"floor_bytes\": {}, \"unfused_bytes\": {}, \"fused_gbps\": {}, \"max_abs_err\": {:e}, \"fused_vs_unfused\": {:e}}}",
             dims.join(", "),
             ms(self.fused),
             ms(self.unfused),
             self.unfused.as_secs_f64() / self.fused.as_secs_f64(),
+            ms(self.fused_reused),
+            ms(self.unfused_reused),
+            self.unfused_reused.as_secs_f64() / self.fused_reused.as_secs_f64(),
             ms(self.compile_fused),
             ms(self.compile_unfused),
             self.fused.as_secs_f64() * 1e9 / self.updates as f64,

@@ -37,6 +37,11 @@ pub struct CompiledLayer {
     gpu: Option<Gpu>,
     gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
     gpu_force: Option<crate::GpuSchedule>,
+    /// Intermediate buffers kept between CPU runs, by buffer index, when `keep_buffers` (every
+    /// kernel writes all of a buffer it writes before any kernel reads it, so stale contents
+    /// are never seen).
+    scratch: Mutex<HashMap<usize, Vec<u8>>>,
+    keep_buffers: bool,
 }
 
 impl Layer {
@@ -70,6 +75,8 @@ impl Layer {
             gpu,
             gpu_cache: Mutex::new(HashMap::new()),
             gpu_force: None,
+            scratch: Mutex::new(HashMap::new()),
+            keep_buffers: false,
         })
     }
 }
@@ -112,6 +119,16 @@ impl CompiledLayer {
     /// Fixes the GPU schedule instead of letting the autotuner time the candidates.
     pub fn with_gpu_schedule(mut self, schedule: crate::GpuSchedule) -> Self {
         self.gpu_force = Some(schedule);
+        self
+    }
+
+    /// Keeps a CPU plan's intermediate buffers between runs, as a caching allocator does (an
+    /// unfused plan then holds them as long as the compiled layer lives). By default every run
+    /// allocates them afresh, as PyTorch's and NumPy's CPU allocators do: a large buffer is new
+    /// memory from the system, paying a page fault per page at its first write. The two
+    /// bracket what an unfused framework implementation pays; `ssmc bench` times both.
+    pub fn keep_buffers(mut self, keep: bool) -> Self {
+        self.keep_buffers = keep;
         self
     }
 
@@ -170,20 +187,89 @@ impl CompiledLayer {
             run.launch()?;
             return run.outputs(inputs, out_dtype);
         }
+        self.run_cpu(inputs, out_dtype, &mut TensorMap::new())
+    }
+
+    /// Runs the layer, writing its outputs into the `f32` tensors `outputs` holds from an
+    /// earlier call (a generation loop's state, say), so no output is allocated again; outputs
+    /// it lacks are added. A tensor of the wrong shape or dtype is an error that leaves `outputs`
+    /// as it was.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ssmc::Error> {
+    /// use ssmc::{Backend, Fusion, Layer};
+    /// let layer = Layer::from_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1_step.ssm")))?;
+    /// let step = layer.compile(Backend::Cpu, Fusion::On)?;
+    /// let dims = [("batch", 1), ("dim", 8), ("len", 1), ("state", 16)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    /// let mut x = ssmc::random::random_inputs(layer.graph(), &dims, ssmc::ir::DType::F32, 0)?;
+    /// let mut out = ssmc::runtime::TensorMap::new();
+    /// for _ in 0..3 {
+    ///     step.run_into(&x, &mut out)?;
+    ///     // the state after this step is the next step's initial state
+    ///     std::mem::swap(x.get_mut("h0").unwrap(), out.get_mut("h_last").unwrap());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn run_into(&self, inputs: &TensorMap, outputs: &mut TensorMap) -> Result<(), Error> {
+        if self.gpu.is_some() {
+            outputs.extend(self.run(inputs)?);
+            return Ok(());
+        }
+        let fresh = self.run_cpu(inputs, DType::F32, outputs)?;
+        outputs.extend(fresh);
+        Ok(())
+    }
+
+    /// The CPU run: outputs are made in the bytes of `reuse`'s tensors of the same names
+    /// (which are taken from it), or in fresh buffers.
+    fn run_cpu(&self, inputs: &TensorMap, out_dtype: DType, reuse: &mut TensorMap) -> Result<TensorMap, Error> {
         // one check of the inputs serves the cache lookup and the buffer sizes
         let (module, sizes) = self.checked_module(inputs)?;
         let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
         let plan = &self.plan;
+        // the outputs given are checked before any is taken, so an error leaves them all
+        let mut owner: HashMap<usize, &str> = HashMap::new();
+        for (name, b) in &plan.outputs {
+            let buf = &plan.buffers[b.0];
+            if buf.kind == BufferKind::Input || owner.contains_key(&b.0) {
+                continue;
+            }
+            owner.insert(b.0, name);
+            if let Some(t) = reuse.get(name) {
+                let want = extent(&buf.shape);
+                if t.dtype() != DType::F32 || t.shape() != want.as_slice() {
+                    return Err(IrError::new(format!(
+                        "output `{name}` is written as f32 {want:?}, but the tensor given for it is {} {:?}",
+                        t.dtype(),
+                        t.shape()
+                    ))
+                    .into());
+                }
+            }
+        }
         // every buffer the kernels write holds little-endian f32 bytes: outputs become tensors
         // without a copy (a copy of a fresh allocation costs its page faults again)
-        let mut memory: Vec<Vec<u8>> = plan
-            .buffers
-            .iter()
-            .map(|b| match b.kind {
-                BufferKind::Input => Vec::new(),
-                _ => vec![0u8; 4 * extent(&b.shape).iter().product::<usize>()],
-            })
-            .collect();
+        let mut scratch = match self.keep_buffers {
+            true => std::mem::take(&mut *self.scratch.lock().map_err(|_| IrError::new("the kept buffers were poisoned"))?),
+            false => HashMap::new(),
+        };
+        let mut memory: Vec<Vec<u8>> = Vec::with_capacity(plan.buffers.len());
+        for (i, b) in plan.buffers.iter().enumerate() {
+            let n = 4 * extent(&b.shape).iter().product::<usize>();
+            memory.push(match (b.kind, owner.get(&i)) {
+                (BufferKind::Input, _) => Vec::new(),
+                (_, Some(name)) => reuse.remove(*name).map_or_else(|| vec![0u8; n], |t| t.into_bytes()),
+                // `vec!` of zeros is `calloc`: fresh pages come zeroed from the system, not
+                // written twice
+                (_, None) => match scratch.remove(&i) {
+                    Some(mut v) => {
+                        v.resize(n, 0);
+                        v
+                    }
+                    None => vec![0u8; n],
+                },
+            });
+        }
         for (k, jit) in plan.kernels.iter().zip(&module.kernels) {
             let mut written: Vec<Vec<u8>> = k.writes.iter().map(|w| std::mem::take(&mut memory[w.0])).collect();
             // staged copies (see `ssmc_kernel::Staging`), made before the launch
@@ -237,6 +323,16 @@ impl CompiledLayer {
                 }
             };
             out.insert(name.clone(), t);
+        }
+        if self.keep_buffers {
+            for (i, b) in plan.buffers.iter().enumerate() {
+                if b.kind != BufferKind::Input && !owner.contains_key(&i) {
+                    scratch.insert(i, std::mem::take(&mut memory[i]));
+                }
+            }
+            if let Ok(mut kept) = self.scratch.lock() {
+                *kept = scratch;
+            }
         }
         Ok(out)
     }

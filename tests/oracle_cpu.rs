@@ -115,6 +115,60 @@ fn run_rejects_bad_inputs_before_any_code_runs() {
 }
 
 #[test]
+fn kept_buffers_and_reused_outputs_give_what_fresh_ones_do() {
+    // a second and third run see the first run's intermediates and outputs: every value in
+    // them must be written again (the shapes change between runs, so buffers are resized too)
+    for name in EXAMPLES {
+        let layer = example(name);
+        for fusion in [Fusion::On, Fusion::Off] {
+            let fresh = layer.compile(Backend::Cpu, fusion).unwrap();
+            let kept = layer.compile(Backend::Cpu, fusion).unwrap().keep_buffers(true);
+            let mut out = TensorMap::new();
+            for (seed, (b, d, l, n)) in [(2, 8, 7, 16), (1, 4, 9, 6), (1, 4, 9, 6)].into_iter().enumerate() {
+                let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, 40 + seed as u64).unwrap();
+                let want = fresh.run(&x).unwrap();
+                // a new shape needs new outputs (ones of the old shape are an error)
+                if seed == 1 {
+                    out.clear();
+                }
+                kept.run_into(&x, &mut out).unwrap();
+                assert_eq!(out, want, "{name} {fusion:?} run {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn run_into_rejects_outputs_of_the_wrong_shape_or_dtype() {
+    let layer = example("mamba1_step.ssm");
+    let step = layer.compile(Backend::Cpu, Fusion::On).unwrap();
+    let x = random_inputs(layer.graph(), &dims(&layer, 1, 4, 1, 16), DType::F32, 2).unwrap();
+    let good = step.run(&x).unwrap();
+    let err = |out: &mut TensorMap| step.run_into(&x, out).unwrap_err().to_string();
+    let mut wrong_shape = good.clone();
+    wrong_shape.insert("h_last".into(), HostTensor::from_f64(DType::F32, vec![1, 4, 8], &[0.0; 32]).unwrap());
+    let before = wrong_shape.clone();
+    let e = err(&mut wrong_shape);
+    assert!(e.contains("output `h_last`") && e.contains("[1, 4, 16]"), "{e}");
+    assert_eq!(wrong_shape, before, "an error leaves the outputs as they were");
+    let mut wrong_dtype = good.clone();
+    wrong_dtype.insert("out".into(), good["out"].cast(DType::BF16));
+    let e = err(&mut wrong_dtype);
+    assert!(e.contains("output `out`") && e.contains("bf16"), "{e}");
+    // a generation loop: each step's state is the next step's initial state
+    let (mut x, mut out) = (x, TensorMap::new());
+    let mut h = x["h0"].clone();
+    for _ in 0..3 {
+        step.run_into(&x, &mut out).unwrap();
+        let want = layer.eval(&x).unwrap();
+        assert_agree(&out, &want, &TOL, "step");
+        std::mem::swap(x.get_mut("h0").unwrap(), out.get_mut("h_last").unwrap());
+        assert_ne!(x["h0"], h, "the state moved");
+        h = x["h0"].clone();
+    }
+}
+
+#[test]
 fn compiled_code_is_cached_per_shape() {
     let layer = example("mamba1.ssm");
     let compiled = layer.compile(Backend::Cpu, Fusion::On).unwrap();

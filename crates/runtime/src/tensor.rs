@@ -87,6 +87,11 @@ impl HostTensor {
         &self.bytes
     }
 
+    /// The raw little-endian bytes, the tensor consumed (no copy).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
