@@ -72,7 +72,10 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         let to = cx.access(cx.param_of[&r], &g.node(r).shape.clone());
         cx.steps.push((level, Step::Store(v, to)));
     }
-    reassociate_products(&mut cx.steps);
+    // in a kernel of one seq step (a decode step) row-inner values are computed once per row
+    // and inner index, as inner ones are
+    let one_step = seq.is_none_or(|(d, _)| sizes[d.index()] <= 1);
+    reassociate_products(&mut cx.steps, one_step);
     // stable sort by level keeps operand order within a level
     let mut order: Vec<usize> = (0..cx.steps.len()).collect();
     order.sort_by_key(|&i| cx.steps[i].0);
@@ -94,10 +97,13 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
 
 /// `(s * x) * t` in the inner loop, with `s` and `t` scalars of the row or step and `x` an
 /// inner value used only there, becomes `x * (s * t)`: one multiply per inner index instead of
-/// two, the other once per step (a float reassociation). Mamba's `dt * B * u` is the case.
+/// two, the other once per step (a float reassociation). Mamba's `dt * B * u` is the case, and,
+/// in a kernel of `one_step` (whose row-inner values count as inner ones), the decode step's
+/// `dt * (A * log2 e)`.
 /// The new scalar step goes last (the level sort places it); the old product is left unused.
-fn reassociate_products(steps: &mut Vec<(Level, Step)>) {
+fn reassociate_products(steps: &mut Vec<(Level, Step)>, one_step: bool) {
     let scalar = |l: Level| matches!(l, Level::Row | Level::SeqPre);
+    let inner = |l: Level| l == Level::Inner || (one_step && l == Level::RowInner);
     let mut uses = vec![0usize; steps.len()];
     for (_, s) in steps.iter() {
         for v in s.operands() {
@@ -107,14 +113,17 @@ fn reassociate_products(steps: &mut Vec<(Level, Step)>) {
     for i in 0..steps.len() {
         let (Level::Inner, Step::Binary(BinaryOp::Mul, a, b)) = steps[i] else { continue };
         let (prod, t) = match (steps[a].0, steps[b].0) {
-            (Level::Inner, lb) if scalar(lb) => (a, b),
-            (la, Level::Inner) if scalar(la) => (b, a),
+            (la, lb) if inner(la) && scalar(lb) => (a, b),
+            (la, lb) if scalar(la) && inner(lb) => (b, a),
             _ => continue,
         };
-        let (Level::Inner, Step::Binary(BinaryOp::Mul, p, q)) = steps[prod] else { continue };
+        let (lprod, Step::Binary(BinaryOp::Mul, p, q)) = steps[prod] else { continue };
+        if !inner(lprod) {
+            continue;
+        }
         let (x, s) = match (steps[p].0, steps[q].0) {
-            (Level::Inner, lq) if scalar(lq) => (p, q),
-            (lp, Level::Inner) if scalar(lp) => (q, p),
+            (lp, lq) if inner(lp) && scalar(lq) => (p, q),
+            (lp, lq) if scalar(lp) && inner(lq) => (q, p),
             _ => continue,
         };
         if uses[prod] != 1 {
@@ -326,7 +335,7 @@ mod tests {
             (Level::Inner, Step::Binary(BinaryOp::Mul, 0, 1)),
             (Level::Inner, Step::Binary(BinaryOp::Mul, 3, 2)),
         ];
-        reassociate_products(&mut steps);
+        reassociate_products(&mut steps, false);
         assert_eq!(steps.len(), 6);
         assert_eq!(steps[5], (Level::SeqPre, Step::Binary(BinaryOp::Mul, 0, 2)));
         assert_eq!(steps[4].1, Step::Binary(BinaryOp::Mul, 1, 5));
@@ -343,7 +352,7 @@ mod tests {
             (Level::Inner, Step::Unary(ssmc_ir::UnaryOp::Neg, 3)),
         ];
         let mut steps = shared.clone();
-        reassociate_products(&mut steps);
+        reassociate_products(&mut steps, false);
         assert_eq!(steps, shared);
         let inner_only = vec![
             (Level::Inner, load(0)),
@@ -353,7 +362,27 @@ mod tests {
             (Level::Inner, Step::Binary(BinaryOp::Mul, 3, 2)),
         ];
         let mut steps = inner_only.clone();
-        reassociate_products(&mut steps);
+        reassociate_products(&mut steps, false);
         assert_eq!(steps, inner_only);
+    }
+
+    #[test]
+    fn in_a_one_step_kernel_a_row_inner_product_counts_as_inner() {
+        // dt * (A * log2 e) -> A * (log2 e * dt) in a decode step; not where the seq loop runs
+        // longer (there `A * log2 e` is hoisted out of it and paid once per row)
+        let steps = vec![
+            (Level::Row, Step::Const(std::f32::consts::LOG2_E)),
+            (Level::RowInner, load(0)),
+            (Level::RowInner, Step::Binary(BinaryOp::Mul, 1, 0)),
+            (Level::SeqPre, load(1)),
+            (Level::Inner, Step::Binary(BinaryOp::Mul, 3, 2)),
+        ];
+        let mut long = steps.clone();
+        reassociate_products(&mut long, false);
+        assert_eq!(long, steps);
+        let mut one = steps.clone();
+        reassociate_products(&mut one, true);
+        assert_eq!(one[5], (Level::SeqPre, Step::Binary(BinaryOp::Mul, 0, 3)));
+        assert_eq!(one[4].1, Step::Binary(BinaryOp::Mul, 1, 5));
     }
 }
