@@ -233,11 +233,19 @@ pub fn parse_sweep(text: &str) -> Result<(String, Vec<usize>), Error> {
     Ok((dim.trim().to_string(), v))
 }
 
-/// A line plot of time against the swept dim, fused and unfused (log-log).
+/// A line plot of time against the swept dim, fused and unfused (log-log): solid lines with
+/// fresh buffers, dashed with reused ones.
 pub fn svg(dim: &str, results: &[BenchResult], title: &str) -> String {
     let (w, h, m) = (640.0, 400.0, 60.0);
+    type Pick = fn(&BenchResult) -> Duration;
+    let lines: [(&str, &str, &str, Pick); 4] = [
+        ("fused", "#1f77b4", "", |r| r.fused),
+        ("fused, reused buffers", "#1f77b4", "6 4", |r| r.fused_reused),
+        ("unfused", "#d62728", "", |r| r.unfused),
+        ("unfused, reused buffers", "#d62728", "6 4", |r| r.unfused_reused),
+    ];
     let xs: Vec<f64> = results.iter().map(|r| r.dims[dim] as f64).collect();
-    let all: Vec<f64> = results.iter().flat_map(|r| [ms(r.fused), ms(r.unfused)]).collect();
+    let all: Vec<f64> = results.iter().flat_map(|r| lines.iter().map(|l| ms((l.3)(r)))).collect();
     let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min).log10(), xs.iter().cloned().fold(0.0, f64::max).log10());
     let (y0, y1) = (all.iter().cloned().fold(f64::INFINITY, f64::min).log10() - 0.1, all.iter().cloned().fold(0.0, f64::max).log10() + 0.1);
     let px = |x: f64| m + (x.log10() - x0) / (x1 - x0).max(1e-9) * (w - 2.0 * m);
@@ -252,20 +260,32 @@ pub fn svg(dim: &str, results: &[BenchResult], title: &str) -> String {
     for (x, r) in xs.iter().zip(results) {
         let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", px(*x), h - m + 16.0, r.dims[dim]);
     }
-    for (name, color, pick) in [("fused", "#1f77b4", true), ("unfused", "#d62728", false)] {
-        let pts: Vec<String> = xs
-            .iter()
-            .zip(results)
-            .map(|(x, r)| format!("{:.1},{:.1}", px(*x), py(ms(if pick { r.fused } else { r.unfused }))))
-            .collect();
-        let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "));
+    for (i, (name, color, dash, pick)) in lines.iter().enumerate() {
+        let pts: Vec<String> = xs.iter().zip(results).map(|(x, r)| format!("{:.1},{:.1}", px(*x), py(ms(pick(r))))).collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\" points=\"{}\"/>",
+            pts.join(" ")
+        );
         for (x, r) in xs.iter().zip(results) {
-            let t = ms(if pick { r.fused } else { r.unfused });
+            let t = ms(pick(r));
             let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{name} {t:.3} ms</title></circle>", px(*x), py(t));
-            let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{color}\">{t:.2}</text>", px(*x) + 4.0, py(t) - 4.0);
+            // values are printed beside the fresh-buffer lines only (the plot stays readable)
+            if dash.is_empty() {
+                let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{color}\">{t:.2}</text>", px(*x) + 4.0, py(t) - 4.0);
+            }
         }
-        let ly = if pick { m + 10.0 } else { m + 26.0 };
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{ly}\" fill=\"{color}\">{name}</text>", w - m - 60.0);
+        let ly = m + 10.0 + 16.0 * i as f64;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>",
+            m + 16.0,
+            ly - 4.0,
+            m + 46.0,
+            ly - 4.0
+        );
+        // top left: the times grow to the right
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{ly}\" fill=\"{color}\">{name}</text>", m + 52.0);
     }
     s.push_str("</svg>\n");
     s
