@@ -212,6 +212,8 @@ impl CompiledLayer {
     /// ```
     pub fn run_into(&self, inputs: &TensorMap, outputs: &mut TensorMap) -> Result<(), Error> {
         if self.gpu.is_some() {
+            // the device's outputs are copied back into fresh tensors; the check holds all the same
+            self.check_given_outputs(&self.layer.check_inputs(inputs)?, outputs)?;
             outputs.extend(self.run(inputs)?);
             return Ok(());
         }
@@ -220,14 +222,11 @@ impl CompiledLayer {
         Ok(())
     }
 
-    /// The CPU run: outputs are made in the bytes of `reuse`'s tensors of the same names
-    /// (which are taken from it), or in fresh buffers.
-    fn run_cpu(&self, inputs: &TensorMap, out_dtype: DType, reuse: &mut TensorMap) -> Result<TensorMap, Error> {
-        // one check of the inputs serves the cache lookup and the buffer sizes
-        let (module, sizes) = self.checked_module(inputs)?;
-        let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
+    /// Checks that each output tensor given to [`Self::run_into`] is `f32` of the output's shape
+    /// at `sizes`; returns the buffers the kernels write outputs into, each with the (first)
+    /// output it holds.
+    fn check_given_outputs(&self, sizes: &ssmc_ir::interp::DimSizes, given: &TensorMap) -> Result<HashMap<usize, &str>, Error> {
         let plan = &self.plan;
-        // the outputs given are checked before any is taken, so an error leaves them all
         let mut owner: HashMap<usize, &str> = HashMap::new();
         for (name, b) in &plan.outputs {
             let buf = &plan.buffers[b.0];
@@ -235,8 +234,8 @@ impl CompiledLayer {
                 continue;
             }
             owner.insert(b.0, name);
-            if let Some(t) = reuse.get(name) {
-                let want = extent(&buf.shape);
+            if let Some(t) = given.get(name) {
+                let want: Vec<usize> = buf.shape.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect();
                 if t.dtype() != DType::F32 || t.shape() != want.as_slice() {
                     return Err(IrError::new(format!(
                         "output `{name}` is written as f32 {want:?}, but the tensor given for it is {} {:?}",
@@ -247,6 +246,18 @@ impl CompiledLayer {
                 }
             }
         }
+        Ok(owner)
+    }
+
+    /// The CPU run: outputs are made in the bytes of `reuse`'s tensors of the same names
+    /// (which are taken from it), or in fresh buffers.
+    fn run_cpu(&self, inputs: &TensorMap, out_dtype: DType, reuse: &mut TensorMap) -> Result<TensorMap, Error> {
+        // one check of the inputs serves the cache lookup and the buffer sizes
+        let (module, sizes) = self.checked_module(inputs)?;
+        let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
+        let plan = &self.plan;
+        // the outputs given are checked before any is taken, so an error leaves them all
+        let owner = self.check_given_outputs(&sizes, reuse)?;
         // every buffer the kernels write holds little-endian f32 bytes: outputs become tensors
         // without a copy (a copy of a fresh allocation costs its page faults again)
         let mut scratch = match self.keep_buffers {

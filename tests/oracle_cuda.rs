@@ -156,3 +156,24 @@ fn the_warp_scan_reads_16_bit_vectors_of_steps() {
         check(&layer, &compiled, &shapes, &[DType::BF16, DType::F16], 11, &format!("{name} warpscan 16-bit"));
     }
 }
+
+#[test]
+fn decode_steps_with_run_into_carry_the_state_on_the_gpu() {
+    let layer = example("mamba1_step.ssm");
+    let Some(step) = compile(&layer, Fusion::On) else { return };
+    let mut x = random_inputs(layer.graph(), &dims(&layer, 2, 64, 1, 16), DType::F32, 12).unwrap();
+    let mut out = ssmc::runtime::TensorMap::new();
+    for _ in 0..3 {
+        step.run_into(&x, &mut out).unwrap();
+        let want = layer.eval_as(&x, DType::F64).unwrap();
+        assert_agree(&out, &want, &TOL, "decode step");
+        std::mem::swap(x.get_mut("h0").unwrap(), out.get_mut("h_last").unwrap());
+    }
+    // outputs of the wrong shape are an error that leaves them as they were
+    let mut wrong = out.clone();
+    wrong.insert("h_last".into(), ssmc::runtime::HostTensor::from_f64(DType::F32, vec![2, 64, 8], &[0.0; 1024]).unwrap());
+    let before = wrong.clone();
+    let e = step.run_into(&x, &mut wrong).unwrap_err().to_string();
+    assert!(e.contains("output `h_last`"), "{e}");
+    assert_eq!(wrong, before);
+}
