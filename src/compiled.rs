@@ -187,7 +187,9 @@ impl CompiledLayer {
             run.launch()?;
             return run.outputs(inputs, out_dtype);
         }
-        self.run_cpu(inputs, out_dtype, &mut TensorMap::new())
+        let mut out = TensorMap::new();
+        self.run_cpu(inputs, out_dtype, &mut out)?;
+        Ok(out)
     }
 
     /// Runs the layer, writing its outputs into the `f32` tensors `outputs` holds from an
@@ -217,23 +219,21 @@ impl CompiledLayer {
             outputs.extend(self.run(inputs)?);
             return Ok(());
         }
-        let fresh = self.run_cpu(inputs, DType::F32, outputs)?;
-        outputs.extend(fresh);
-        Ok(())
+        self.run_cpu(inputs, DType::F32, outputs)
     }
 
     /// Checks that each output tensor given to [`Self::run_into`] is `f32` of the output's shape
-    /// at `sizes`; returns the buffers the kernels write outputs into, each with the (first)
-    /// output it holds.
-    fn check_given_outputs(&self, sizes: &ssmc_ir::interp::DimSizes, given: &TensorMap) -> Result<HashMap<usize, &str>, Error> {
+    /// at `sizes`; returns, per buffer, the index in `plan.outputs` of the (first) output the
+    /// kernels write into it.
+    fn check_given_outputs(&self, sizes: &ssmc_ir::interp::DimSizes, given: &TensorMap) -> Result<Vec<Option<usize>>, Error> {
         let plan = &self.plan;
-        let mut owner: HashMap<usize, &str> = HashMap::new();
-        for (name, b) in &plan.outputs {
+        let mut owner: Vec<Option<usize>> = vec![None; plan.buffers.len()];
+        for (o, (name, b)) in plan.outputs.iter().enumerate() {
             let buf = &plan.buffers[b.0];
-            if buf.kind == BufferKind::Input || owner.contains_key(&b.0) {
+            if buf.kind == BufferKind::Input || owner[b.0].is_some() {
                 continue;
             }
-            owner.insert(b.0, name);
+            owner[b.0] = Some(o);
             if let Some(t) = given.get(name) {
                 let want: Vec<usize> = buf.shape.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect();
                 if t.dtype() != DType::F32 || t.shape() != want.as_slice() {
@@ -249,15 +249,16 @@ impl CompiledLayer {
         Ok(owner)
     }
 
-    /// The CPU run: outputs are made in the bytes of `reuse`'s tensors of the same names
-    /// (which are taken from it), or in fresh buffers.
-    fn run_cpu(&self, inputs: &TensorMap, out_dtype: DType, reuse: &mut TensorMap) -> Result<TensorMap, Error> {
+    /// The CPU run into `outputs`: each output is made in the bytes of the tensor of its name
+    /// there (checked, then taken out with its key and put back), or in a fresh buffer.
+    fn run_cpu(&self, inputs: &TensorMap, out_dtype: DType, outputs: &mut TensorMap) -> Result<(), Error> {
         // one check of the inputs serves the cache lookup and the buffer sizes
         let (module, sizes) = self.checked_module(inputs)?;
         let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
         let plan = &self.plan;
         // the outputs given are checked before any is taken, so an error leaves them all
-        let owner = self.check_given_outputs(&sizes, reuse)?;
+        let owner = self.check_given_outputs(&sizes, outputs)?;
+        let mut keys: Vec<Option<String>> = vec![None; plan.outputs.len()];
         // every buffer the kernels write holds little-endian f32 bytes: outputs become tensors
         // without a copy (a copy of a fresh allocation costs its page faults again)
         let mut scratch = match self.keep_buffers {
@@ -267,9 +268,15 @@ impl CompiledLayer {
         let mut memory: Vec<Vec<u8>> = Vec::with_capacity(plan.buffers.len());
         for (i, b) in plan.buffers.iter().enumerate() {
             let n = 4 * extent(&b.shape).iter().product::<usize>();
-            memory.push(match (b.kind, owner.get(&i)) {
+            memory.push(match (b.kind, owner[i]) {
                 (BufferKind::Input, _) => Vec::new(),
-                (_, Some(name)) => reuse.remove(*name).map_or_else(|| vec![0u8; n], |t| t.into_bytes()),
+                (_, Some(o)) => match outputs.remove_entry(&plan.outputs[o].0) {
+                    Some((key, t)) => {
+                        keys[o] = Some(key);
+                        t.into_bytes()
+                    }
+                    None => vec![0u8; n],
+                },
                 // `vec!` of zeros is `calloc`: fresh pages come zeroed from the system, not
                 // written twice
                 (_, None) => match scratch.remove(&i) {
@@ -321,7 +328,6 @@ impl CompiledLayer {
                 memory[w.0] = data;
             }
         }
-        let mut out = TensorMap::new();
         for (i, (name, b)) in plan.outputs.iter().enumerate() {
             // the bytes move into the tensor unless a later output names the same buffer
             let shared = plan.outputs.iter().skip(i + 1).any(|(_, later)| later == b);
@@ -333,11 +339,16 @@ impl CompiledLayer {
                     HostTensor::from_bytes(DType::F32, extent(&buf.shape), bytes).expect("sized from the plan").into_dtype(out_dtype)
                 }
             };
-            out.insert(name.clone(), t);
+            match outputs.get_mut(name) {
+                Some(slot) => *slot = t,
+                None => {
+                    outputs.insert(keys[i].take().unwrap_or_else(|| name.clone()), t);
+                }
+            }
         }
         if self.keep_buffers {
             for (i, b) in plan.buffers.iter().enumerate() {
-                if b.kind != BufferKind::Input && !owner.contains_key(&i) {
+                if b.kind != BufferKind::Input && owner[i].is_none() {
                     scratch.insert(i, std::mem::take(&mut memory[i]));
                 }
             }
@@ -345,6 +356,6 @@ impl CompiledLayer {
                 *kept = scratch;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -118,7 +118,12 @@ impl HostTensor {
 
     /// Every element as `f32` (exact for `bf16` and `f16`, rounded for `f64`).
     pub fn to_f32(&self) -> Vec<f32> {
-        self.to_f64().into_iter().map(|v| v as f32).collect()
+        match self.dtype {
+            DType::F32 => self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::BF16 => self.bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::F16 => self.bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::F64 => self.to_f64().into_iter().map(|v| v as f32).collect(),
+        }
     }
 
     /// The same values in another dtype (rounded to nearest).
