@@ -54,6 +54,8 @@ pub struct BenchOptions {
     pub reps: usize,
     /// Seed for the inputs.
     pub seed: u64,
+    /// GPU: the fused plan's schedule, instead of the autotuner's choice.
+    pub schedule: Option<crate::GpuSchedule>,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -455,7 +457,10 @@ fn ex2_rate_ptx() -> String {
 
 /// Measures `layer` fused and unfused on the GPU at `dims`.
 pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOptions) -> Result<GpuBenchResult, Error> {
-    let fused = layer.compile(Backend::Cuda, Fusion::On)?;
+    let mut fused = layer.compile(Backend::Cuda, Fusion::On)?;
+    if let Some(s) = opts.schedule {
+        fused = fused.with_gpu_schedule(s);
+    }
     let unfused = layer.compile(Backend::Cuda, Fusion::Off)?;
     let gpu = fused.gpu().ok_or_else(|| IrError::new("no GPU"))?;
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;

@@ -741,3 +741,13 @@ fn explain_errors_are_one_line() {
     fails(&["explain", &p(&mamba1()), "--dtype", "f8"], 2, &["f8"]);
     fails(&["explain", &p(&mamba1()), "--dot", "/nonexistent-dir/x.dot"], 1, &["/nonexistent-dir/x.dot"]);
 }
+
+#[test]
+fn schedule_is_a_gpu_option_with_known_names() {
+    let step = p(&example("mamba1_step.ssm"));
+    let dims = "batch=1,dim=8,len=1,state=16";
+    fails(&["bench", step.as_str(), "--dims", dims, "--schedule", "lanes4"], 1, &["--schedule", "--backend cuda"]);
+    fails(&["run", step.as_str(), "--random", "--dims", dims, "--backend", "cpu", "--schedule", "lanes4"], 1, &["--backend cuda"]);
+    // the name is checked before any GPU is looked for
+    fails(&["run", step.as_str(), "--random", "--dims", dims, "--backend", "cuda", "--schedule", "lanez"], 1, &["unknown GPU schedule `lanez`", "lanes4"]);
+}

@@ -110,6 +110,10 @@ enum Command {
         /// Fused or unfused plan (compiled backends).
         #[arg(long, value_enum, default_value_t = FusionArg::On)]
         fusion: FusionArg,
+        /// With --backend cuda: this schedule instead of the autotuner's choice (a name the
+        /// bench prints, e.g. `lanes4`, `warpscan`, `rows+tiles16+prefetch`).
+        #[arg(long)]
+        schedule: Option<String>,
     },
     /// Time the fused and the unfused plan on random inputs, checked against the oracle.
     Bench {
@@ -136,6 +140,10 @@ enum Command {
         /// Print JSON (one object, or an array for a sweep).
         #[arg(long)]
         json: bool,
+        /// With --backend cuda: time the fused plan under this schedule instead of the
+        /// autotuner's choice (see `ssmc run --schedule`).
+        #[arg(long)]
+        schedule: Option<String>,
     },
 }
 
@@ -182,6 +190,15 @@ enum Target {
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
     s.parse()
+}
+
+/// `--schedule`: a GPU schedule's name, only with the cuda backend.
+fn gpu_schedule(name: Option<&str>, cuda: bool) -> Result<Option<ssmc::GpuSchedule>, ssmc::Error> {
+    match name {
+        None => Ok(None),
+        Some(_) if !cuda => Err(ssmc::ir::IrError::new("--schedule picks a GPU schedule: it needs --backend cuda").into()),
+        Some(n) => n.parse().map(Some).map_err(|e: String| ssmc::ir::IrError::new(format!("--schedule: {e}")).into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -273,10 +290,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", if json { ex.json() } else { ex.text() });
             Ok(())
         }
-        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json } => {
+        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json, schedule } => {
             let layer = Layer::from_file(&spec)?;
             let base = random::parse_dims(layer.graph(), &dims)?;
-            let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0 };
+            let schedule = gpu_schedule(schedule.as_deref(), backend == BenchBackend::Cuda)?;
+            let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0, schedule };
             if backend == BenchBackend::Cuda {
                 if sweep.is_some() {
                     return Err(ssmc::ir::IrError::new("--sweep runs on the cpu backend only").into());
@@ -321,8 +339,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend, fusion } => {
+        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend, fusion, schedule } => {
             let layer = Layer::from_file(&spec)?;
+            let schedule = gpu_schedule(schedule.as_deref(), matches!(backend, Backend::Cuda))?;
             let inputs = match (inputs, random) {
                 (Some(path), _) => io::load(&path)?,
                 (None, true) => {
@@ -341,7 +360,12 @@ fn run(cli: Cli) -> Result<(), Error> {
                 Backend::Interp => layer.eval_as(&inputs, out_dtype)?,
                 Backend::Cpu | Backend::Cuda => {
                     let target = if matches!(backend, Backend::Cpu) { ssmc::Backend::Cpu } else { ssmc::Backend::Cuda };
-                    layer.compile(target, fusion.into())?.run_as(&inputs, out_dtype)?
+                    let compiled = layer.compile(target, fusion.into())?;
+                    let compiled = match schedule {
+                        Some(s) => compiled.with_gpu_schedule(s),
+                        None => compiled,
+                    };
+                    compiled.run_as(&inputs, out_dtype)?
                 }
             };
             match out {

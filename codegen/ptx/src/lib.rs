@@ -108,6 +108,45 @@ impl std::fmt::Display for GpuSchedule {
     }
 }
 
+impl std::str::FromStr for GpuSchedule {
+    type Err = String;
+
+    /// The names [`GpuSchedule`]'s `Display` writes: `warpscan`, or `rows`, `lanes` or `lanesW`
+    /// followed by `+chunks`, `+tilesN` and `+prefetch` (after a tile) as they apply.
+    ///
+    /// ```
+    /// use ssmc_ptx::GpuSchedule;
+    /// assert_eq!("rows+chunks+tiles16+prefetch".parse(), Ok(GpuSchedule::CHUNKED));
+    /// assert_eq!("lanes4".parse(), Ok(GpuSchedule::LANES4));
+    /// ```
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            let names: Vec<String> = GpuSchedule::ALL.iter().map(|s| s.to_string()).collect();
+            format!("unknown GPU schedule `{text}` (the autotuner's: {})", names.join(", "))
+        };
+        if text == "warpscan" {
+            return Ok(GpuSchedule::WARP_SCAN);
+        }
+        let mut parts = text.split('+');
+        let lane_width = match parts.next() {
+            Some("rows") => 0,
+            Some("lanes") => 1,
+            Some(l) => l.strip_prefix("lanes").and_then(|w| w.parse().ok()).filter(|&w| w > 1).ok_or_else(bad)?,
+            None => return Err(bad()),
+        };
+        let mut s = GpuSchedule { lane_width, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+        for part in parts {
+            match part {
+                "chunks" if !s.chunked && s.tile == 0 => s.chunked = true,
+                "prefetch" if s.tile > 0 && !s.prefetch => s.prefetch = true,
+                t if s.tile == 0 => s.tile = t.strip_prefix("tiles").and_then(|n| n.parse().ok()).filter(|&n| n > 0).ok_or_else(bad)?,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(s)
+    }
+}
+
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "cuda")]
@@ -145,3 +184,20 @@ impl std::fmt::Display for GpuError {
 }
 
 impl std::error::Error for GpuError {}
+
+#[cfg(test)]
+mod tests {
+    use super::GpuSchedule;
+
+    #[test]
+    fn schedule_names_parse_back() {
+        let more = [2, 8, 16].map(|w| GpuSchedule { lane_width: w, ..GpuSchedule::LANES });
+        for s in GpuSchedule::ALL.iter().chain(&more) {
+            assert_eq!(s.to_string().parse::<GpuSchedule>(), Ok(*s), "{s}");
+        }
+        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "rows+tiles16+prefetch+prefetch"] {
+            let e = bad.parse::<GpuSchedule>().unwrap_err();
+            assert!(e.contains("unknown GPU schedule") && e.contains("lanes4"), "{bad}: {e}");
+        }
+    }
+}
