@@ -57,6 +57,10 @@ impl GpuSchedule {
     pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, tile: TILE, prefetch: false, warp_scan: false };
     /// Lanes over the inner dim, one inner index each.
     pub const LANES: GpuSchedule = GpuSchedule { lane_width: 1, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    /// Lanes over the inner dim, two consecutive inner indices each (8-byte loads and stores):
+    /// the fastest decode step at batch 1 on the H200, in a CUDA graph 1.46 us against 1.61
+    /// with one index a lane and 1.57 with four.
+    pub const LANES2: GpuSchedule = GpuSchedule { lane_width: 2, chunked: false, tile: 0, prefetch: false, warp_scan: false };
     /// Lanes over the inner dim, four consecutive inner indices each: 16-byte loads and stores
     /// that a warp's lanes coalesce (for a state of 16, a warp covers 8 rows).
     pub const LANES4: GpuSchedule = GpuSchedule { lane_width: 4, chunked: false, tile: 0, prefetch: false, warp_scan: false };
@@ -64,12 +68,13 @@ impl GpuSchedule {
     pub const WARP_SCAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: 0, prefetch: false, warp_scan: true };
 
     /// Every schedule the autotuner chooses among (each where it applies).
-    pub const ALL: [GpuSchedule; 7] = [
+    pub const ALL: [GpuSchedule; 8] = [
         GpuSchedule::ROWS,
         GpuSchedule::TILED,
         GpuSchedule::CHUNKED,
         GpuSchedule::CHUNKED_LEAN,
         GpuSchedule::LANES,
+        GpuSchedule::LANES2,
         GpuSchedule::LANES4,
         GpuSchedule::WARP_SCAN,
     ];
@@ -191,7 +196,7 @@ mod tests {
 
     #[test]
     fn schedule_names_parse_back() {
-        let more = [2, 8, 16].map(|w| GpuSchedule { lane_width: w, ..GpuSchedule::LANES });
+        let more = [8, 16].map(|w| GpuSchedule { lane_width: w, ..GpuSchedule::LANES });
         for s in GpuSchedule::ALL.iter().chain(&more) {
             assert_eq!(s.to_string().parse::<GpuSchedule>(), Ok(*s), "{s}");
         }
