@@ -115,6 +115,24 @@ fn run_rejects_bad_inputs_before_any_code_runs() {
 }
 
 #[test]
+fn rows_split_over_threads_match_the_oracle() {
+    // launches of 4096 elements or more go in pieces to the calling thread and helpers (three
+    // helpers asked for explicitly, whatever the pool's size; rows not a multiple of a piece)
+    for (name, (b, d, l, n)) in [("mamba1.ssm", (2, 36, 33, 16)), ("mamba1_step.ssm", (3, 100, 1, 16)), ("s4d.ssm", (1, 50, 129, 4))] {
+        let layer = example(name);
+        let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, 21).unwrap();
+        let want = layer.eval_as(&x, DType::F64).unwrap();
+        for fusion in [Fusion::On, Fusion::Off] {
+            for threads in [0, 4] {
+                let schedule = Schedule { threads, ..Schedule::cpu_default() };
+                let got = layer.compile_with(Backend::Cpu, fusion, schedule).unwrap().run_as(&x, DType::F64).unwrap();
+                assert_agree(&got, &want, &TOL, &format!("{name} {fusion:?} threads {threads}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn kept_buffers_and_reused_outputs_give_what_fresh_ones_do() {
     // a second and third run see the first run's intermediates and outputs: every value in
     // them must be written again (the shapes change between runs, so buffers are resized too)
