@@ -37,10 +37,10 @@ pub struct CompiledLayer {
     gpu: Option<Gpu>,
     gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
     gpu_force: Option<crate::GpuSchedule>,
-    /// Intermediate buffers kept between CPU runs, by buffer index, when `keep_buffers` (every
-    /// kernel writes all of a buffer it writes before any kernel reads it, so stale contents
-    /// are never seen).
-    scratch: Mutex<HashMap<usize, Vec<u8>>>,
+    /// Intermediate buffers kept between CPU runs, by buffer index (empty where none is kept),
+    /// when `keep_buffers` (every kernel writes all of a buffer it writes before any kernel
+    /// reads it, so stale contents are never seen).
+    scratch: Mutex<Vec<Vec<u8>>>,
     keep_buffers: bool,
 }
 
@@ -75,7 +75,7 @@ impl Layer {
             gpu,
             gpu_cache: Mutex::new(HashMap::new()),
             gpu_force: None,
-            scratch: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(Vec::new()),
             keep_buffers: false,
         })
     }
@@ -263,8 +263,9 @@ impl CompiledLayer {
         // without a copy (a copy of a fresh allocation costs its page faults again)
         let mut scratch = match self.keep_buffers {
             true => std::mem::take(&mut *self.scratch.lock().map_err(|_| IrError::new("the kept buffers were poisoned"))?),
-            false => HashMap::new(),
+            false => Vec::new(),
         };
+        scratch.resize_with(plan.buffers.len(), Vec::new);
         let mut memory: Vec<Vec<u8>> = Vec::with_capacity(plan.buffers.len());
         for (i, b) in plan.buffers.iter().enumerate() {
             let n = 4 * extent(&b.shape).iter().product::<usize>();
@@ -279,13 +280,12 @@ impl CompiledLayer {
                 },
                 // `vec!` of zeros is `calloc`: fresh pages come zeroed from the system, not
                 // written twice
-                (_, None) => match scratch.remove(&i) {
-                    Some(mut v) => {
-                        v.resize(n, 0);
-                        v
-                    }
-                    None => vec![0u8; n],
-                },
+                (_, None) if scratch[i].is_empty() => vec![0u8; n],
+                (_, None) => {
+                    let mut v = std::mem::take(&mut scratch[i]);
+                    v.resize(n, 0);
+                    v
+                }
             });
         }
         for (k, jit) in plan.kernels.iter().zip(&module.kernels) {
@@ -300,7 +300,7 @@ impl CompiledLayer {
                         let b = &plan.buffers[r.0];
                         let values = match b.kind {
                             BufferKind::Input => inputs[&b.name].to_f32(),
-                            _ => memory[r.0].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                            _ => ssmc_runtime::tensor::f32s_from_le_bytes(&memory[r.0]),
                         };
                         st.apply(&values)
                     })
@@ -349,7 +349,7 @@ impl CompiledLayer {
         if self.keep_buffers {
             for (i, b) in plan.buffers.iter().enumerate() {
                 if b.kind != BufferKind::Input && owner[i].is_none() {
-                    scratch.insert(i, std::mem::take(&mut memory[i]));
+                    scratch[i] = std::mem::take(&mut memory[i]);
                 }
             }
             if let Ok(mut kept) = self.scratch.lock() {

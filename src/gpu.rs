@@ -102,12 +102,10 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
         (GpuSchedule::TILED, kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &GpuSchedule::TILED))),
         (GpuSchedule::CHUNKED, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some())),
         (GpuSchedule::CHUNKED_LEAN, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some() && ssmc_ptx::emit::tiled(k, &GpuSchedule::CHUNKED_LEAN))),
-        (GpuSchedule::LANES, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES.kernel()) > 1)),
-        (GpuSchedule::LANES2, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES2.kernel()) > 1)),
-        (GpuSchedule::LANES4, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &GpuSchedule::LANES4.kernel()) > 1)),
-        (GpuSchedule::WARP_SCAN, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some())),
     ]
     .into_iter()
+    .chain([GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].map(|s| (s, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &s.kernel()) > 1))))
+    .chain([(GpuSchedule::WARP_SCAN, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some()))])
     .filter_map(|(s, applies)| applies.then_some(s))
     .collect();
     for s in more {

@@ -26,6 +26,11 @@ pub struct SizeMismatch {
     pub got: usize,
 }
 
+/// Little-endian `f32` bytes (the layout of `f32` tensors and of CPU kernel buffers) as values.
+pub fn f32s_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
 impl HostTensor {
     /// A tensor from raw little-endian bytes.
     pub fn from_bytes(dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<Self, SizeMismatch> {
@@ -119,7 +124,7 @@ impl HostTensor {
     /// Every element as `f32` (exact for `bf16` and `f16`, rounded for `f64`).
     pub fn to_f32(&self) -> Vec<f32> {
         match self.dtype {
-            DType::F32 => self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::F32 => f32s_from_le_bytes(&self.bytes),
             DType::BF16 => self.bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::F16 => self.bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::F64 => self.to_f64().into_iter().map(|v| v as f32).collect(),

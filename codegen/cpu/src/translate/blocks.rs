@@ -94,7 +94,6 @@ impl KernelTranslator<'_, '_> {
         self.scalars = saved;
     }
 
-
     /// Emits `steps` as vectors whose lanes are the block's four steps or rows (the mode flag
     /// is set by the caller), keeping them in `seq_vecs`.
     fn lane_values(&mut self, steps: &[V], lanes: Chunk) {
