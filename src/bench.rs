@@ -6,6 +6,7 @@ use crate::gpu::median_device_us;
 use crate::random::random_inputs;
 use crate::{Error, Layer};
 use ssmc_ir::{DType, IrError};
+use ssmc_kernel::Schedule;
 use ssmc_opt::Fusion;
 use ssmc_runtime::TensorMap;
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// GPU: the fused plan's schedule, instead of the autotuner's choice.
     pub schedule: Option<crate::GpuSchedule>,
+    /// CPU: the schedule of both plans (the default: [`Schedule::cpu_default`]).
+    pub cpu_schedule: Schedule,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -106,8 +109,8 @@ fn sample_of(dims: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
 
 /// Measures `layer` fused and unfused at `dims` on `backend`.
 pub fn bench(layer: &Layer, backend: Backend, dims: &BTreeMap<String, usize>, opts: &BenchOptions) -> Result<BenchResult, Error> {
-    let fused = layer.compile(backend, Fusion::On)?;
-    let unfused = layer.compile(backend, Fusion::Off)?;
+    let fused = layer.compile_with(backend, Fusion::On, opts.cpu_schedule)?;
+    let unfused = layer.compile_with(backend, Fusion::Off, opts.cpu_schedule)?;
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
     let compile_fused = fused.compile_time(&x)?;
     let compile_unfused = unfused.compile_time(&x)?;

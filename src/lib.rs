@@ -27,6 +27,7 @@ pub mod random;
 
 pub use compiled::{Backend, CompiledLayer};
 pub use ssmc_opt::Fusion;
+pub use ssmc_kernel::Schedule;
 pub use ssmc_ptx::GpuSchedule;
 
 pub use ssmc_dsl as dsl;

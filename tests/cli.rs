@@ -751,3 +751,19 @@ fn schedule_is_a_gpu_option_with_known_names() {
     // the name is checked before any GPU is looked for
     fails(&["run", step.as_str(), "--random", "--dims", dims, "--backend", "cuda", "--schedule", "lanez"], 1, &["unknown GPU schedule `lanez`", "lanes4"]);
 }
+
+#[test]
+fn seq_chunk_is_a_cpu_option_in_steps_of_four() {
+    let m = p(&mamba1());
+    let dims = "batch=1,dim=4,len=16,state=8";
+    fails(&["bench", m.as_str(), "--dims", dims, "--seq-chunk", "6"], 1, &["--seq-chunk 6", "multiple of 4"]);
+    fails(&["bench", m.as_str(), "--dims", dims, "--backend", "cuda", "--seq-chunk", "8"], 1, &["--seq-chunk", "--backend cpu"]);
+    // chunks of 8 steps and none at all time the same plans, each checked against the oracle
+    for chunk in ["8", "0"] {
+        let out = ok(&["bench", m.as_str(), "--dims", dims, "--reps", "1", "--json", "--seq-chunk", chunk]);
+        assert!(out.contains("\"fused_ms\""), "{out}");
+        let err = &out[out.find("\"max_abs_err\": ").unwrap() + 15..];
+        let err: f64 = err[..err.find([',', '}']).unwrap()].trim().parse().unwrap();
+        assert!(err < 1e-4, "chunk {chunk}: max_abs_err {err}");
+    }
+}

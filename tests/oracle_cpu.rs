@@ -22,7 +22,8 @@ const TOL: Tolerance = Tolerance { rtol: 2e-4, atol: 2e-5, f32_overflow: true };
 fn check(layer: &Layer, inputs: &TensorMap, what: &str) {
     let want = layer.eval_as(inputs, DType::F64).unwrap();
     for fusion in [Fusion::On, Fusion::Off] {
-        for (sname, schedule) in [("default", Schedule::cpu_default()), ("scalar", Schedule::cpu_scalar())] {
+        let chunks4 = Schedule { seq_chunk: 4, ..Schedule::cpu_default() };
+        for (sname, schedule) in [("default", Schedule::cpu_default()), ("scalar", Schedule::cpu_scalar()), ("seq chunks of 4", chunks4)] {
             let compiled = layer.compile_with(Backend::Cpu, fusion, schedule).unwrap();
             let got = compiled.run_as(inputs, DType::F64).unwrap();
             assert_agree(&got, &want, &TOL, &format!("{what} {fusion:?} {sname}"));
@@ -55,6 +56,23 @@ fn bf16_and_f16_inputs_are_converted_on_load() {
         x.insert(p.into(), t);
     }
     check(&layer, &x, "mamba1 mixed");
+}
+
+#[test]
+fn seq_chunks_match_the_oracle() {
+    // the default schedule's chunks of 64 steps, then blocks of 4 and single steps for the rest
+    // (150 = 2 x 64 + 5 x 4 + 2); state 12 is three vectors, bf16 inputs convert in the chunks
+    for name in EXAMPLES {
+        let layer = example(name);
+        for (b, d, l, n, dtype) in [(2, 3, 150, 16, DType::F32), (1, 4, 64, 12, DType::F32), (1, 2, 131, 8, DType::BF16)] {
+            let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 12).unwrap();
+            let want = layer.eval_as(&x, DType::F64).unwrap();
+            for fusion in [Fusion::On, Fusion::Off] {
+                let got = layer.compile(Backend::Cpu, fusion).unwrap().run_as(&x, DType::F64).unwrap();
+                assert_agree(&got, &want, &TOL, &format!("{name} ({b},{d},{l},{n}) {dtype} {fusion:?}"));
+            }
+        }
+    }
 }
 
 #[test]

@@ -144,6 +144,10 @@ enum Command {
         /// autotuner's choice (see `ssmc run --schedule`).
         #[arg(long)]
         schedule: Option<String>,
+        /// With --backend cpu: run seq loops in chunks of this many steps (a multiple of 4;
+        /// 0: no chunks, every step walks every state vector). Default 64.
+        #[arg(long)]
+        seq_chunk: Option<usize>,
     },
 }
 
@@ -290,11 +294,20 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", if json { ex.json() } else { ex.text() });
             Ok(())
         }
-        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json, schedule } => {
+        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json, schedule, seq_chunk } => {
             let layer = Layer::from_file(&spec)?;
             let base = random::parse_dims(layer.graph(), &dims)?;
             let schedule = gpu_schedule(schedule.as_deref(), backend == BenchBackend::Cuda)?;
-            let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0, schedule };
+            let mut cpu_schedule = ssmc::Schedule::cpu_default();
+            match seq_chunk {
+                Some(_) if backend == BenchBackend::Cuda => {
+                    return Err(ssmc::ir::IrError::new("--seq-chunk is a CPU schedule: it needs --backend cpu").into())
+                }
+                Some(n) if n % 4 != 0 => return Err(ssmc::ir::IrError::new(format!("--seq-chunk {n}: give a multiple of 4 (or 0 for none)")).into()),
+                Some(n) => cpu_schedule.seq_chunk = n,
+                None => {}
+            }
+            let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0, schedule, cpu_schedule };
             if backend == BenchBackend::Cuda {
                 if sweep.is_some() {
                     return Err(ssmc::ir::IrError::new("--sweep runs on the cpu backend only").into());

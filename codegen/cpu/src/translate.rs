@@ -9,7 +9,7 @@
 use crate::math;
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, AbiParam, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value,
+    types, AbiParam, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Type, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use ssmc_ir::{BinaryOp, GateKind, Method, UnaryOp};
@@ -17,6 +17,7 @@ use ssmc_kernel::{Axis, Kir, Level, Schedule, Step, V};
 use std::collections::HashMap;
 
 mod blocks;
+mod chunks;
 mod memory;
 
 /// Memory flags for kernel loads and stores: the buffers are checked before launch, so accesses
@@ -64,14 +65,14 @@ pub struct KernelTranslator<'a, 'b> {
     cur: HashMap<V, Value>,
     /// Scan states: per chunk Variables when unrolled; a stack buffer per scan when looped.
     state_vars: HashMap<(V, usize), Variable>,
-    state_slots: HashMap<V, cranelift_codegen::ir::StackSlot>,
+    state_slots: HashMap<V, StackSlot>,
     /// Whether [`KernelTranslator::inner_level`] leaves its sums as vectors of partial sums (in
     /// `deferred`, one per step) for the seq block to reduce.
     defer_sums: bool,
     deferred: HashMap<V, Vec<Value>>,
     /// A row's loop-invariant inner vectors, per (step, chunk), kept in stack slots for a seq
     /// loop of more than one step (see [`KernelTranslator::keep_row_inner`]).
-    row_slots: HashMap<(V, usize), cranelift_codegen::ir::StackSlot>,
+    row_slots: HashMap<(V, usize), StackSlot>,
     /// Per sum: (vector accumulator, scalar accumulator).
     sum_vars: HashMap<V, (Variable, Variable)>,
     chunks: Vec<(usize, usize)>,
@@ -82,6 +83,24 @@ pub struct KernelTranslator<'a, 'b> {
     /// While emitting a block of four rows at once: lanes run along the last row dim (the
     /// vectors are kept in `seq_vecs`).
     along_rows: bool,
+    /// Steps per seq chunk ([`Schedule::seq_chunk`]).
+    seq_chunk: usize,
+    /// A seq chunk's stack buffers: per seq-level value the inner level reads, one `f32` per
+    /// step; per sum, one vector of partial sums per step.
+    chunk_pre: HashMap<V, StackSlot>,
+    chunk_sums: HashMap<V, StackSlot>,
+    /// While emitting a seq chunk's inner pass: the step within the current group of four, and
+    /// where the group's seq-level values that the inner level reads are, each step's value
+    /// splat to a vector.
+    in_chunk: Option<u8>,
+    chunk_group: HashMap<V, Value>,
+    /// The current inner vector's loop-invariant values, loaded once before the chunk's steps.
+    chunk_row_inner: HashMap<V, Value>,
+    /// Where inner scan states wait between a seq chunk's passes (see `park_states`).
+    parked: HashMap<(V, usize), StackSlot>,
+    /// Loads and stores at seq step `l` address step `l + l_step` (a seq chunk's step within
+    /// its group of four, as an immediate offset).
+    l_step: usize,
 }
 
 impl<'a, 'b> KernelTranslator<'a, 'b> {
@@ -118,6 +137,14 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             along_seq: false,
             seq_vecs: HashMap::new(),
             along_rows: false,
+            seq_chunk: schedule.seq_chunk / 4 * 4,
+            chunk_pre: HashMap::new(),
+            chunk_sums: HashMap::new(),
+            in_chunk: None,
+            chunk_group: HashMap::new(),
+            chunk_row_inner: HashMap::new(),
+            l_step: 0,
+            parked: HashMap::new(),
         };
         t.body();
     }
@@ -348,6 +375,23 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         let t = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(t, zero);
+        if let Some(steps) = self.seq_chunks() {
+            self.park_states();
+            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let tv = self.b.use_var(t);
+            let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, (extent - steps + 1) as i64);
+            self.b.ins().brif(more, body, &[], done, &[]);
+            self.b.switch_to_block(body);
+            self.seq_chunk(tv, steps);
+            let tv = self.b.use_var(t);
+            let next = self.b.ins().iadd_imm_s(tv, steps as i64);
+            self.b.def_var(t, next);
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(done);
+            self.unpark_states();
+        }
         if self.seq_blocks() {
             let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
             self.b.ins().jump(head, &[]);
@@ -418,23 +462,10 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 t.vector_step(v, ch);
             }
             for &s in &sums {
-                let Step::Sum(x) = t.k.steps[s].1 else { unreachable!() };
                 let (vacc, sacc) = t.sum_vars[&s];
                 let var = if ch.width == 4 { vacc } else { sacc };
                 let acc = t.b.use_var(var);
-                // a product (Mamba's `C * h`) accumulates with one FMA, a contraction that
-                // rounds once where a multiply and an add round twice (the product on its own
-                // is then dead)
-                let acc = match t.k.steps[x].1 {
-                    Step::Binary(BinaryOp::Mul, p, q) if t.level(x) == Level::Inner => {
-                        let (p, q) = (t.operand(p, ch), t.operand(q, ch));
-                        t.b.ins().fma(p, q, acc)
-                    }
-                    _ => {
-                        let val = t.operand(x, ch);
-                        t.b.ins().fadd(acc, val)
-                    }
-                };
+                let acc = t.add_to_sum(s, acc, ch);
                 t.b.def_var(var, acc);
             }
         };
@@ -469,6 +500,39 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             let ac = self.b.ins().fadd(a, c);
             total = self.b.ins().fadd(ac, total);
             self.scalars.insert(s, total);
+        }
+    }
+
+    /// `acc` plus sum `s`'s term at chunk `ch`. A product (Mamba's `C * h`) accumulates with
+    /// one FMA, a contraction that rounds once where a multiply and an add round twice (the
+    /// product on its own is then dead).
+    fn add_to_sum(&mut self, s: V, acc: Value, ch: Chunk) -> Value {
+        let Step::Sum(x) = self.k.steps[s].1 else { unreachable!("a sum step") };
+        match self.k.steps[x].1 {
+            Step::Binary(BinaryOp::Mul, p, q) if self.level(x) == Level::Inner => {
+                let (p, q) = (self.operand(p, ch), self.operand(q, ch));
+                self.b.ins().fma(p, q, acc)
+            }
+            _ => {
+                let val = self.operand(x, ch);
+                self.b.ins().fadd(acc, val)
+            }
+        }
+    }
+
+    /// Sum `s`'s term at chunk `ch` on its own (a seq chunk adds the terms later).
+    fn sum_term(&mut self, s: V, ch: Chunk) -> Value {
+        let Step::Sum(x) = self.k.steps[s].1 else { unreachable!("a sum step") };
+        match self.k.steps[x].1 {
+            Step::Binary(BinaryOp::Mul, p, q) if self.level(x) == Level::Inner => {
+                // a scan state first: Cranelift places pure values depth-first from their
+                // uses, so the state's chain comes before the other factor's load, which then
+                // holds no register through it
+                let (p, q) = if matches!(self.k.steps[q].1, Step::Scan { .. }) { (q, p) } else { (p, q) };
+                let (p, q) = (self.operand(p, ch), self.operand(q, ch));
+                self.b.ins().fmul(p, q)
+            }
+            _ => self.operand(x, ch),
         }
     }
 
@@ -508,6 +572,21 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
 
     /// The value of step `v` as seen from chunk `ch` (scalars are splat to the chunk's width).
     fn operand(&mut self, v: V, ch: Chunk) -> Value {
+        if let Some(j) = self.in_chunk {
+            if let Some(&addr) = self.chunk_group.get(&v) {
+                // movable, so that Cranelift places it at its use like the pure values around
+                // it (in program order it would hold a register through the step's `exp`). The
+                // buffer is written only by the chunk's first pass, a loop before this one, and
+                // the address depends on this loop's counter: the load cannot move above the
+                // stores or merge with another
+                let moves = MemFlagsData::trusted().with_readonly().with_can_move();
+                let splat = self.b.ins().load(types::F32X4, moves, addr, 16 * j as i32);
+                return if ch.width == 4 { splat } else { self.b.ins().extractlane(splat, 0) };
+            }
+            if let Some(&val) = self.chunk_row_inner.get(&v) {
+                return val;
+            }
+        }
         if self.along_seq || self.along_rows {
             if let Some(&vec) = self.seq_vecs.get(&v) {
                 return vec;
@@ -652,12 +731,12 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                         let zero = self.b.ins().iconst(types::I64, 0);
                         let xo_j = self.b.ins().select(valid, xo_j, zero);
                         let xa = self.address(x.buffer, xo_j);
-                        let xv = self.load_scalar(self.k.buffers[x.buffer].dtype, xa);
+                        let xv = self.load_scalar(self.k.buffers[x.buffer].dtype, xa, 0);
                         let fz = self.b.ins().f32const(0.0);
                         let xv = self.b.ins().select(valid, xv, fz);
                         let wo_j = self.b.ins().iadd_imm_s(wo, (j * tap_stride) as i64);
                         let wa = self.address(w.buffer, wo_j);
-                        let wv = self.load_scalar(self.k.buffers[w.buffer].dtype, wa);
+                        let wv = self.load_scalar(self.k.buffers[w.buffer].dtype, wa, 0);
                         acc = self.b.ins().fma(wv, xv, acc);
                     }
                     out.push(acc);

@@ -18,17 +18,23 @@ pub struct Schedule {
     /// GPU: spread the inner dim over a row's lanes of a warp (reduced with shuffles), this
     /// many consecutive inner indices per lane, instead of one thread per row (0).
     pub lane_width: usize,
+    /// CPU: run a forward seq loop in chunks of this many steps (a multiple of 4; 0 = off),
+    /// each chunk in three passes: its seq-level work, kept per step in a stack buffer; then,
+    /// one inner vector at a time, all the chunk's steps with that vector's scan state in a
+    /// register; then the epilogue. Fewer values are live at once than when every step walks
+    /// every inner vector, so the states stay in registers.
+    pub seq_chunk: usize,
 }
 
 impl Schedule {
-    /// The default CPU schedule: `f32x4`, unroll up to 64, all cores.
+    /// The default CPU schedule: `f32x4`, unroll up to 64, all cores, seq chunks of 64 steps.
     pub fn cpu_default() -> Self {
-        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, lane_width: 0 }
+        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, lane_width: 0, seq_chunk: 64 }
     }
 
     /// Plain scalar code on one thread, no unrolling: the simplest lowering, for testing the
     /// others against.
     pub fn cpu_scalar() -> Self {
-        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, lane_width: 0 }
+        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, lane_width: 0, seq_chunk: 0 }
     }
 }

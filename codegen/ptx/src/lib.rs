@@ -20,7 +20,7 @@ use ssmc_kernel::Schedule;
 /// inner indices per lane of a row's lanes), scalar code, inner dims up to 64 unrolled into
 /// registers, strided inputs read in place.
 pub fn gpu_schedule(lane_width: usize) -> Schedule {
-    Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lane_width }
+    Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lane_width, seq_chunk: 0 }
 }
 
 /// Steps per shared-memory tile in the tiled schedules.

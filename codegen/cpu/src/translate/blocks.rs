@@ -96,7 +96,7 @@ impl KernelTranslator<'_, '_> {
 
     /// Emits `steps` as vectors whose lanes are the block's four steps or rows (the mode flag
     /// is set by the caller), keeping them in `seq_vecs`.
-    fn lane_values(&mut self, steps: &[V], lanes: Chunk) {
+    pub(super) fn lane_values(&mut self, steps: &[V], lanes: Chunk) {
         self.seq_vecs.clear();
         for &v in steps {
             if let Some(val) = self.emit(v, lanes, false) {
@@ -146,7 +146,7 @@ impl KernelTranslator<'_, '_> {
     /// The four lanes' sums as one vector, from each lane's vector of partial sums: a 4x4
     /// transpose and add (4 interleaves, 2 adds, 2 half moves, 1 add), where reducing each
     /// vector across its lanes and gathering the four totals took about 34 instructions.
-    fn transpose_sum(&mut self, parts: &[Value]) -> Value {
+    pub(super) fn transpose_sum(&mut self, parts: &[Value]) -> Value {
         let [a, b, c, d] = parts[..] else { unreachable!("a block has four lanes") };
         let ab_lo = self.shuffle_lanes(a, b, [0, 4, 1, 5]);
         let ab_hi = self.shuffle_lanes(a, b, [2, 6, 3, 7]);
@@ -161,7 +161,7 @@ impl KernelTranslator<'_, '_> {
     }
 
     /// The `f32x4` whose lanes are `lanes` of `x` (0 to 3) and `y` (4 to 7).
-    fn shuffle_lanes(&mut self, x: Value, y: Value, lanes: [u8; 4]) -> Value {
+    pub(super) fn shuffle_lanes(&mut self, x: Value, y: Value, lanes: [u8; 4]) -> Value {
         let little = MemFlagsData::new().with_endianness(Endianness::Little);
         let bytes: Vec<u8> = lanes.iter().flat_map(|&l| (0..4).map(move |k| 4 * l + k)).collect();
         let mask = self.b.func.dfg.immediates.push(ConstantData::from(bytes));
@@ -172,7 +172,7 @@ impl KernelTranslator<'_, '_> {
 
     /// Gathers each sum's four lanes into a vector (unless the block reduced it already) and
     /// emits the epilogue (the rest of the seq-level steps after the inner loop) as vectors.
-    fn lane_epilogue(&mut self, sums: &[V], sum_lanes: &HashMap<V, Vec<Value>>, lanes: Chunk) {
+    pub(super) fn lane_epilogue(&mut self, sums: &[V], sum_lanes: &HashMap<V, Vec<Value>>, lanes: Chunk) {
         for &s in sums {
             let Some(l) = sum_lanes.get(&s) else { continue };
             let mut vec = self.b.ins().splat(types::F32X4, l[0]);

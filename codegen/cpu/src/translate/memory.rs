@@ -35,20 +35,20 @@ impl KernelTranslator<'_, '_> {
     }
 
     /// One element of `buffer` at `addr`, as `f32`.
-    pub(super) fn load_scalar(&mut self, dtype: DType, addr: Value) -> Value {
+    pub(super) fn load_scalar(&mut self, dtype: DType, addr: Value, imm: i32) -> Value {
         match dtype {
-            DType::F32 => self.b.ins().load(types::F32, load_flags(), addr, 0),
+            DType::F32 => self.b.ins().load(types::F32, load_flags(), addr, imm),
             DType::F64 => {
-                let d = self.b.ins().load(types::F64, load_flags(), addr, 0);
+                let d = self.b.ins().load(types::F64, load_flags(), addr, imm);
                 self.b.ins().fdemote(types::F32, d)
             }
             DType::BF16 => {
-                let h = self.b.ins().uload16(types::I32, load_flags(), addr, 0);
+                let h = self.b.ins().uload16(types::I32, load_flags(), addr, imm);
                 let w = self.b.ins().ishl_imm_u(h, 16);
                 self.b.ins().bitcast(types::F32, MemFlagsData::new(), w)
             }
             DType::F16 => {
-                let h = self.b.ins().uload16(types::I32, load_flags(), addr, 0);
+                let h = self.b.ins().uload16(types::I32, load_flags(), addr, imm);
                 self.f16_bits_to_f32(types::F32, h)
             }
         }
@@ -103,8 +103,14 @@ impl KernelTranslator<'_, '_> {
         }
     }
 
+    /// The byte offset of step `l + l_step` from step `l` in `a` (an immediate of the access).
+    fn step_bytes(&self, a: &Access) -> i32 {
+        (self.l_step * a.seq * self.k.buffers[a.buffer].dtype.size()) as i32
+    }
+
     pub(super) fn load(&mut self, a: &Access, ch: Option<Chunk>) -> Value {
         let dtype = self.k.buffers[a.buffer].dtype;
+        let imm = self.step_bytes(a);
         match ch {
             Some(ch) if ch.width == 4 => {
                 let (lane_stride, i) = self.lanes(a, ch);
@@ -112,27 +118,27 @@ impl KernelTranslator<'_, '_> {
                 let addr = self.address(a.buffer, off);
                 match (lane_stride, dtype) {
                     (0, _) => {
-                        let s = self.load_scalar(dtype, addr);
+                        let s = self.load_scalar(dtype, addr, imm);
                         self.b.ins().splat(types::F32X4, s)
                     }
-                    (1, DType::F32) => self.b.ins().load(types::F32X4, load_flags(), addr, 0),
+                    (1, DType::F32) => self.b.ins().load(types::F32X4, load_flags(), addr, imm),
                     (1, DType::BF16) => {
-                        let h = self.b.ins().uload16x4(load_flags(), addr, 0);
+                        let h = self.b.ins().uload16x4(load_flags(), addr, imm);
                         let w = self.b.ins().ishl_imm_u(h, 16);
                         self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), w)
                     }
                     (1, DType::F16) => {
-                        let h = self.b.ins().uload16x4(load_flags(), addr, 0);
+                        let h = self.b.ins().uload16x4(load_flags(), addr, imm);
                         self.f16_bits_to_f32(types::F32X4, h)
                     }
                     (stride, _) => {
                         // a gather: four scalar loads
                         let step = (stride * dtype.size()) as i64;
-                        let s0 = self.load_scalar(dtype, addr);
+                        let s0 = self.load_scalar(dtype, addr, imm);
                         let mut v = self.b.ins().splat(types::F32X4, s0);
                         for lane in 1..4u8 {
                             let at = self.b.ins().iadd_imm_s(addr, step * lane as i64);
-                            let s = self.load_scalar(dtype, at);
+                            let s = self.load_scalar(dtype, at, imm);
                             v = self.b.ins().insertlane(v, s, lane);
                         }
                         v
@@ -142,7 +148,7 @@ impl KernelTranslator<'_, '_> {
             _ => {
                 let off = self.offset(a, ch.map(|c| c.i));
                 let addr = self.address(a.buffer, off);
-                self.load_scalar(dtype, addr)
+                self.load_scalar(dtype, addr, imm)
             }
         }
     }
@@ -154,20 +160,21 @@ impl KernelTranslator<'_, '_> {
         };
         let off = self.offset(a, i);
         let addr = self.address(a.buffer, off);
+        let imm = self.step_bytes(a);
         match ch {
             Some(ch) if ch.width == 4 && lane_stride == 1 => {
-                self.b.ins().store(flags(), val, addr, 0);
+                self.b.ins().store(flags(), val, addr, imm);
             }
             Some(ch) if ch.width == 4 => {
                 let step = (lane_stride * 4) as i32;
                 for lane in 0..4u8 {
                     let s = self.b.ins().extractlane(val, lane);
-                    self.b.ins().store(flags(), s, addr, step * lane as i32);
+                    self.b.ins().store(flags(), s, addr, imm + step * lane as i32);
                 }
             }
             _ => {
                 let v = if self.b.func.dfg.value_type(val) == types::F32X4 { self.b.ins().extractlane(val, 0) } else { val };
-                self.b.ins().store(flags(), v, addr, 0);
+                self.b.ins().store(flags(), v, addr, imm);
             }
         }
     }
