@@ -61,7 +61,7 @@ impl KernelTranslator<'_, '_> {
 
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
         // stored as four f32s
-        self.groups(steps, |t, k| {
+        self.groups(steps, 4, |t, k| {
             t.group_values(l0, k, &pre);
             t.along_seq = false;
             for &v in &read {
@@ -77,6 +77,9 @@ impl KernelTranslator<'_, '_> {
 
         // 2: each inner vector through the chunk's steps; a sum's terms are kept per vector
         let vectors = self.chunks.len();
+        // steps per loop iteration (the loop's own instructions and the constants it reloads
+        // come once per iteration)
+        let unroll = if steps % 8 == 0 { 8 } else { 4 };
         for c in 0..vectors {
             let ch = self.chunk(c);
             let mut keys: Vec<(V, usize)> = self.row_slots.keys().copied().filter(|&(_, cc)| cc == c).collect();
@@ -90,14 +93,14 @@ impl KernelTranslator<'_, '_> {
                 let h = self.b.ins().stack_load(types::I64, types::F32X4, self.parked[&key], 0);
                 self.b.def_var(self.state_vars[&key], h);
             }
-            self.groups(steps, |t, k| {
+            self.groups(steps, unroll, |t, k| {
                 let l = t.b.ins().iadd(l0, k);
                 t.l = Some(l);
                 for &v in &read {
                     let addr = t.slot_at(t.chunk_pre[&v], k);
                     t.chunk_group.insert(v, addr);
                 }
-                for j in 0..4u8 {
+                for j in 0..unroll as u8 {
                     t.l_step = j as usize;
                     t.in_chunk = Some(j);
                     t.cur.clear();
@@ -123,7 +126,7 @@ impl KernelTranslator<'_, '_> {
 
         // 3: each step's terms added (vector 0 first), four steps' partial sums reduced
         // together, then the epilogue along seq
-        self.groups(steps, |t, k| {
+        self.groups(steps, 4, |t, k| {
             // the seq-level values again, for the epilogue (what it does not read is dead)
             let lanes = t.group_values(l0, k, &pre);
             for &s in &sums {
@@ -198,8 +201,9 @@ impl KernelTranslator<'_, '_> {
         self.b.ins().iadd(base, at)
     }
 
-    /// A loop over `0, 4, .., steps - 4`, `f` emitting its body for the group at `k` (an i64).
-    fn groups(&mut self, steps: usize, mut f: impl FnMut(&mut Self, Value)) {
+    /// A loop over `0, stride, .., steps - stride`, `f` emitting its body for the group at `k`
+    /// (an i64).
+    fn groups(&mut self, steps: usize, stride: usize, mut f: impl FnMut(&mut Self, Value)) {
         let k = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(k, zero);
@@ -212,7 +216,7 @@ impl KernelTranslator<'_, '_> {
         self.b.switch_to_block(body);
         f(self, kv);
         let kv = self.b.use_var(k);
-        let next = self.b.ins().iadd_imm_s(kv, 4);
+        let next = self.b.ins().iadd_imm_s(kv, stride as i64);
         self.b.def_var(k, next);
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(done);
