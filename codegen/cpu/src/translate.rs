@@ -95,7 +95,7 @@ pub struct KernelTranslator<'a, 'b> {
     in_chunk: Option<u8>,
     chunk_group: HashMap<V, Value>,
     /// The current inner vector's loop-invariant values, loaded once before the chunk's steps.
-    chunk_row_inner: HashMap<V, Value>,
+    chunk_row_inner: HashMap<(V, usize), Value>,
     /// Where inner scan states wait between a seq chunk's passes (see `park_states`).
     parked: HashMap<(V, usize), StackSlot>,
     /// Loads and stores at seq step `l` address step `l + l_step` (a seq chunk's step within
@@ -583,7 +583,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 let splat = self.b.ins().load(types::F32X4, moves, addr, 16 * j as i32);
                 return if ch.width == 4 { splat } else { self.b.ins().extractlane(splat, 0) };
             }
-            if let Some(&val) = self.chunk_row_inner.get(&v) {
+            if let Some(&val) = ch.unrolled.and_then(|c| self.chunk_row_inner.get(&(v, c))) {
                 return val;
             }
         }

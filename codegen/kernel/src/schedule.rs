@@ -20,7 +20,7 @@ pub struct Schedule {
     pub lane_width: usize,
     /// CPU: run a forward seq loop in chunks of this many steps (a multiple of 4; 0 = off),
     /// each chunk in three passes: its seq-level work, kept per step in a stack buffer; then,
-    /// one inner vector at a time, all the chunk's steps with that vector's scan state in a
+    /// two inner vectors at a time, all the chunk's steps with those vectors' scan states in a
     /// register; then the epilogue. Fewer values are live at once than when every step walks
     /// every inner vector, so the states stay in registers.
     pub seq_chunk: usize,
