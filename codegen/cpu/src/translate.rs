@@ -520,15 +520,23 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         }
     }
 
+    /// The factors of a product with a scan state first: Cranelift places pure values
+    /// depth-first from their uses, so the state's chain then comes before the other factor's
+    /// load, which holds no register through it.
+    fn state_first(&self, p: V, q: V) -> (V, V) {
+        if matches!(self.k.steps[q].1, Step::Scan { .. }) {
+            (q, p)
+        } else {
+            (p, q)
+        }
+    }
+
     /// Sum `s`'s term at chunk `ch` on its own (a seq chunk adds the terms later).
     fn sum_term(&mut self, s: V, ch: Chunk) -> Value {
         let Step::Sum(x) = self.k.steps[s].1 else { unreachable!("a sum step") };
         match self.k.steps[x].1 {
             Step::Binary(BinaryOp::Mul, p, q) if self.level(x) == Level::Inner => {
-                // a scan state first: Cranelift places pure values depth-first from their
-                // uses, so the state's chain comes before the other factor's load, which then
-                // holds no register through it
-                let (p, q) = if matches!(self.k.steps[q].1, Step::Scan { .. }) { (q, p) } else { (p, q) };
+                let (p, q) = self.state_first(p, q);
                 let (p, q) = (self.operand(p, ch), self.operand(q, ch));
                 self.b.ins().fmul(p, q)
             }

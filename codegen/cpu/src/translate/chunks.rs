@@ -9,9 +9,9 @@
 //! ```
 //!
 //! Every (step, inner vector) pair computes what the seq block computes, in an order that keeps
-//! each scan's steps in order and adds each sum's terms in the same order (vector 0 first). A
-//! product term (`C h`) is rounded before it is added, where the seq block adds it with one
-//! FMA: the results differ within float rounding, not more.
+//! each scan's steps in order and adds each sum's terms in the same order (vector 0 first). The
+//! first term of each pair of vectors (`C h`) is rounded before it is added, where the seq
+//! block adds every term with one FMA: the results differ within float rounding, not more.
 
 use super::{Chunk, KernelTranslator};
 use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value};
@@ -54,7 +54,7 @@ impl KernelTranslator<'_, '_> {
         }
         for &s in &sums {
             if !self.chunk_sums.contains_key(&s) {
-                let bytes = self.chunks.len() * steps * 16;
+                let bytes = self.chunks.len().div_ceil(2) * steps * 16;
                 let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes as u32, 4));
                 self.chunk_sums.insert(s, slot);
             }
@@ -77,7 +77,7 @@ impl KernelTranslator<'_, '_> {
         });
 
         // 2: the inner vectors, two at a time, through the chunk's steps; a sum's terms are
-        // kept per vector
+        // kept per pair
         let vectors = self.chunks.len();
         // steps per loop iteration (the loop's own instructions and the constants it reloads
         // come once per iteration)
@@ -111,6 +111,8 @@ impl KernelTranslator<'_, '_> {
                 for j in 0..unroll as u8 {
                     t.l_step = j as usize;
                     t.in_chunk = Some(j);
+                    // the pair's terms added here (the second with one FMA when a product)
+                    let mut partial: HashMap<V, Value> = HashMap::new();
                     for &c in cs {
                         let ch = t.chunk(c);
                         t.cur.clear();
@@ -118,10 +120,17 @@ impl KernelTranslator<'_, '_> {
                             t.vector_step(v, ch);
                         }
                         for &s in &sums {
-                            let term = t.sum_term(s, ch);
-                            let addr = t.slot_at(t.chunk_sums[&s], k);
-                            t.b.ins().store(MemFlagsData::trusted(), term, addr, ((c * steps + j as usize) * 16) as i32);
+                            let acc = match partial.get(&s) {
+                                Some(&acc) => t.add_to_sum(s, acc, ch),
+                                None => t.sum_term(s, ch),
+                            };
+                            partial.insert(s, acc);
                         }
+                    }
+                    for &s in &sums {
+                        let addr = t.slot_at(t.chunk_sums[&s], k);
+                        let at = ((cs[0] / 2 * steps + j as usize) * 16) as i32;
+                        t.b.ins().store(MemFlagsData::trusted(), partial[&s], addr, at);
                     }
                 }
                 t.l_step = 0;
@@ -135,7 +144,7 @@ impl KernelTranslator<'_, '_> {
             }
         }
 
-        // 3: each step's terms added (vector 0 first), four steps' partial sums reduced
+        // 3: each step's terms added (pair 0 first), four steps' partial sums reduced
         // together, then the epilogue along seq
         self.groups(steps, 4, |t, k| {
             // the seq-level values again, for the epilogue (what it does not read is dead)
@@ -144,10 +153,10 @@ impl KernelTranslator<'_, '_> {
                 let addr = t.slot_at(t.chunk_sums[&s], k);
                 let parts: Vec<Value> = (0..4)
                     .map(|j| {
-                        let term = |t: &mut Self, c: usize| t.b.ins().load(types::F32X4, MemFlagsData::trusted(), addr, ((c * steps + j) * 16) as i32);
+                        let term = |t: &mut Self, pair: usize| t.b.ins().load(types::F32X4, MemFlagsData::trusted(), addr, ((pair * steps + j) * 16) as i32);
                         let mut acc = term(t, 0);
-                        for c in 1..vectors {
-                            let x = term(t, c);
+                        for pair in 1..vectors.div_ceil(2) {
+                            let x = term(t, pair);
                             acc = t.b.ins().fadd(acc, x);
                         }
                         acc
