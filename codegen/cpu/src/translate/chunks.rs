@@ -81,7 +81,7 @@ impl KernelTranslator<'_, '_> {
         let vectors = self.chunks.len();
         // steps per loop iteration (the loop's own instructions and the constants it reloads
         // come once per iteration)
-        let unroll = if steps % 8 == 0 { 8 } else { 4 };
+        let unroll = if steps.is_multiple_of(8) { 8 } else { 4 };
         // two vectors a pass: they share the loads of the seq-level values and the loop, and
         // their states and row-invariant vectors still fit beside the exp constants (one
         // vector a pass: 23.9 to 24.0 ms at (1, 1536, 2048, 16) reused, two: 23.3, four: 24.4)
