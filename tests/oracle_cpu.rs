@@ -76,6 +76,23 @@ fn seq_chunks_match_the_oracle() {
 }
 
 #[test]
+fn row_chunks_match_the_oracle() {
+    // one-step kernels in chunks of 64, 32 and 8 rows (the largest that divides dim), split over
+    // threads on chunk boundaries, the leftover rows of a piece in blocks of four; state 12 is
+    // three vectors (a pair and one alone)
+    let layer = example("mamba1_step.ssm");
+    for (b, d, n, dtype) in [(1, 64, 16, DType::F32), (3, 96, 12, DType::F32), (2, 40, 16, DType::BF16), (5, 128, 8, DType::F32)] {
+        let x = random_inputs(layer.graph(), &dims(&layer, b, d, 1, n), dtype, 13).unwrap();
+        let want = layer.eval_as(&x, DType::F64).unwrap();
+        for threads in [1, 0, 3] {
+            let schedule = Schedule { threads, ..Schedule::cpu_default() };
+            let got = layer.compile_with(Backend::Cpu, Fusion::On, schedule).unwrap().run_as(&x, DType::F64).unwrap();
+            assert_agree(&got, &want, &TOL, &format!("mamba1_step ({b},{d},1,{n}) {dtype} threads {threads}"));
+        }
+    }
+}
+
+#[test]
 fn long_state_loops_instead_of_unrolling() {
     // state 80 > the unroll limit: states live in a stack buffer
     let layer = example("mamba1_step.ssm");

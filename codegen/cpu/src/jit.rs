@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct JitKernel {
     /// What it computes.
     pub kir: Kir,
+    /// Every call's first row is a multiple of this (see `KernelTranslator::translate`).
+    pub row_align: usize,
     pub(crate) code: *const u8,
 }
 
@@ -56,6 +58,7 @@ pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuErro
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
+    let mut aligns = Vec::new();
     for (i, kir) in kirs.iter().enumerate() {
         let mut sig = module.make_signature();
         signature(&mut sig);
@@ -66,7 +69,7 @@ pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuErro
         ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            KernelTranslator::translate(&mut b, kir, schedule);
+            aligns.push(KernelTranslator::translate(&mut b, kir, schedule));
             b.finalize(module.target_config());
         }
         if std::env::var("SSMC_DUMP").is_ok_and(|v| v.split(',').any(|s| s == "clif")) {
@@ -84,8 +87,8 @@ pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuErro
     module.finalize_definitions().map_err(|e| CpuError::Jit(e.to_string()))?;
     let kernels = kirs
         .into_iter()
-        .zip(ids)
-        .map(|(kir, id)| JitKernel { kir, code: module.get_finalized_function(id) })
+        .zip(ids.into_iter().zip(aligns))
+        .map(|(kir, (id, row_align))| JitKernel { kir, row_align, code: module.get_finalized_function(id) })
         .collect();
     Ok(CpuModule { kernels, compile_time: t0.elapsed(), _module: Code(module) })
 }

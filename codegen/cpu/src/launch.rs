@@ -59,7 +59,7 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
         unsafe { run_rows(code, base, 0, rows as u64) };
     } else {
         // four pieces a thread balance the load when a thread is held up
-        share_rows(code, base, rows, (4 * threads).min(rows / 4), threads - 1);
+        share_rows(code, base, rows, (4 * threads).min(rows / 4), k.row_align, threads - 1);
     }
     Ok(())
 }
@@ -70,16 +70,17 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
 /// waits on took a batch-1 step (dim 1536) from 30 to 51 us; here the caller works from the
 /// start and runs every piece itself if no helper comes (18 us with one).
 ///
-/// Pieces start on multiples of four rows, so kernels that run rows four at a time (see
-/// `translate::KernelTranslator::row_blocks`) never straddle two pieces.
-fn share_rows(code: usize, base: usize, rows: usize, pieces: usize, helpers: usize) {
+/// Pieces start on multiples of `align` rows (four, or a row chunk's rows), so kernels that run
+/// rows four at a time (see `translate::KernelTranslator::row_blocks`) or in chunks never
+/// straddle two pieces.
+fn share_rows(code: usize, base: usize, rows: usize, pieces: usize, align: usize, helpers: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     struct Pieces {
         next: AtomicUsize,
         done: AtomicUsize,
     }
-    let per = rows.div_ceil(pieces.max(1)).next_multiple_of(4);
+    let per = rows.div_ceil(pieces.max(1)).next_multiple_of(align.max(1));
     let count = rows.div_ceil(per);
     let state = Arc::new(Pieces { next: AtomicUsize::new(0), done: AtomicUsize::new(0) });
     // takes pieces until none is left. A piece is run only by the thread that took it, and the

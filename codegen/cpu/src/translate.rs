@@ -99,13 +99,16 @@ pub struct KernelTranslator<'a, 'b> {
     /// Where inner scan states wait between a seq chunk's passes (see `park_states`).
     parked: HashMap<(V, usize), StackSlot>,
     /// Loads and stores at seq step `l` address step `l + l_step` (a seq chunk's step within
-    /// its group of four, as an immediate offset).
+    /// its group, as an immediate offset), and at row `r` (the last row dim) row `r + row_step`.
     l_step: usize,
+    row_step: usize,
 }
 
 impl<'a, 'b> KernelTranslator<'a, 'b> {
     /// Emits the whole function body into `b` (whose signature is [`signature`]).
-    pub fn translate(b: &'a mut FunctionBuilder<'b>, k: &'a Kir, schedule: &Schedule) {
+    /// Emits the function and returns the row alignment it needs: every row range a call runs
+    /// must start on a multiple of it (a row chunk never straddles two calls).
+    pub fn translate(b: &'a mut FunctionBuilder<'b>, k: &'a Kir, schedule: &Schedule) -> usize {
         let n = k.inner.unwrap_or(1);
         let vw = if schedule.vector_width >= 4 { 4 } else { 1 };
         let unrolled = n <= schedule.unroll_limit.max(1) || k.inner.is_none();
@@ -144,9 +147,11 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             chunk_group: HashMap::new(),
             chunk_row_inner: HashMap::new(),
             l_step: 0,
+            row_step: 0,
             parked: HashMap::new(),
         };
         t.body();
+        t.row_chunks().unwrap_or(4)
     }
 
     fn steps_at(&self, level: Level) -> Vec<V> {
@@ -192,6 +197,23 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         }
         let r = self.b.declare_var(types::I64);
         self.b.def_var(r, start);
+        if let Some(rows) = self.row_chunks() {
+            // whole chunks first (calls start on multiples of `rows`), then blocks of four
+            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let rv = self.b.use_var(r);
+            let past = self.b.ins().iadd_imm_s(rv, rows as i64);
+            let more = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, past, end);
+            self.b.ins().brif(more, body, &[], done, &[]);
+            self.b.switch_to_block(body);
+            self.row_chunk(rv, rows);
+            let rv = self.b.use_var(r);
+            let next = self.b.ins().iadd_imm_s(rv, rows as i64);
+            self.b.def_var(r, next);
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(done);
+        }
         let (head, row, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(head);

@@ -13,7 +13,7 @@
 //! first term of each pair of vectors (`C h`) is rounded before it is added, where the seq
 //! block adds every term with one FMA: the results differ within float rounding, not more.
 
-use super::{Chunk, KernelTranslator};
+use super::{math, Chunk, KernelTranslator};
 use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value};
 use ssmc_kernel::{Level, Step, V};
 use std::collections::HashMap;
@@ -46,34 +46,14 @@ impl KernelTranslator<'_, '_> {
         let mut read: Vec<V> = inner.iter().flat_map(|&v| self.k.steps[v].1.operands()).filter(|&x| self.level(x) == Level::SeqPre).collect();
         read.sort_unstable();
         read.dedup();
-        for &v in &read {
-            if !self.chunk_pre.contains_key(&v) {
-                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (steps * 16) as u32, 4));
-                self.chunk_pre.insert(v, slot);
-            }
-        }
-        for &s in &sums {
-            if !self.chunk_sums.contains_key(&s) {
-                let bytes = self.chunks.len().div_ceil(2) * steps * 16;
-                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes as u32, 4));
-                self.chunk_sums.insert(s, slot);
-            }
-        }
+        self.chunk_slots(&read, &sums, steps);
 
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
         // stored as four f32s
         self.groups(steps, 4, |t, k| {
             t.group_values(l0, k, &pre);
             t.along_seq = false;
-            for &v in &read {
-                let val = t.seq_vecs[&v];
-                let addr = t.slot_at(t.chunk_pre[&v], k);
-                for j in 0..4u8 {
-                    let splat = t.shuffle_lanes(val, val, [j; 4]);
-                    t.b.ins().store(MemFlagsData::trusted(), splat, addr, 16 * j as i32);
-                }
-            }
-            t.seq_vecs.clear();
+            t.store_splats(&read, k);
         });
 
         // 2: the inner vectors, two at a time, through the chunk's steps; a sum's terms are
@@ -110,28 +90,7 @@ impl KernelTranslator<'_, '_> {
                 }
                 for j in 0..unroll as u8 {
                     t.l_step = j as usize;
-                    t.in_chunk = Some(j);
-                    // the pair's terms added here (the second with one FMA when a product)
-                    let mut partial: HashMap<V, Value> = HashMap::new();
-                    for &c in cs {
-                        let ch = t.chunk(c);
-                        t.cur.clear();
-                        for &v in &inner {
-                            t.vector_step(v, ch);
-                        }
-                        for &s in &sums {
-                            let acc = match partial.get(&s) {
-                                Some(&acc) => t.add_to_sum(s, acc, ch),
-                                None => t.sum_term(s, ch),
-                            };
-                            partial.insert(s, acc);
-                        }
-                    }
-                    for &s in &sums {
-                        let addr = t.slot_at(t.chunk_sums[&s], k);
-                        let at = ((cs[0] / 2 * steps + j as usize) * 16) as i32;
-                        t.b.ins().store(MemFlagsData::trusted(), partial[&s], addr, at);
-                    }
+                    t.pair_step(cs, j, k, steps, &inner, &sums, None);
                 }
                 t.l_step = 0;
                 t.in_chunk = None;
@@ -150,19 +109,7 @@ impl KernelTranslator<'_, '_> {
             // the seq-level values again, for the epilogue (what it does not read is dead)
             let lanes = t.group_values(l0, k, &pre);
             for &s in &sums {
-                let addr = t.slot_at(t.chunk_sums[&s], k);
-                let parts: Vec<Value> = (0..4)
-                    .map(|j| {
-                        let term = |t: &mut Self, pair: usize| t.b.ins().load(types::F32X4, MemFlagsData::trusted(), addr, ((pair * steps + j) * 16) as i32);
-                        let mut acc = term(t, 0);
-                        for pair in 1..vectors.div_ceil(2) {
-                            let x = term(t, pair);
-                            acc = t.b.ins().fadd(acc, x);
-                        }
-                        acc
-                    })
-                    .collect();
-                let total = t.transpose_sum(&parts);
+                let total = t.pair_sums(t.chunk_sums[&s], k, steps, vectors);
                 t.seq_vecs.insert(s, total);
             }
             t.lane_epilogue(&sums, &HashMap::new(), lanes);
@@ -170,6 +117,227 @@ impl KernelTranslator<'_, '_> {
         });
         self.l = None;
         self.scalars = saved;
+    }
+
+    /// Rows per row chunk, when a one-step kernel's rows run in chunks
+    /// ([`Self::row_chunk`]): row blocks apply, whole inner vectors, a scan at the inner
+    /// level, no inner stores, only final states at the final level, and a chunk size among
+    /// 64, 32, 16, 8 that divides the last row dim (so that a chunk's rows differ only in it).
+    pub(super) fn row_chunks(&self) -> Option<usize> {
+        let inner = |f: &dyn Fn(&Step) -> bool| self.k.steps.iter().any(|(l, st)| *l == Level::Inner && f(st));
+        let final_state = |v: V| matches!(self.k.steps[v].1, Step::Final(s) if self.level(s) == Level::Inner);
+        let fits = self.seq_chunk > 0
+            && self.row_blocks()
+            && self.chunks.iter().all(|&(_, w)| w == 4)
+            && inner(&|st| matches!(st, Step::Scan { .. }))
+            && !inner(&|st| matches!(st, Step::Store(..) | Step::Conv { .. }))
+            && self.steps_at(Level::Final).into_iter().all(|v| match self.k.steps[v].1 {
+                Step::Store(x, _) => final_state(x),
+                _ => final_state(v),
+            });
+        let last = *self.k.rows.last()?;
+        [64, 32, 16, 8].into_iter().find(|&r| fits && last % r == 0)
+    }
+
+    /// Rows `r0 .. r0 + rows` of a one-step kernel (a decode step), in three passes as a seq
+    /// chunk's steps: the row-level work four rows a vector, each value the inner level reads
+    /// stored splat per row; then two state vectors at a time through the chunk's rows (a row's
+    /// inner work, its state from `h0`, its final state stored; the vectors' `B` and `C` loaded
+    /// once for all the rows); then the sums, four rows' reduced together, and the epilogue
+    /// four rows a vector. Row blocks of four, each row's state vectors in turn, kept the
+    /// block's `B` and `C` vectors, its splat values and the `exp` constants live at once:
+    /// about 190 of a block's 695 instructions moved values to and from the stack.
+    pub(super) fn row_chunk(&mut self, r0: Value, rows: usize) {
+        self.scalars.clear();
+        self.per_chunk.clear();
+        let first = self.decompose_row(r0);
+        let last = first.len() - 1;
+        self.l = self.k.seq.map(|_| self.b.ins().iconst(types::I64, 0));
+        // only what reaches a store: a dead step's operands are not loaded
+        let live = self.live_steps();
+        let at = |t: &Self, level: Level| -> Vec<V> { t.steps_at(level).into_iter().filter(|&v| live[v]).collect() };
+        let outer: Vec<V> = at(self, Level::Row).into_iter().chain(at(self, Level::SeqPre)).collect();
+        let (row_inner, inner, finals) = (at(self, Level::RowInner), at(self, Level::Inner), at(self, Level::Final));
+        let sums = self.sums();
+        let mut read: Vec<V> = row_inner.iter().chain(&inner).flat_map(|&v| self.k.steps[v].1.operands()).filter(|&x| matches!(self.level(x), Level::Row | Level::SeqPre)).collect();
+        read.sort_unstable();
+        read.dedup();
+        let vectors = self.chunks.len();
+        self.chunk_slots(&read, &sums, rows);
+        // the rows from `r0 + k`: only the last row dim's index moves within a chunk
+        let rows_at = |t: &mut Self, k: Value| -> Chunk {
+            t.row_idx = first.clone();
+            t.row_idx[last] = t.b.ins().iadd(first[last], k);
+            let r = t.b.ins().iadd(r0, k);
+            Chunk { width: 4, i: r, unrolled: None }
+        };
+
+        // 1: the row-level work, four rows a vector; each value the inner level reads is
+        // stored splat per row
+        self.groups(rows, 4, |t, k| {
+            let lanes = rows_at(t, k);
+            t.along_rows = true;
+            t.lane_values(&outer, lanes);
+            t.along_rows = false;
+            t.store_splats(&read, k);
+        });
+
+        // 2: the state vectors, two at a time, through the chunk's rows
+        let unroll = if rows.is_multiple_of(8) { 8 } else { 4 };
+        for cs in (0..vectors).collect::<Vec<usize>>().chunks(2) {
+            self.groups(rows, unroll, |t, k| {
+                rows_at(t, k);
+                for &v in &read {
+                    let addr = t.slot_at(t.chunk_pre[&v], k);
+                    t.chunk_group.insert(v, addr);
+                }
+                for j in 0..unroll as u8 {
+                    t.row_step = j as usize;
+                    t.pair_step(cs, j, k, rows, &inner, &sums, Some((&row_inner, &finals)));
+                }
+                t.row_step = 0;
+                t.in_chunk = None;
+                t.chunk_group.clear();
+            });
+        }
+
+        // 3: each row's pair partials added, four rows' sums reduced together, the epilogue
+        self.groups(rows, 4, |t, k| {
+            let lanes = rows_at(t, k);
+            t.along_rows = true;
+            // the row-level values again, for the epilogue (what it does not read is dead)
+            t.lane_values(&outer, lanes);
+            for &s in &sums {
+                let total = t.pair_sums(t.chunk_sums[&s], k, rows, vectors);
+                t.seq_vecs.insert(s, total);
+            }
+            t.lane_epilogue(&sums, &HashMap::new(), lanes);
+            t.along_rows = false;
+        });
+        self.row_idx = first;
+        self.l = None;
+    }
+
+    /// The stack buffers of a chunk of `n` steps or rows (made once per kernel): `n` splat
+    /// vectors per value in `read`, `n` partials per pair of state vectors per sum.
+    fn chunk_slots(&mut self, read: &[V], sums: &[V], n: usize) {
+        for &v in read {
+            if !self.chunk_pre.contains_key(&v) {
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (n * 16) as u32, 4));
+                self.chunk_pre.insert(v, slot);
+            }
+        }
+        for &s in sums {
+            if !self.chunk_sums.contains_key(&s) {
+                let bytes = self.chunks.len().div_ceil(2) * n * 16;
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes as u32, 4));
+                self.chunk_sums.insert(s, slot);
+            }
+        }
+    }
+
+    /// Each value of `read` (a vector along the group at `k`, in `seq_vecs`), stored as four
+    /// splat vectors, one per step or row.
+    fn store_splats(&mut self, read: &[V], k: Value) {
+        for &v in read {
+            let val = self.seq_vecs[&v];
+            let addr = self.slot_at(self.chunk_pre[&v], k);
+            for j in 0..4u8 {
+                let splat = self.shuffle_lanes(val, val, [j; 4]);
+                self.b.ins().store(MemFlagsData::trusted(), splat, addr, 16 * j as i32);
+            }
+        }
+        self.seq_vecs.clear();
+    }
+
+    /// Step (or row) `j` of the group at `k`, for the state vectors `cs` (a pair, or one): their
+    /// inner work, and each sum's terms added into one partial (the second with one FMA when a
+    /// product), stored with `n` partials per pair. A row chunk's rows (`rowwise`: the
+    /// row-invariant and final steps) also load their row-invariant vectors, start their states
+    /// and store their final states.
+    #[allow(clippy::too_many_arguments)]
+    fn pair_step(&mut self, cs: &[usize], j: u8, k: Value, n: usize, inner: &[V], sums: &[V], rowwise: Option<(&[V], &[V])>) {
+        self.in_chunk = Some(j);
+        let mut partial: HashMap<V, Value> = HashMap::new();
+        for &c in cs {
+            let ch = self.chunk(c);
+            self.cur.clear();
+            if let Some((row_inner, _)) = rowwise {
+                for &v in row_inner {
+                    self.vector_step(v, ch);
+                    if let Some(&val) = self.cur.get(&v) {
+                        self.per_chunk.insert((v, c), val);
+                    }
+                }
+                self.init_chunk_states(ch);
+            }
+            for &v in inner {
+                self.vector_step(v, ch);
+            }
+            for &s in sums {
+                let acc = match partial.get(&s) {
+                    Some(&acc) => self.add_to_sum(s, acc, ch),
+                    None => self.sum_term(s, ch),
+                };
+                partial.insert(s, acc);
+            }
+            if let Some((_, finals)) = rowwise {
+                for &v in finals {
+                    self.vector_step(v, ch);
+                }
+            }
+        }
+        for &s in sums {
+            let addr = self.slot_at(self.chunk_sums[&s], k);
+            let at = ((cs[0] / 2 * n + j as usize) * 16) as i32;
+            self.b.ins().store(MemFlagsData::trusted(), partial[&s], addr, at);
+        }
+    }
+
+    /// The sums of the four steps or rows from `k`: each one's pair partials (in `slot`, `n`
+    /// per pair) added, pair 0 first, then the four reduced together.
+    fn pair_sums(&mut self, slot: StackSlot, k: Value, n: usize, vectors: usize) -> Value {
+        let addr = self.slot_at(slot, k);
+        let parts: Vec<Value> = (0..4)
+            .map(|j| {
+                let term = |t: &mut Self, pair: usize| t.b.ins().load(types::F32X4, MemFlagsData::trusted(), addr, ((pair * n + j) * 16) as i32);
+                let mut acc = term(self, 0);
+                for pair in 1..vectors.div_ceil(2) {
+                    let x = term(self, pair);
+                    acc = self.b.ins().fadd(acc, x);
+                }
+                acc
+            })
+            .collect();
+        self.transpose_sum(&parts)
+    }
+
+    /// Which steps a store depends on.
+    fn live_steps(&self) -> Vec<bool> {
+        let mut live: Vec<bool> = self.k.steps.iter().map(|(_, st)| matches!(st, Step::Store(..))).collect();
+        for v in (0..self.k.steps.len()).rev() {
+            if live[v] {
+                for x in self.k.steps[v].1.operands() {
+                    live[x] = true;
+                }
+            }
+        }
+        live
+    }
+
+    /// The inner scans' states of chunk `ch` (an unrolled chunk) at their initial values.
+    fn init_chunk_states(&mut self, ch: Chunk) {
+        let c = ch.unrolled.expect("an unrolled chunk");
+        for v in self.steps_at(Level::Inner) {
+            let Step::Scan { init, .. } = self.k.steps[v].1 else { continue };
+            let h0 = match init {
+                Some(i) => self.operand(i, ch),
+                None => math::konst(self.b, types::F32X4, 0.0),
+            };
+            let var = self.b.declare_var(types::F32X4);
+            self.b.def_var(var, h0);
+            self.state_vars.insert((v, c), var);
+        }
     }
 
     /// Moves the inner scan states into stack slots for the chunks, where each inner vector's

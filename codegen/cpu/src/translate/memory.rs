@@ -103,9 +103,11 @@ impl KernelTranslator<'_, '_> {
         }
     }
 
-    /// The byte offset of step `l + l_step` from step `l` in `a` (an immediate of the access).
+    /// The byte offset of step `l + l_step` and row `r + row_step` from step `l` and row `r` in
+    /// `a` (an immediate of the access).
     fn step_bytes(&self, a: &Access) -> i32 {
-        (self.l_step * a.seq * self.k.buffers[a.buffer].dtype.size()) as i32
+        let elems = self.l_step * a.seq + self.row_step * a.row.last().copied().unwrap_or(0);
+        (elems * self.k.buffers[a.buffer].dtype.size()) as i32
     }
 
     pub(super) fn load(&mut self, a: &Access, ch: Option<Chunk>) -> Value {
