@@ -83,18 +83,18 @@ pub struct KernelTranslator<'a, 'b> {
     /// While emitting a block of four rows at once: lanes run along the last row dim (the
     /// vectors are kept in `seq_vecs`).
     along_rows: bool,
-    /// Steps per seq chunk ([`Schedule::seq_chunk`]).
+    /// Steps per seq chunk ([`Schedule::seq_chunk`]; 0: no seq or row chunks).
     seq_chunk: usize,
-    /// A seq chunk's stack buffers: per seq-level value the inner level reads, one `f32` per
-    /// step; per sum, one vector of partial sums per step.
+    /// The stack buffers of a seq or row chunk (see `chunks.rs`): per outer value the inner
+    /// level reads, its splat vector per step or row; per sum, one vector of partial sums per
+    /// pair of state vectors and step or row.
     chunk_pre: HashMap<V, StackSlot>,
     chunk_sums: HashMap<V, StackSlot>,
-    /// While emitting a seq chunk's inner pass: the step within the current group of four, and
-    /// where the group's seq-level values that the inner level reads are, each step's value
-    /// splat to a vector.
+    /// While emitting a chunk's state pass: the step or row within the current group, and
+    /// where the group's splat vectors are.
     in_chunk: Option<u8>,
     chunk_group: HashMap<V, Value>,
-    /// The current inner vector's loop-invariant values, loaded once before the chunk's steps.
+    /// The current state vectors' loop-invariant values, loaded once before the chunk's steps.
     chunk_row_inner: HashMap<(V, usize), Value>,
     /// Where inner scan states wait between a seq chunk's passes (see `park_states`).
     parked: HashMap<(V, usize), StackSlot>,
@@ -105,9 +105,9 @@ pub struct KernelTranslator<'a, 'b> {
 }
 
 impl<'a, 'b> KernelTranslator<'a, 'b> {
-    /// Emits the whole function body into `b` (whose signature is [`signature`]).
-    /// Emits the function and returns the row alignment it needs: every row range a call runs
-    /// must start on a multiple of it (a row chunk never straddles two calls).
+    /// Emits the whole function body into `b` (whose signature is [`signature`]) and returns the
+    /// row alignment it needs: every row range a call runs must start on a multiple of it (a
+    /// row chunk never straddles two calls).
     pub fn translate(b: &'a mut FunctionBuilder<'b>, k: &'a Kir, schedule: &Schedule) -> usize {
         let n = k.inner.unwrap_or(1);
         let vw = if schedule.vector_width >= 4 { 4 } else { 1 };

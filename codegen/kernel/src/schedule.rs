@@ -20,9 +20,10 @@ pub struct Schedule {
     pub lane_width: usize,
     /// CPU: run a forward seq loop in chunks of this many steps (a multiple of 4; 0 = off),
     /// each chunk in three passes: its seq-level work, kept per step in a stack buffer; then,
-    /// two inner vectors at a time, all the chunk's steps with those vectors' scan states in a
-    /// register; then the epilogue. Fewer values are live at once than when every step walks
-    /// every inner vector, so the states stay in registers.
+    /// two inner vectors at a time, all the chunk's steps with those vectors' scan states in
+    /// registers; then the epilogue. Fewer values are live at once than when every step walks
+    /// every inner vector, so the states stay in registers. Unless 0, one-step kernels (decode)
+    /// run their rows in chunks of up to 64 the same way.
     pub seq_chunk: usize,
 }
 

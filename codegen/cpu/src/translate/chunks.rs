@@ -2,11 +2,17 @@
 //! state stays in one register through the chunk (see [`ssmc_kernel::Schedule::seq_chunk`]).
 //!
 //! ```text
-//! for each group of 4 steps:  seq-level work as vectors along seq; store what the inner level reads
+//! for each group of 4 steps:  seq-level work as vectors along seq; store, splat per step,
+//!                             what the inner level reads
 //! for each pair of inner vectors:  load their loop-invariant values
-//!     for each step:          the pair's inner work (states in registers); sum terms into a buffer
-//! for each group of 4 steps:  the sums' partial vectors reduced together; the epilogue along seq
+//!     for each step:          the pair's inner work (states in registers); the pair's sum
+//!                             terms added and stored
+//! for each group of 4 steps:  the pairs' partials added, four steps' sums reduced together;
+//!                             the epilogue along seq
 //! ```
+//!
+//! Row chunks do the same over the rows of a one-step kernel (a decode step), where each row's
+//! state starts from its own initial state and ends in its own final store.
 //!
 //! Every (step, inner vector) pair computes what the seq block computes, in an order that keeps
 //! each scan's steps in order and adds each sum's terms in the same order (vector 0 first). The
@@ -49,7 +55,7 @@ impl KernelTranslator<'_, '_> {
         self.chunk_slots(&read, &sums, steps);
 
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
-        // stored as four f32s
+        // stored splat per step
         self.groups(steps, 4, |t, k| {
             t.group_values(l0, k, &pre);
             t.along_seq = false;
@@ -74,7 +80,8 @@ impl KernelTranslator<'_, '_> {
                     let val = self.b.ins().stack_load(types::I64, types::F32X4, self.row_slots[&key], 0);
                     self.chunk_row_inner.insert(key, val);
                 }
-                let parked: Vec<(V, usize)> = self.parked.keys().copied().filter(|&(_, cc)| cc == c).collect();
+                let mut parked: Vec<(V, usize)> = self.parked.keys().copied().filter(|&(_, cc)| cc == c).collect();
+                parked.sort_unstable();
                 for &key in &parked {
                     let h = self.b.ins().stack_load(types::I64, types::F32X4, self.parked[&key], 0);
                     self.b.def_var(self.state_vars[&key], h);
