@@ -145,7 +145,8 @@ enum Command {
         #[arg(long)]
         schedule: Option<String>,
         /// With --backend cpu: run seq loops in chunks of this many steps (a multiple of 4;
-        /// 0: no chunks, every step walks every state vector). Default 64.
+        /// 0: no chunks, every step walks every state vector, and decode steps run four rows
+        /// at a time instead of in chunks of rows). Default 64.
         #[arg(long)]
         seq_chunk: Option<usize>,
     },
