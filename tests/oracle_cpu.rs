@@ -78,8 +78,8 @@ fn seq_chunks_match_the_oracle() {
 #[test]
 fn row_chunks_match_the_oracle() {
     // one-step kernels in chunks of 64, 32 and 8 rows (the largest that divides dim), split over
-    // threads on chunk boundaries, the leftover rows of a piece in blocks of four; state 12 is
-    // three vectors (a pair and one alone)
+    // one, all or three threads on chunk boundaries; state 12 is three vectors (a pair and one
+    // alone), state 8 one pair
     let layer = example("mamba1_step.ssm");
     for (b, d, n, dtype) in [(1, 64, 16, DType::F32), (3, 96, 12, DType::F32), (2, 40, 16, DType::BF16), (5, 128, 8, DType::F32)] {
         let x = random_inputs(layer.graph(), &dims(&layer, b, d, 1, n), dtype, 13).unwrap();
