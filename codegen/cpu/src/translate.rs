@@ -199,20 +199,11 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.b.def_var(r, start);
         if let Some(rows) = self.row_chunks() {
             // whole chunks first (calls start on multiples of `rows`), then blocks of four
-            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(head);
-            let rv = self.b.use_var(r);
-            let past = self.b.ins().iadd_imm_s(rv, rows as i64);
-            let more = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, past, end);
-            self.b.ins().brif(more, body, &[], done, &[]);
-            self.b.switch_to_block(body);
-            self.row_chunk(rv, rows);
-            let rv = self.b.use_var(r);
-            let next = self.b.ins().iadd_imm_s(rv, rows as i64);
-            self.b.def_var(r, next);
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(done);
+            let more = |t: &mut Self, rv: Value| {
+                let past = t.b.ins().iadd_imm_s(rv, rows as i64);
+                t.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, past, end)
+            };
+            self.while_loop(r, rows, more, |t, rv| t.row_chunk(rv, rows));
         }
         let (head, row, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(head, &[]);
@@ -397,37 +388,15 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         let t = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(t, zero);
+        // `t` below `limit`: a whole chunk or block of steps is left
+        let below = |limit: i64| move |t: &mut Self, tv: Value| t.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, limit);
         if let Some(steps) = self.seq_chunks() {
             self.park_states();
-            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(head);
-            let tv = self.b.use_var(t);
-            let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, (extent - steps + 1) as i64);
-            self.b.ins().brif(more, body, &[], done, &[]);
-            self.b.switch_to_block(body);
-            self.seq_chunk(tv, steps);
-            let tv = self.b.use_var(t);
-            let next = self.b.ins().iadd_imm_s(tv, steps as i64);
-            self.b.def_var(t, next);
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(done);
+            self.while_loop(t, steps, below((extent - steps + 1) as i64), |t, tv| t.seq_chunk(tv, steps));
             self.unpark_states();
         }
         if self.seq_blocks() {
-            let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(head);
-            let tv = self.b.use_var(t);
-            let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, extent as i64 - 3);
-            self.b.ins().brif(more, body, &[], done, &[]);
-            self.b.switch_to_block(body);
-            self.seq_block(tv);
-            let tv = self.b.use_var(t);
-            let next = self.b.ins().iadd_imm_s(tv, 4);
-            self.b.def_var(t, next);
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(done);
+            self.while_loop(t, 4, below(extent as i64 - 3), |t, tv| t.seq_block(tv));
         }
         let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(head, &[]);
@@ -461,6 +430,23 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.l = None;
     }
 
+    /// `while more(var) { body(var); var += stride }`, `var` an i64 variable already defined.
+    fn while_loop(&mut self, var: Variable, stride: usize, more: impl FnOnce(&mut Self, Value) -> Value, body: impl FnOnce(&mut Self, Value)) {
+        let (head, block, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let v = self.b.use_var(var);
+        let go = more(self, v);
+        self.b.ins().brif(go, block, &[], done, &[]);
+        self.b.switch_to_block(block);
+        body(self, v);
+        let v = self.b.use_var(var);
+        let next = self.b.ins().iadd_imm_s(v, stride as i64);
+        self.b.def_var(var, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(done);
+    }
+
     fn inner_level(&mut self) {
         let inner = self.steps_at(Level::Inner);
         let sums = self.sums();
@@ -487,7 +473,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 let (vacc, sacc) = t.sum_vars[&s];
                 let var = if ch.width == 4 { vacc } else { sacc };
                 let acc = t.b.use_var(var);
-                let acc = t.add_to_sum(s, acc, ch);
+                let acc = t.add_to_sum(s, Some(acc), ch);
                 t.b.def_var(var, acc);
             }
         };
@@ -525,44 +511,29 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         }
     }
 
-    /// `acc` plus sum `s`'s term at chunk `ch`. A product (Mamba's `C * h`) accumulates with
-    /// one FMA, a contraction that rounds once where a multiply and an add round twice (the
-    /// product on its own is then dead).
-    fn add_to_sum(&mut self, s: V, acc: Value, ch: Chunk) -> Value {
+    /// `acc` plus sum `s`'s term at chunk `ch`, or the term on its own (`None`: a chunk's first
+    /// term). A product (Mamba's `C * h`) accumulates with one FMA, a contraction that rounds
+    /// once where a multiply and an add round twice (the product on its own is then dead). A
+    /// term on its own takes the scan state as its first factor: Cranelift places pure values
+    /// depth-first from their uses, so the state's chain then comes before the other factor's
+    /// load, which holds no register through it.
+    fn add_to_sum(&mut self, s: V, acc: Option<Value>, ch: Chunk) -> Value {
         let Step::Sum(x) = self.k.steps[s].1 else { unreachable!("a sum step") };
-        match self.k.steps[x].1 {
-            Step::Binary(BinaryOp::Mul, p, q) if self.level(x) == Level::Inner => {
+        match (self.k.steps[x].1.clone(), acc) {
+            (Step::Binary(BinaryOp::Mul, p, q), Some(acc)) if self.level(x) == Level::Inner => {
                 let (p, q) = (self.operand(p, ch), self.operand(q, ch));
                 self.b.ins().fma(p, q, acc)
             }
-            _ => {
-                let val = self.operand(x, ch);
-                self.b.ins().fadd(acc, val)
-            }
-        }
-    }
-
-    /// The factors of a product with a scan state first: Cranelift places pure values
-    /// depth-first from their uses, so the state's chain then comes before the other factor's
-    /// load, which holds no register through it.
-    fn state_first(&self, p: V, q: V) -> (V, V) {
-        if matches!(self.k.steps[q].1, Step::Scan { .. }) {
-            (q, p)
-        } else {
-            (p, q)
-        }
-    }
-
-    /// Sum `s`'s term at chunk `ch` on its own (a seq chunk adds the terms later).
-    fn sum_term(&mut self, s: V, ch: Chunk) -> Value {
-        let Step::Sum(x) = self.k.steps[s].1 else { unreachable!("a sum step") };
-        match self.k.steps[x].1 {
-            Step::Binary(BinaryOp::Mul, p, q) if self.level(x) == Level::Inner => {
-                let (p, q) = self.state_first(p, q);
+            (Step::Binary(BinaryOp::Mul, p, q), None) if self.level(x) == Level::Inner => {
+                let (p, q) = if matches!(self.k.steps[q].1, Step::Scan { .. }) { (q, p) } else { (p, q) };
                 let (p, q) = (self.operand(p, ch), self.operand(q, ch));
                 self.b.ins().fmul(p, q)
             }
-            _ => self.operand(x, ch),
+            (_, Some(acc)) => {
+                let val = self.operand(x, ch);
+                self.b.ins().fadd(acc, val)
+            }
+            (_, None) => self.operand(x, ch),
         }
     }
 

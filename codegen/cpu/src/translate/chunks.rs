@@ -115,11 +115,7 @@ impl KernelTranslator<'_, '_> {
         self.groups(steps, 4, |t, k| {
             // the seq-level values again, for the epilogue (what it does not read is dead)
             let lanes = t.group_values(l0, k, &pre);
-            for &s in &sums {
-                let total = t.pair_sums(t.chunk_sums[&s], k, steps, vectors);
-                t.seq_vecs.insert(s, total);
-            }
-            t.lane_epilogue(&sums, &HashMap::new(), lanes);
+            t.chunk_epilogue(&sums, k, steps, lanes);
             t.along_seq = false;
         });
         self.l = None;
@@ -214,11 +210,7 @@ impl KernelTranslator<'_, '_> {
             t.along_rows = true;
             // the row-level values again, for the epilogue (what it does not read is dead)
             t.lane_values(&outer, lanes);
-            for &s in &sums {
-                let total = t.pair_sums(t.chunk_sums[&s], k, rows, vectors);
-                t.seq_vecs.insert(s, total);
-            }
-            t.lane_epilogue(&sums, &HashMap::new(), lanes);
+            t.chunk_epilogue(&sums, k, rows, lanes);
             t.along_rows = false;
         });
         self.row_idx = first;
@@ -282,10 +274,7 @@ impl KernelTranslator<'_, '_> {
                 self.vector_step(v, ch);
             }
             for &s in sums {
-                let acc = match partial.get(&s) {
-                    Some(&acc) => self.add_to_sum(s, acc, ch),
-                    None => self.sum_term(s, ch),
-                };
+                let acc = self.add_to_sum(s, partial.get(&s).copied(), ch);
                 partial.insert(s, acc);
             }
             if let Some((_, finals)) = rowwise {
@@ -301,9 +290,20 @@ impl KernelTranslator<'_, '_> {
         }
     }
 
+    /// The epilogue of the four steps or rows from `k` (of a chunk of `n`), as vectors along
+    /// `lanes`: each sum's pair partials added and the four reduced together, then the rest.
+    fn chunk_epilogue(&mut self, sums: &[V], k: Value, n: usize, lanes: Chunk) {
+        for &s in sums {
+            let total = self.pair_sums(self.chunk_sums[&s], k, n);
+            self.seq_vecs.insert(s, total);
+        }
+        self.lane_epilogue(sums, &HashMap::new(), lanes);
+    }
+
     /// The sums of the four steps or rows from `k`: each one's pair partials (in `slot`, `n`
     /// per pair) added, pair 0 first, then the four reduced together.
-    fn pair_sums(&mut self, slot: StackSlot, k: Value, n: usize, vectors: usize) -> Value {
+    fn pair_sums(&mut self, slot: StackSlot, k: Value, n: usize) -> Value {
+        let vectors = self.chunks.len();
         let addr = self.slot_at(slot, k);
         let parts: Vec<Value> = (0..4)
             .map(|j| {
@@ -398,22 +398,11 @@ impl KernelTranslator<'_, '_> {
 
     /// A loop over `0, stride, .., steps - stride`, `f` emitting its body for the group at `k`
     /// (an i64).
-    fn groups(&mut self, steps: usize, stride: usize, mut f: impl FnMut(&mut Self, Value)) {
+    fn groups(&mut self, steps: usize, stride: usize, f: impl FnOnce(&mut Self, Value)) {
         let k = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(k, zero);
-        let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let kv = self.b.use_var(k);
-        let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, kv, steps as i64);
-        self.b.ins().brif(more, body, &[], done, &[]);
-        self.b.switch_to_block(body);
-        f(self, kv);
-        let kv = self.b.use_var(k);
-        let next = self.b.ins().iadd_imm_s(kv, stride as i64);
-        self.b.def_var(k, next);
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(done);
+        let more = |t: &mut Self, kv: Value| t.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, kv, steps as i64);
+        self.while_loop(k, stride, more, f);
     }
 }
