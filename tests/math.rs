@@ -83,3 +83,52 @@ fn special_values() {
     let l = jit("log1p", &[-1.0, inf]);
     assert_eq!(l, vec![-inf, inf]);
 }
+
+/// `exp2(x * a)` inside a scan, `x` per step and `a` per state: the seq chunk's checked form
+/// ([`ssmc_cpu::math::exp2_small`] where every product of a chunk of 64 steps is in range, the
+/// clamped `exp2` where one is not). Row `r` of `x` runs `h = 0 h + exp2(x a)` along `len`, so
+/// `y = sum over the 4 states of h = 4 exp2(x)` exactly (the `a` are all 1).
+fn exp2_in_scan(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let layer = Layer::parse(
+        "layer E { dims r, len, n; input x: [r, len]; input zero: [r, len]; param a: [n];
+           let h = scan(zero, exp2(x * a), len); output y = sum(h, n); }",
+    )
+    .unwrap();
+    let len = rows[0].len();
+    let flat: Vec<f64> = rows.concat();
+    let mut inputs = TensorMap::new();
+    inputs.insert("x".into(), HostTensor::from_f64(DType::F32, vec![rows.len(), len], &flat).unwrap());
+    inputs.insert("zero".into(), HostTensor::from_f64(DType::F32, vec![rows.len(), len], &vec![0.0; flat.len()]).unwrap());
+    inputs.insert("a".into(), HostTensor::from_f64(DType::F32, vec![4], &[1.0; 4]).unwrap());
+    let y = layer.compile(Backend::Cpu, Fusion::On).unwrap().run(&inputs).unwrap()["y"].to_f64();
+    y.chunks(len).map(|r| r.iter().map(|v| v / 4.0).collect()).collect()
+}
+
+#[test]
+fn exp2_of_a_checked_product_has_exp2s_error_and_special_values() {
+    // in range: the unclamped form, with exp2's bound
+    let xs = sweep(-125.0, 125.0, 64 * 1563);
+    let got = exp2_in_scan(std::slice::from_ref(&xs));
+    let e = got[0].iter().zip(&xs).map(|(g, &x)| ((g - x.exp2()) / x.exp2()).abs()).fold(0.0, f64::max);
+    assert!(e < 3e-7, "exp2 in range: {e:e}");
+    // one value out of range sends its chunk down the clamped path: the last step of each
+    // row (0 h is NaN after an infinite h), the rest of its chunk still exact
+    let specials = [200.0, -200.0, f64::INFINITY, f64::NEG_INFINITY, 125.5, -130.0];
+    let rows: Vec<Vec<f64>> = specials.iter().map(|&s| (0..128).map(|i| if i == 127 { s } else { ((i as f64 - 64.0) * 0.37) as f32 as f64 }).collect()).collect();
+    let got = exp2_in_scan(&rows);
+    for (row, (&s, g)) in rows.iter().zip(specials.iter().zip(&got)) {
+        // in f32, where results under the smallest normal flush to 0 (as `exp2` states)
+        let exact = s.exp2() as f32 as f64;
+        let exact = if exact.abs() < f32::MIN_POSITIVE as f64 { 0.0 } else { exact };
+        if exact.is_normal() {
+            assert!(((g[127] - exact) / exact).abs() < 3e-7, "exp2({s}) = {}", g[127]);
+        } else {
+            assert_eq!(g[127], exact, "exp2({s})");
+        }
+        for (&x, &v) in row[..127].iter().zip(g) {
+            assert!(((v - x.exp2()) / x.exp2()).abs() < 3e-7, "exp2({x}) = {v} beside {s}");
+        }
+    }
+    let nan = exp2_in_scan(&[(0..64).map(|i| if i == 63 { f64::NAN } else { 1.0 }).collect()]);
+    assert!(nan[0][63].is_nan());
+}

@@ -86,12 +86,12 @@ pub struct KernelTranslator<'a, 'b> {
     /// Steps per seq chunk ([`Schedule::seq_chunk`]; 0: no seq or row chunks).
     seq_chunk: usize,
     /// The stack buffers of a seq or row chunk (see `chunks.rs`): per outer value the inner
-    /// level reads, its splat vector per step or row; per sum, one vector of partial sums per
+    /// level reads, its value per step or row; per sum, one vector of partial sums per
     /// pair of state vectors and step or row.
     chunk_pre: HashMap<V, StackSlot>,
     chunk_sums: HashMap<V, StackSlot>,
     /// While emitting a chunk's state pass: the step or row within the current group, and
-    /// where the group's splat vectors are.
+    /// where the group's seq-level (or row-level) values are.
     in_chunk: Option<u8>,
     chunk_group: HashMap<V, Value>,
     /// The current state vectors' loop-invariant values, loaded once before the chunk's steps.
@@ -102,6 +102,9 @@ pub struct KernelTranslator<'a, 'b> {
     /// its group, as an immediate offset), and at row `r` (the last row dim) row `r + row_step`.
     l_step: usize,
     row_step: usize,
+    /// `exp2` steps emitted without their clamp: a seq chunk checked that their arguments are
+    /// in range (see `ranged_exp2s`).
+    unclamped: Vec<V>,
 }
 
 impl<'a, 'b> KernelTranslator<'a, 'b> {
@@ -149,6 +152,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             l_step: 0,
             row_step: 0,
             parked: HashMap::new(),
+            unclamped: Vec::new(),
         };
         t.body();
         t.row_chunks().unwrap_or(4)
@@ -581,8 +585,8 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 // the address depends on this loop's counter: the load cannot move above the
                 // stores or merge with another
                 let moves = MemFlagsData::trusted().with_readonly().with_can_move();
-                let splat = self.b.ins().load(types::F32X4, moves, addr, 16 * j as i32);
-                return if ch.width == 4 { splat } else { self.b.ins().extractlane(splat, 0) };
+                let x = self.b.ins().load(types::F32, moves, addr, 4 * j as i32);
+                return if ch.width == 4 { self.b.ins().splat(types::F32X4, x) } else { x };
             }
             if let Some(&val) = ch.unrolled.and_then(|c| self.chunk_row_inner.get(&(v, c))) {
                 return val;
@@ -635,6 +639,10 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         Some(match step {
             Step::Load(a) => self.load(&a, chunk),
             Step::Const(c) => math::konst(self.b, ty, c),
+            Step::Unary(UnaryOp::Exp2, x) if self.unclamped.contains(&v) => {
+                let x = op(self, x);
+                math::exp2_small(self.b, ty, x)
+            }
             Step::Unary(u, x) => {
                 let x = op(self, x);
                 unary(self.b, ty, u, x)

@@ -2,11 +2,11 @@
 //! state stays in one register through the chunk (see [`ssmc_kernel::Schedule::seq_chunk`]).
 //!
 //! ```text
-//! for each group of 4 steps:  seq-level work as vectors along seq; store, splat per step,
-//!                             what the inner level reads
+//! for each group of 4 steps:  seq-level work as vectors along seq; store what the inner
+//!                             level reads; check the `exp2` arguments' range
 //! for each pair of inner vectors:  load their loop-invariant values
-//!     for each step:          the pair's inner work (states in registers); the pair's sum
-//!                             terms added and stored
+//!     for each step:          the pair's inner work (states in registers; the seq-level
+//!                             values loaded splat); the pair's sum terms added and stored
 //! for each group of 4 steps:  the pairs' partials added, four steps' sums reduced together;
 //!                             the epilogue along seq
 //! ```
@@ -20,7 +20,11 @@
 //! block adds every term with one FMA: the results differ within float rounding, not more.
 
 use super::{math, Chunk, KernelTranslator};
-use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::ir::{
+    condcodes::{FloatCC, IntCC},
+    types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value,
+};
+use ssmc_ir::{BinaryOp, UnaryOp};
 use ssmc_kernel::{Level, Step, V};
 use std::collections::HashMap;
 
@@ -55,15 +59,79 @@ impl KernelTranslator<'_, '_> {
         self.chunk_slots(&read, &sums, steps);
 
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
-        // stored splat per step
+        // stored, for the second pass to load splat per step. Where an `exp2`'s argument is the
+        // product of a seq-level and a row-level value, each step's seq-level factor is checked against the row's largest
+        // row-level factor: when every product lies in [-125, 125], the chunk's `exp2`s need
+        // no clamp ([`math::exp2_small`])
+        let ranged = self.ranged_exp2s();
+        // each in a stack slot, loaded in the loop: left as values, Cranelift places their
+        // pure computation at their use, in the loop
+        let row_max: Vec<StackSlot> = ranged
+            .iter()
+            .map(|&(_, _, r)| {
+                let m = self.abs_max(r);
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
+                self.b.ins().stack_store(types::I64, m, slot, 0);
+                slot
+            })
+            .collect();
+        let in_range = self.b.declare_var(types::I32X4);
+        let all = self.b.ins().iconst(types::I32, -1);
+        let all = self.b.ins().splat(types::I32X4, all);
+        self.b.def_var(in_range, all);
         self.groups(steps, 4, |t, k| {
             t.group_values(l0, k, &pre);
+            for (&(_, s, _), &slot) in ranged.iter().zip(&row_max) {
+                let m = t.b.ins().stack_load(types::I64, types::F32X4, slot, 0);
+                let a = t.b.ins().fabs(t.seq_vecs[&s]);
+                let x = t.b.ins().fmul(a, m);
+                let lim = math::konst(t.b, types::F32X4, math::EXP2_SMALL);
+                let fits = t.b.ins().fcmp(FloatCC::LessThanOrEqual, x, lim);
+                let acc = t.b.use_var(in_range);
+                let acc = t.b.ins().band(acc, fits);
+                t.b.def_var(in_range, acc);
+            }
             t.along_seq = false;
-            t.store_splats(&read, k);
+            t.store_values(&read, k);
         });
 
         // 2: the inner vectors, two at a time, through the chunk's steps; a sum's terms are
-        // kept per pair
+        // kept per pair. With the checked `exp2`s unclamped when their arguments are in range,
+        // clamped otherwise (the clamp and the multiply by 2^n that `exp2_small` replaces are
+        // three of a state vector's ~22 instructions a step: 44.2 to 41.1 ms at
+        // (1, 1536, 2048, 16) on one thread)
+        if ranged.is_empty() {
+            self.state_pass(l0, steps, &read, &inner, &sums);
+        } else {
+            let acc = self.b.use_var(in_range);
+            let fits = self.b.ins().vall_true(acc);
+            let (fast, slow, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(fits, fast, &[], slow, &[]);
+            self.b.switch_to_block(fast);
+            self.unclamped = ranged.iter().map(|&(e, _, _)| e).collect();
+            self.state_pass(l0, steps, &read, &inner, &sums);
+            self.unclamped.clear();
+            self.b.ins().jump(join, &[]);
+            self.b.switch_to_block(slow);
+            self.state_pass(l0, steps, &read, &inner, &sums);
+            self.b.ins().jump(join, &[]);
+            self.b.switch_to_block(join);
+        }
+
+        // 3: each step's terms added (pair 0 first), four steps' partial sums reduced
+        // together, then the epilogue along seq
+        self.groups(steps, 4, |t, k| {
+            // the seq-level values again, for the epilogue (what it does not read is dead)
+            let lanes = t.group_values(l0, k, &pre);
+            t.chunk_epilogue(&sums, k, steps, lanes);
+            t.along_seq = false;
+        });
+        self.l = None;
+        self.scalars = saved;
+    }
+
+    /// A seq chunk's second pass: the inner vectors, two at a time, through the chunk's steps.
+    fn state_pass(&mut self, l0: Value, steps: usize, read: &[V], inner: &[V], sums: &[V]) {
         let vectors = self.chunks.len();
         // steps per loop iteration (the loop's own instructions and the constants it reloads
         // come once per iteration)
@@ -91,13 +159,13 @@ impl KernelTranslator<'_, '_> {
             self.groups(steps, unroll, |t, k| {
                 let l = t.b.ins().iadd(l0, k);
                 t.l = Some(l);
-                for &v in &read {
-                    let addr = t.slot_at(t.chunk_pre[&v], k);
+                for &v in read {
+                    let addr = t.slot_at(t.chunk_pre[&v], k, 4);
                     t.chunk_group.insert(v, addr);
                 }
                 for j in 0..unroll as u8 {
                     t.l_step = j as usize;
-                    t.pair_step(cs, j, k, steps, &inner, &sums, None);
+                    t.pair_step(cs, j, k, steps, inner, sums, None);
                 }
                 t.l_step = 0;
                 t.in_chunk = None;
@@ -109,17 +177,46 @@ impl KernelTranslator<'_, '_> {
                 self.b.ins().stack_store(types::I64, h, self.parked[&key], 0);
             }
         }
+    }
 
-        // 3: each step's terms added (pair 0 first), four steps' partial sums reduced
-        // together, then the epilogue along seq
-        self.groups(steps, 4, |t, k| {
-            // the seq-level values again, for the epilogue (what it does not read is dead)
-            let lanes = t.group_values(l0, k, &pre);
-            t.chunk_epilogue(&sums, k, steps, lanes);
-            t.along_seq = false;
-        });
-        self.l = None;
-        self.scalars = saved;
+    /// The inner `exp2` steps whose argument is a product of a seq-level and a row-level value
+    /// (Mamba's `exp2(dt * A log2 e)`): (the `exp2`, the seq-level factor, the row-level one).
+    fn ranged_exp2s(&self) -> Vec<(V, V, V)> {
+        let row_level = |x: V| matches!(self.level(x), Level::Row | Level::RowInner);
+        self.steps_at(Level::Inner)
+            .into_iter()
+            .filter_map(|v| {
+                let Step::Unary(UnaryOp::Exp2, m) = self.k.steps[v].1 else { return None };
+                let Step::Binary(BinaryOp::Mul, p, q) = self.k.steps[m].1 else { return None };
+                match (self.level(p), self.level(q)) {
+                    (Level::SeqPre, _) if row_level(q) => Some((v, p, q)),
+                    (_, Level::SeqPre) if row_level(p) => Some((v, q, p)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The row's largest `|v|` (NaN if any is NaN), splat: over its inner vectors for a
+    /// row-invariant inner value, else of the row's scalar.
+    fn abs_max(&mut self, v: V) -> Value {
+        let vectors = if self.level(v) == Level::RowInner { self.chunks.len() } else { 1 };
+        let mut m: Option<Value> = None;
+        for c in 0..vectors {
+            let ch = self.chunk(c);
+            let x = self.operand(v, ch);
+            let a = self.b.ins().fabs(x);
+            m = Some(match m {
+                Some(m) => self.b.ins().fmax(m, a),
+                None => a,
+            });
+        }
+        let mut m = m.expect("at least one vector");
+        for lanes in [[2, 3, 0, 1], [1, 0, 3, 2]] {
+            let swapped = self.shuffle_lanes(m, m, lanes);
+            m = self.b.ins().fmax(m, swapped);
+        }
+        m
     }
 
     /// Rows per row chunk, when a one-step kernel's rows run in chunks
@@ -144,7 +241,7 @@ impl KernelTranslator<'_, '_> {
 
     /// Rows `r0 .. r0 + rows` of a one-step kernel (a decode step), in three passes as a seq
     /// chunk's steps: the row-level work four rows a vector, each value the inner level reads
-    /// stored splat per row; then two state vectors at a time through the chunk's rows (a row's
+    /// stored (and loaded splat per row); then two state vectors at a time through the chunk's rows (a row's
     /// inner work, its state from `h0`, its final state stored; the vectors' `B` and `C` loaded
     /// once for all the rows); then the sums, four rows' reduced together, and the epilogue
     /// four rows a vector. Row blocks of four, each row's state vectors in turn, kept the
@@ -176,13 +273,13 @@ impl KernelTranslator<'_, '_> {
         };
 
         // 1: the row-level work, four rows a vector; each value the inner level reads is
-        // stored splat per row
+        // stored
         self.groups(rows, 4, |t, k| {
             let lanes = rows_at(t, k);
             t.along_rows = true;
             t.lane_values(&outer, lanes);
             t.along_rows = false;
-            t.store_splats(&read, k);
+            t.store_values(&read, k);
         });
 
         // 2: the state vectors, two at a time, through the chunk's rows
@@ -191,7 +288,7 @@ impl KernelTranslator<'_, '_> {
             self.groups(rows, unroll, |t, k| {
                 rows_at(t, k);
                 for &v in &read {
-                    let addr = t.slot_at(t.chunk_pre[&v], k);
+                    let addr = t.slot_at(t.chunk_pre[&v], k, 4);
                     t.chunk_group.insert(v, addr);
                 }
                 for j in 0..unroll as u8 {
@@ -217,12 +314,12 @@ impl KernelTranslator<'_, '_> {
         self.l = None;
     }
 
-    /// The stack buffers of a chunk of `n` steps or rows (made once per kernel): `n` splat
-    /// vectors per value in `read`, `n` partials per pair of state vectors per sum.
+    /// The stack buffers of a chunk of `n` steps or rows (made once per kernel): `n` floats per
+    /// value in `read`, `n` vectors of partials per pair of state vectors per sum.
     fn chunk_slots(&mut self, read: &[V], sums: &[V], n: usize) {
         for &v in read {
             if !self.chunk_pre.contains_key(&v) {
-                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (n * 16) as u32, 4));
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (n * 4) as u32, 4));
                 self.chunk_pre.insert(v, slot);
             }
         }
@@ -235,16 +332,15 @@ impl KernelTranslator<'_, '_> {
         }
     }
 
-    /// Each value of `read` (a vector along the group at `k`, in `seq_vecs`), stored as four
-    /// splat vectors, one per step or row.
-    fn store_splats(&mut self, read: &[V], k: Value) {
+    /// Each value of `read` (a vector along the group at `k`, in `seq_vecs`) stored, where the
+    /// state pass loads each step's or row's lane splat (one `vbroadcastss`: storing four splat
+    /// vectors took four shuffles and stores a group, 39.4 against 38.4 ms at
+    /// (1, 1536, 2048, 16) on one thread).
+    fn store_values(&mut self, read: &[V], k: Value) {
         for &v in read {
             let val = self.seq_vecs[&v];
-            let addr = self.slot_at(self.chunk_pre[&v], k);
-            for j in 0..4u8 {
-                let splat = self.shuffle_lanes(val, val, [j; 4]);
-                self.b.ins().store(MemFlagsData::trusted(), splat, addr, 16 * j as i32);
-            }
+            let addr = self.slot_at(self.chunk_pre[&v], k, 4);
+            self.b.ins().store(MemFlagsData::trusted(), val, addr, 0);
         }
         self.seq_vecs.clear();
     }
@@ -284,7 +380,7 @@ impl KernelTranslator<'_, '_> {
             }
         }
         for &s in sums {
-            let addr = self.slot_at(self.chunk_sums[&s], k);
+            let addr = self.slot_at(self.chunk_sums[&s], k, 16);
             let at = ((cs[0] / 2 * n + j as usize) * 16) as i32;
             self.b.ins().store(MemFlagsData::trusted(), partial[&s], addr, at);
         }
@@ -304,7 +400,7 @@ impl KernelTranslator<'_, '_> {
     /// per pair) added, pair 0 first, then the four reduced together.
     fn pair_sums(&mut self, slot: StackSlot, k: Value, n: usize) -> Value {
         let vectors = self.chunks.len();
-        let addr = self.slot_at(slot, k);
+        let addr = self.slot_at(slot, k, 16);
         let parts: Vec<Value> = (0..4)
             .map(|j| {
                 let term = |t: &mut Self, pair: usize| t.b.ins().load(types::F32X4, MemFlagsData::trusted(), addr, ((pair * n + j) * 16) as i32);
@@ -389,10 +485,10 @@ impl KernelTranslator<'_, '_> {
         lanes
     }
 
-    /// The address of step `k`'s 16 bytes in a chunk buffer.
-    fn slot_at(&mut self, slot: StackSlot, k: Value) -> Value {
+    /// The address of step `k`'s `bytes` in a chunk buffer.
+    fn slot_at(&mut self, slot: StackSlot, k: Value, bytes: i64) -> Value {
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let at = self.b.ins().imul_imm_s(k, 16);
+        let at = self.b.ins().imul_imm_s(k, bytes);
         self.b.ins().iadd(base, at)
     }
 
