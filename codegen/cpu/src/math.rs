@@ -5,8 +5,8 @@
 //! - [`exp2`]: relative error below 3e-7 (2.1e-7 measured over 100,003 points of [-125, 127])
 //!   for results in the normal range; `x < -127` gives 0,
 //!   `x >= 128` gives infinity, NaN stays NaN.
-//! - [`exp2_small`]: the same error (2.1e-7 measured over [-125, 125]) where its caller checked
-//!   that `|x| <= 125`.
+//! - [`exp2_small`] of a product: the same error (2.1e-7 measured over [-125, 125]) where its
+//!   caller checked that the product's magnitude is at most 125.
 //! - [`exp`]: Cody-Waite reduction, relative error below 5e-7 (2.2e-7 measured over 100,003
 //!   points of [-87, 87]); below -87.3 (results under the smallest normal f32) it gives 0, from
 //!   88.38 infinity.
@@ -75,8 +75,14 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let x = select(b, ty, below, lo, x);
     let above = b.ins().fcmp(FloatCC::LessThan, hi, x);
     let x = select(b, ty, above, hi, x);
-    // n = round(x) by adding 1.5 * 2^23 + 127: the sum's low mantissa bits hold n + 127
-    let (t, p) = exp2_parts(b, ty, x, 12_583_039.0);
+    // n = round(x) by adding 1.5 * 2^23 + 127: the sum's low mantissa bits hold n + 127 (an
+    // integer, rounded to nearest even), and subtracting the constant again gives n as a float.
+    // Three instructions where `nearest` and a saturating conversion take eight.
+    let magic = konst(b, ty, 12_583_039.0);
+    let t = b.ins().fadd(x, magic);
+    let n = b.ins().fsub(t, magic);
+    let f = b.ins().fsub(x, n);
+    let p = exp2_poly(b, ty, f);
     // 2^n by writing n + 127 into the exponent field (n = -127 gives 0, n = 128 gives inf):
     // t's bits are 0x4B40_0000 + n + 127, and shifted left by 23 only the low 9 bits of n + 127
     // (0 to 255) remain, the exponent's bias already added
@@ -86,38 +92,36 @@ pub fn exp2(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     b.ins().fmul(p, scale)
 }
 
-/// `2^x` for `|x| <=` [`EXP2_SMALL`] or NaN, where the caller has checked the range: outside
-/// it the result is wrong, not merely inexact. As [`exp2`] without its clamp, and with `2^n`
-/// applied by adding `n` to the polynomial's exponent field (an integer add, where [`exp2`]
-/// multiplies: one instruction fewer on the multiply units). `2^f` lies in [0.70, 1.42], its
-/// exponent is -1 or 0, so with `|n| <= 125` the sum stays a normal number and is exact.
-pub fn exp2_small(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
-    // n = round(x) by adding 1.5 * 2^23 (no bias this time): the sum's bits are
+/// `2^(p q)` for `|p q| <=` [`EXP2_SMALL`] or NaN, where the caller has checked the range:
+/// outside it the result is wrong, not merely inexact. As [`exp2`] of the product, without the
+/// clamp, with the product folded into the reduction (`t = p q + magic` and `f = p q - n` are
+/// one FMA each: the product is never rounded on its own), and with `2^n` applied by adding `n`
+/// to the polynomial's exponent field (an integer add, where [`exp2`] multiplies). `2^f` lies in
+/// [0.70, 1.42], its exponent is -1 or 0, so with `|n| <= 125` the sum stays a normal number
+/// and is exact. Ten instructions where [`exp2`] and its product take thirteen.
+pub fn exp2_small(b: &mut FunctionBuilder, ty: Type, p: Value, q: Value) -> Value {
+    // n = round(p q) by adding 1.5 * 2^23 (no bias this time): the sum's bits are
     // 0x4B40_0000 + n, and shifted left by 23 they are n << 23, the high bits shifted out
-    let (t, p) = exp2_parts(b, ty, x, 12_582_912.0);
+    let magic = konst(b, ty, 12_582_912.0);
+    let t = b.ins().fma(p, q, magic);
+    let minus_n = b.ins().fsub(magic, t);
+    let f = b.ins().fma(p, q, minus_n);
+    let y = exp2_poly(b, ty, f);
     let tb = to_bits(b, ty, t);
     let e = b.ins().ishl_imm_u(tb, 23);
-    let pb = to_bits(b, ty, p);
-    let y = b.ins().iadd(pb, e);
-    from_bits(b, ty, y)
+    let yb = to_bits(b, ty, y);
+    let sum = b.ins().iadd(yb, e);
+    from_bits(b, ty, sum)
 }
 
-/// `x` split as `n + f`: `t = x + magic` (`magic` 1.5 * 2^23 plus a bias, so that the sum's low
-/// mantissa bits hold `n + bias`, `n` the integer nearest `x`, ties to even) and `2^f`, `f` in
-/// [-0.5, 0.5], by the degree-5 minimax polynomial for relative error (Remez, 7.5e-8 in exact
-/// arithmetic; one FMA fewer than the degree-6 Taylor series it replaced). Three instructions
-/// for `n` and `f` where `nearest` and a saturating conversion take eight.
-fn exp2_parts(b: &mut FunctionBuilder, ty: Type, x: Value, magic: f32) -> (Value, Value) {
-    let magic = konst(b, ty, magic);
-    let t = b.ins().fadd(x, magic);
-    let n = b.ins().fsub(t, magic);
-    let f = b.ins().fsub(x, n);
-    let p = horner(b, ty, f, &[1.000_000_1, 0.693_146_94, 0.240_221_2, 0.055_507_13, 0.009_675_541, 0.001_327_647_2]);
-    (t, p)
-}
-
-/// The largest `|x|` [`exp2_small`] takes.
+/// The largest `|p q|` [`exp2_small`] takes.
 pub const EXP2_SMALL: f32 = 125.0;
+
+/// `2^f` for `f` in [-0.5, 0.5]: the degree-5 minimax polynomial for relative error (Remez,
+/// 7.5e-8 in exact arithmetic; one FMA fewer than the degree-6 Taylor series it replaced).
+fn exp2_poly(b: &mut FunctionBuilder, ty: Type, f: Value) -> Value {
+    horner(b, ty, f, &[1.000_000_1, 0.693_146_94, 0.240_221_2, 0.055_507_13, 0.009_675_541, 0.001_327_647_2])
+}
 
 /// `e^x`, with Cody-Waite range reduction: `x = n ln 2 + r`, `ln 2` split in two so that `r`
 /// is exact to f32 rounding, then `e^r` by a polynomial and `2^n` by exponent bits. `n` comes
@@ -142,7 +146,7 @@ pub fn exp(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let nln2_lo = konst(b, ty, -1.428_606_8e-6);
     let r = b.ins().fma(n, nln2_hi, xc);
     let r = b.ins().fma(n, nln2_lo, r);
-    // e^r on [-ln 2 / 2, ln 2 / 2]: `exp2_parts`'s polynomial in `r log2 e`, its coefficients
+    // e^r on [-ln 2 / 2, ln 2 / 2]: `exp2_poly`'s polynomial in `r log2 e`, its coefficients
     // scaled by powers of log2 e (1.6e-7 in exact arithmetic). Two FMAs fewer than the degree-7
     // Taylor series it replaced, in the softplus and the gate of a seq chunk's first and third
     // passes: 41.1 to 39.4 ms at (1, 1536, 2048, 16) on one thread, for a sweep's error of

@@ -640,8 +640,9 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             Step::Load(a) => self.load(&a, chunk),
             Step::Const(c) => math::konst(self.b, ty, c),
             Step::Unary(UnaryOp::Exp2, x) if self.unclamped.contains(&v) => {
-                let x = op(self, x);
-                math::exp2_small(self.b, ty, x)
+                let Step::Binary(BinaryOp::Mul, p, q) = self.k.steps[x].1 else { unreachable!("a checked product") };
+                let (p, q) = (op(self, p), op(self, q));
+                math::exp2_small(self.b, ty, p, q)
             }
             Step::Unary(u, x) => {
                 let x = op(self, x);
