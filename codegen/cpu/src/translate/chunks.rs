@@ -60,9 +60,9 @@ impl KernelTranslator<'_, '_> {
 
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
         // stored, for the second pass to load splat per step. Where an `exp2`'s argument is the
-        // product of a seq-level and a row-level value, each step's seq-level factor is checked against the row's largest
-        // row-level factor: when every product lies in [-125, 125], the chunk's `exp2`s need
-        // no clamp ([`math::exp2_small`])
+        // product of a seq-level and a row-level value, each step's seq-level factor is checked
+        // against the row's largest row-level factor: when every product lies in [-125, 125],
+        // the chunk's `exp2`s need no clamp ([`math::exp2_small`])
         let ranged = self.ranged_exp2s();
         // each in a stack slot, loaded in the loop: left as values, Cranelift places their
         // pure computation at their use, in the loop
