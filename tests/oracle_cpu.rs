@@ -126,6 +126,16 @@ fn nan_and_infinity_propagate_as_the_oracle_says() {
         _ => v,
     });
     check(&layer, &x, "nan/inf");
+    // in `delta` and `A`, the factors of `exp2(dt A log2 e)`: a seq chunk's range check fails
+    // and the chunk takes the clamped `exp2` (chunks of 4 steps in `check`)
+    let mut x = random_inputs(layer.graph(), &dims(&layer, 1, 3, 12, 4), DType::F32, 11).unwrap();
+    set(&mut x, "delta", |i, v| match i {
+        5 => f64::NAN,
+        14 => f64::INFINITY,
+        _ => v,
+    });
+    set(&mut x, "A", |i, v| if i == 9 { f64::NAN } else { v });
+    check(&layer, &x, "nan/inf in delta and A");
 }
 
 #[test]
