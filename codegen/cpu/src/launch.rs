@@ -70,7 +70,7 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
 /// waits on took a batch-1 step (dim 1536) from 30 to 51 us; here the caller works from the
 /// start and runs every piece itself if no helper comes (18 us with one). Taking pieces from
 /// both ends (criterion, a batch-1 decode step, eleven runs each of this and of one shared
-/// counter, alternating): 14.3 to 18.2 us against 15.2 to 19.5, mean 16.8 against 17.6.
+/// counter, alternating): 14.3 to 18.2 us against 14.6 to 19.5, mean 16.9 against 17.9.
 ///
 /// Pieces start on multiples of `align` rows (four, or a row chunk's rows), so kernels that run
 /// rows four at a time (see `translate::KernelTranslator::row_blocks`) or in chunks never
