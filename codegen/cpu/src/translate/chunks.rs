@@ -24,9 +24,24 @@ use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
     types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value,
 };
+use cranelift_frontend::Variable;
 use ssmc_ir::{BinaryOp, UnaryOp};
 use ssmc_kernel::{Level, Step, V};
 use std::collections::HashMap;
+
+/// A seq chunk's check of its `exp2` arguments. Where an `exp2`'s argument is the product of a
+/// seq-level and a row-level value (Mamba's `exp2(dt * A log2 e)`), the first pass checks each
+/// step's seq-level factor against the row's largest row-level factor: when every product lies
+/// in [-125, 125], the chunk's second pass runs those `exp2`s as [`math::exp2_small`], without
+/// the clamp; otherwise (NaN, infinity, large products) as the clamped `exp2`.
+struct RangeCheck {
+    /// (the `exp2`, its seq-level factor, its row-level factor) (see `ranged_exp2s`).
+    ranged: Vec<(V, V, V)>,
+    /// Per entry, the row's largest `|row-level factor|`, splat, in a stack slot.
+    row_max: Vec<StackSlot>,
+    /// All lanes true while every step checked so far is in range.
+    in_range: Variable,
+}
 
 impl KernelTranslator<'_, '_> {
     /// Steps per chunk when the seq loop runs in chunks: a forward seq loop of at least one
@@ -59,57 +74,30 @@ impl KernelTranslator<'_, '_> {
         self.chunk_slots(&read, &sums, steps);
 
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
-        // stored, for the second pass to load splat per step. Where an `exp2`'s argument is the
-        // product of a seq-level and a row-level value, each step's seq-level factor is checked
-        // against the row's largest row-level factor: when every product lies in [-125, 125],
-        // the chunk's `exp2`s need no clamp ([`math::exp2_small`])
-        let ranged = self.ranged_exp2s();
-        // each in a stack slot, loaded in the loop: left as values, Cranelift places their
-        // pure computation at their use, in the loop
-        let row_max: Vec<StackSlot> = ranged
-            .iter()
-            .map(|&(_, _, r)| {
-                let m = self.abs_max(r);
-                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
-                self.b.ins().stack_store(types::I64, m, slot, 0);
-                slot
-            })
-            .collect();
-        let in_range = self.b.declare_var(types::I32X4);
-        let all = self.b.ins().iconst(types::I32, -1);
-        let all = self.b.ins().splat(types::I32X4, all);
-        self.b.def_var(in_range, all);
+        // stored, for the second pass to load splat per step; the `exp2` arguments checked
+        let check = self.range_check();
         self.groups(steps, 4, |t, k| {
             t.group_values(l0, k, &pre);
-            for (&(_, s, _), &slot) in ranged.iter().zip(&row_max) {
-                let m = t.b.ins().stack_load(types::I64, types::F32X4, slot, 0);
-                let a = t.b.ins().fabs(t.seq_vecs[&s]);
-                let x = t.b.ins().fmul(a, m);
-                let lim = math::konst(t.b, types::F32X4, math::EXP2_SMALL);
-                let fits = t.b.ins().fcmp(FloatCC::LessThanOrEqual, x, lim);
-                let acc = t.b.use_var(in_range);
-                let acc = t.b.ins().band(acc, fits);
-                t.b.def_var(in_range, acc);
-            }
+            t.check_group(&check);
             t.along_seq = false;
             t.store_values(&read, k);
         });
 
         // 2: the inner vectors, two at a time, through the chunk's steps; a sum's terms are
-        // kept per pair. With the checked `exp2`s as `exp2_small` of their product when their
-        // arguments are in range, clamped otherwise (`exp2_small` saves three of a state
-        // vector's ~22 instructions a step: at (1, 1536, 2048, 16) on one thread, 44.2 to 41.1
-        // ms without the clamp and with 2^n an integer add, 38.4 to 37.8 with the product
+        // kept per pair. With the checked `exp2`s as `exp2_small` of their product when every
+        // argument of the chunk is in range, clamped otherwise (`exp2_small` saves three of a
+        // state vector's ~22 instructions a step: at (1, 1536, 2048, 16) on one thread, 44.2 to
+        // 41.1 ms without the clamp and with 2^n an integer add, 38.4 to 37.8 with the product
         // folded into the reduction)
-        if ranged.is_empty() {
+        if check.ranged.is_empty() {
             self.state_pass(l0, steps, &read, &inner, &sums);
         } else {
-            let acc = self.b.use_var(in_range);
+            let acc = self.b.use_var(check.in_range);
             let fits = self.b.ins().vall_true(acc);
             let (fast, slow, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
             self.b.ins().brif(fits, fast, &[], slow, &[]);
             self.b.switch_to_block(fast);
-            self.unclamped = ranged.iter().map(|&(e, _, _)| e).collect();
+            self.unclamped = check.ranged.iter().map(|&(e, _, _)| e).collect();
             self.state_pass(l0, steps, &read, &inner, &sums);
             self.unclamped.clear();
             self.b.ins().jump(join, &[]);
@@ -177,6 +165,42 @@ impl KernelTranslator<'_, '_> {
                 let h = self.b.use_var(self.state_vars[&key]);
                 self.b.ins().stack_store(types::I64, h, self.parked[&key], 0);
             }
+        }
+    }
+
+    /// A seq chunk's range check (see [`RangeCheck`]), its row-level bounds computed.
+    fn range_check(&mut self) -> RangeCheck {
+        let ranged = self.ranged_exp2s();
+        // each in a stack slot, loaded in the loop: left as values, Cranelift places their
+        // pure computation at their use, in the loop
+        let row_max = ranged
+            .iter()
+            .map(|&(_, _, r)| {
+                let m = self.abs_max(r);
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
+                self.b.ins().stack_store(types::I64, m, slot, 0);
+                slot
+            })
+            .collect();
+        let in_range = self.b.declare_var(types::I32X4);
+        let all = self.b.ins().iconst(types::I32, -1);
+        let all = self.b.ins().splat(types::I32X4, all);
+        self.b.def_var(in_range, all);
+        RangeCheck { ranged, row_max, in_range }
+    }
+
+    /// The current group's seq-level factors (in `seq_vecs`) checked: each `|factor| * row max`
+    /// at most [`math::EXP2_SMALL`], or the chunk's `in_range` lane goes false (so does NaN).
+    fn check_group(&mut self, check: &RangeCheck) {
+        for (&(_, s, _), &slot) in check.ranged.iter().zip(&check.row_max) {
+            let m = self.b.ins().stack_load(types::I64, types::F32X4, slot, 0);
+            let a = self.b.ins().fabs(self.seq_vecs[&s]);
+            let x = self.b.ins().fmul(a, m);
+            let lim = math::konst(self.b, types::F32X4, math::EXP2_SMALL);
+            let fits = self.b.ins().fcmp(FloatCC::LessThanOrEqual, x, lim);
+            let acc = self.b.use_var(check.in_range);
+            let acc = self.b.ins().band(acc, fits);
+            self.b.def_var(check.in_range, acc);
         }
     }
 
