@@ -135,6 +135,16 @@ fn exp2_poly(b: &mut FunctionBuilder, ty: Type, f: Value) -> Value {
 /// the f32 overflow at 88.72, the result is infinite). About 14 instructions, where `nearest`,
 /// a saturating conversion and `2^n` in two halves took 35.
 pub fn exp(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let (y, below) = exp_unflushed(b, ty, x);
+    // 0 below the range; NaN stays NaN through the polynomial
+    let zero = konst(b, ty, 0.0);
+    select(b, ty, below, zero, y)
+}
+
+/// [`exp`], where results under the smallest normal f32 may come out as a tiny normal number
+/// instead of 0 (for callers that add it to 1 or subtract 1 from it: sigmoid, tanh, expm1; two
+/// instructions fewer), and whether `x` was below that range.
+fn exp_unflushed(b: &mut FunctionBuilder, ty: Type, x: Value) -> (Value, Value) {
     // below -87.3 the result is under the smallest normal f32 (it flushes to 0); above 89, inf
     let lo = konst(b, ty, -87.3);
     let hi = konst(b, ty, 89.0);
@@ -160,16 +170,13 @@ pub fn exp(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let tb = to_bits(b, ty, t);
     let e = b.ins().ishl_imm_u(tb, 23);
     let scale = from_bits(b, ty, e);
-    let y = b.ins().fmul(p, scale);
-    // 0 below the range; NaN stays NaN through the polynomial
-    let zero = konst(b, ty, 0.0);
-    select(b, ty, below, zero, y)
+    (b.ins().fmul(p, scale), below)
 }
 
 /// `e^x - 1`, accurate near 0 (Taylor to degree 6 below `|x| < 0.35`, where `e^x - 1` would
 /// cancel).
 pub fn expm1(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
-    let e = exp(b, ty, x);
+    let (e, _) = exp_unflushed(b, ty, x);
     let one = konst(b, ty, 1.0);
     let big = b.ins().fsub(e, one);
     series_below(b, ty, x, x, &[1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0], 0.35, big)
@@ -298,7 +305,7 @@ pub fn sigmoid(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     // the sign bit flipped by an `xor` with a constant, as in `softplus`
     let sign = konst(b, ty, -0.0);
     let nx = b.ins().bxor(x, sign);
-    let e = exp(b, ty, nx);
+    let (e, _) = exp_unflushed(b, ty, nx);
     let one = konst(b, ty, 1.0);
     let d = b.ins().fadd(one, e);
     b.ins().fdiv(one, d)
@@ -309,7 +316,7 @@ pub fn sigmoid(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
 pub fn tanh(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
     let two = konst(b, ty, 2.0);
     let x2 = b.ins().fmul(x, two);
-    let e = exp(b, ty, x2);
+    let (e, _) = exp_unflushed(b, ty, x2);
     let one = konst(b, ty, 1.0);
     let d = b.ins().fadd(e, one);
     let q = b.ins().fdiv(two, d);
