@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# ssmc's decode step under Nsight Compute, caches warm (none) and flushed (all): every launch of
+# `ssmc bench` with the autotuner's usual schedule (run on the GPU machine, ssmc in carry/)
 set -u
 for cc in none all; do
   for cfg in "1 lanes2" "16 lanes4" "64 lanes4"; do
