@@ -295,14 +295,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             if self.b.func.dfg.value_type(val) != types::F32X4 {
                 continue;
             }
-            let slot = match self.row_slots.get(&key) {
-                Some(&slot) => slot,
-                None => {
-                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
-                    self.row_slots.insert(key, slot);
-                    slot
-                }
-            };
+            let slot = vector_slot(self.b, &mut self.row_slots, key);
             self.b.ins().stack_store(types::I64, val, slot, 0);
         }
     }
@@ -815,6 +808,16 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             }
         }
     }
+}
+
+/// A stack slot for one `f32x4`.
+fn new_vector_slot(b: &mut FunctionBuilder) -> StackSlot {
+    b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4))
+}
+
+/// `slots[key]`, a [`new_vector_slot`] made on first use (a kernel makes one per key).
+fn vector_slot(b: &mut FunctionBuilder, slots: &mut HashMap<(V, usize), StackSlot>, key: (V, usize)) -> StackSlot {
+    *slots.entry(key).or_insert_with(|| new_vector_slot(b))
 }
 
 fn unary(b: &mut FunctionBuilder, ty: Type, u: UnaryOp, x: Value) -> Value {

@@ -19,7 +19,7 @@
 //! first term of each pair of vectors (`C h`) is rounded before it is added, where the seq
 //! block adds every term with one FMA: the results differ within float rounding, not more.
 
-use super::{math, Chunk, KernelTranslator};
+use super::{math, new_vector_slot, vector_slot, Chunk, KernelTranslator};
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
     types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value,
@@ -76,17 +76,11 @@ impl KernelTranslator<'_, '_> {
         // 1: the seq-level work, four steps a vector; each value the inner level reads is
         // stored, for the second pass to load splat per step; the `exp2` arguments checked
         let check = self.range_check();
-        // two groups a loop iteration where they divide the chunk (36.8 against 37.3 ms at
-        // (1, 1536, 2048, 16) on one thread; the third pass gained nothing so)
-        let per = if steps.is_multiple_of(8) { 8 } else { 4 };
-        self.groups(steps, per, |t, k| {
-            for g in (0..per).step_by(4) {
-                let kg = t.b.ins().iadd_imm_s(k, g as i64);
-                t.group_values(l0, kg, &pre);
-                t.check_group(&check);
-                t.along_seq = false;
-                t.store_values(&read, kg);
-            }
+        self.first_pass_groups(steps, |t, k| {
+            t.group_values(l0, k, &pre);
+            t.check_group(&check);
+            t.along_seq = false;
+            t.store_values(&read, k);
         });
 
         // 2: the inner vectors, two at a time, through the chunk's steps; a sum's terms are
@@ -183,7 +177,7 @@ impl KernelTranslator<'_, '_> {
             .iter()
             .map(|&(_, _, r)| {
                 let m = self.abs_max(r);
-                let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
+                let slot = new_vector_slot(self.b);
                 self.b.ins().stack_store(types::I64, m, slot, 0);
                 slot
             })
@@ -305,19 +299,14 @@ impl KernelTranslator<'_, '_> {
             Chunk { width: 4, i: r, unrolled: None }
         };
 
-        // 1: the row-level work, four rows a vector, two groups a loop iteration where they
-        // divide the chunk (as a seq chunk's; one thread, batch 16: 359 to 352 us); each value
-        // the inner level reads is stored
-        let per = if rows.is_multiple_of(8) { 8 } else { 4 };
-        self.groups(rows, per, |t, k| {
-            for g in (0..per).step_by(4) {
-                let kg = t.b.ins().iadd_imm_s(k, g as i64);
-                let lanes = rows_at(t, kg);
-                t.along_rows = true;
-                t.lane_values(&outer, lanes);
-                t.along_rows = false;
-                t.store_values(&read, kg);
-            }
+        // 1: the row-level work, four rows a vector; each value the inner level reads is
+        // stored
+        self.first_pass_groups(rows, |t, k| {
+            let lanes = rows_at(t, k);
+            t.along_rows = true;
+            t.lane_values(&outer, lanes);
+            t.along_rows = false;
+            t.store_values(&read, k);
         });
 
         // 2: the state vectors, two at a time, through the chunk's rows
@@ -489,14 +478,7 @@ impl KernelTranslator<'_, '_> {
         let mut keys: Vec<(V, usize)> = self.state_vars.keys().copied().filter(|&(v, c)| c != usize::MAX && self.level(v) == Level::Inner).collect();
         keys.sort_unstable();
         for key in keys {
-            let slot = match self.parked.get(&key) {
-                Some(&slot) => slot,
-                None => {
-                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
-                    self.parked.insert(key, slot);
-                    slot
-                }
-            };
+            let slot = vector_slot(self.b, &mut self.parked, key);
             let h = self.b.use_var(self.state_vars[&key]);
             self.b.ins().stack_store(types::I64, h, slot, 0);
         }
@@ -528,6 +510,19 @@ impl KernelTranslator<'_, '_> {
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
         let at = self.b.ins().imul_imm_s(k, bytes);
         self.b.ins().iadd(base, at)
+    }
+
+    /// A chunk's first pass: `f` for each group of four steps or rows from `k`, two groups a
+    /// loop iteration where they divide the chunk (one thread, (1, 1536, 2048, 16): 37.3 to 36.8
+    /// ms; decode at batch 16: 359 to 352 us; the third pass gained nothing so).
+    fn first_pass_groups(&mut self, n: usize, mut f: impl FnMut(&mut Self, Value)) {
+        let per = if n.is_multiple_of(8) { 8 } else { 4 };
+        self.groups(n, per, |t, k| {
+            for g in (0..per).step_by(4) {
+                let kg = t.b.ins().iadd_imm_s(k, g as i64);
+                f(t, kg);
+            }
+        });
     }
 
     /// A loop over `0, stride, .., steps - stride`, `f` emitting its body for the group at `k`
