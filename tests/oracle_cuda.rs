@@ -100,6 +100,23 @@ fn the_warp_scan_carries_states_across_blocks() {
 }
 
 #[test]
+fn lane_blocks_with_vectors_match_the_oracle() {
+    // lengths a multiple of the lanes a row: `B` and `C` move as vectors of four steps and the
+    // sums reduce-scatter once a block (4, 8 and 16 lanes a row; 5 and 12 states leave lanes
+    // idle); 203: partial blocks, per-step sums
+    let more = [8, 16].map(|w| GpuSchedule { lane_width: w, ..GpuSchedule::LANES });
+    for name in ["mamba1.ssm", "mamba1_step.ssm", "s4d.ssm"] {
+        let layer = example(name);
+        for schedule in [GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].iter().chain(&more) {
+            let Some(compiled) = compile(&layer, Fusion::On) else { return };
+            let compiled = compiled.with_gpu_schedule(*schedule);
+            let shapes = [(2, 37, 64, 16), (1, 3, 1000, 5), (2, 5, 48, 12), (1, 4, 203, 16), (2, 8, 256, 32)];
+            check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16, DType::F16], 9, &format!("{name} {schedule}"));
+        }
+    }
+}
+
+#[test]
 fn mamba1_at_a_benchmark_shape_matches_the_cpu() {
     let layer = example("mamba1.ssm");
     let Some(gpu) = compile(&layer, Fusion::On) else { return };

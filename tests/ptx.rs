@@ -148,6 +148,29 @@ fn lanes_of_four_states_move_the_state_in_16_byte_vectors() {
 }
 
 #[test]
+fn lane_blocks_load_b_and_c_as_vectors_and_reduce_once_a_block() {
+    let Some(ptxas) = ptxas() else { return };
+    let layer = example("mamba1.ssm");
+    // 4 lanes a row, 4 states each, len a multiple of 8: blocks of 8 steps (two a lane); per
+    // state `B` and `C` as one vector of 4 steps per group of 4 (two groups), loaded before the
+    // loop and again a block ahead; each 4 steps' sums reduce-scatter in two levels (3 shuffles)
+    // (f32: `A`'s 4 states of the lane too)
+    for (dtype, vector, others) in [(DType::BF16, "ld.global.nc.v2.b32", 0), (DType::F32, "ld.global.nc.v4.f32", 1)] {
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 40, 64), dtype, GpuSchedule::LANES4).unwrap();
+        assert_eq!(ptx.matches(vector).count(), 2 * 4 * 2 * 2 + others, "{dtype}: {ptx}");
+        assert_eq!(ptx.matches("shfl.sync.bfly").count(), 2 * 3, "{dtype}: {ptx}");
+        assert_eq!(ptx.matches("bra $L_step_skip").count(), 0, "whole blocks skip no step: {ptx}");
+        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{log}"));
+        // a length that is not a multiple of 8: blocks of 4 steps, a skip per step, a butterfly
+        // per step, scalar loads
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 40, 66), dtype, GpuSchedule::LANES4).unwrap();
+        assert_eq!(ptx.matches(vector).count(), others, "{dtype}: {ptx}");
+        assert_eq!(ptx.matches("shfl.sync.bfly").count(), 4 * 2, "{dtype}: {ptx}");
+        assert_eq!(ptx.matches("bra $L_step_skip").count(), 4, "{dtype}: {ptx}");
+    }
+}
+
+#[test]
 fn a_tile_size_that_does_not_divide_a_warp_is_an_error() {
     let layer = example("mamba1.ssm");
     for tile in [3, 48, 64] {

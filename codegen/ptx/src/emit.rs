@@ -98,6 +98,7 @@ pub(crate) fn translate(
         vec_values: HashMap::new(),
         warp,
         seqvec: None,
+        ahead: HashMap::new(),
     };
     t.body(tile_plan);
     let mut s = format!(".visible .entry {name}(\n");
@@ -159,6 +160,8 @@ struct Translator<'a> {
     warp: Option<WarpScan>,
     /// The warp scan's seq-contiguous vectors of the current block.
     seqvec: Option<warpscan::SeqVec>,
+    /// Lane blocks: seq-level loads of this lane's step, loaded a block ahead (as stored).
+    ahead: HashMap<ssmc_kernel::Access, String>,
 }
 
 /// A thread's place in its row's lane group.
@@ -174,6 +177,8 @@ struct Lane {
     store_inner: String,
     /// Whether this lane writes row-level values (lane 0 of a real row).
     store_row: String,
+    /// Sums over the inner dim stay this lane's partial sums (the caller reduces them).
+    partial_sums: bool,
 }
 
 /// Threads per row for kernel `k`, its sums reduced with `shfl.sync`: with a lane width of 1,
@@ -245,7 +250,7 @@ impl Translator<'_> {
             } else {
                 w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
             }
-            self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr });
+            self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr, partial_sums: false });
             rc
         } else if let Some(ch) = self.chunked.as_mut() {
             // thread = chunk * rows + row: a warp's threads share a chunk when rows % 32 == 0
@@ -575,7 +580,7 @@ impl Translator<'_> {
                     .collect();
             }
             let mut acc = level.pop().expect("one sum");
-            if let Some(lane) = &self.lane {
+            if let Some(lane) = self.lane.as_ref().filter(|l| !l.partial_sums) {
                 // inactive lanes add nothing; then a butterfly over the row's lanes
                 let active = lane.active.clone();
                 let m = self.w.f();

@@ -1,10 +1,15 @@
 //! The seq loop in blocks of one step per lane (the lanes-over-inner schedule): seq-level work
 //! spread over a row's lanes, its values broadcast with `shfl.sync.idx`.
 
-use super::Translator;
+use super::warpscan::{SeqVec, PER_LANE};
+use super::{Inner, Translator};
 use crate::isa::fimm;
-use ssmc_kernel::{Level, Step, V};
+use ssmc_ir::DType;
+use ssmc_kernel::{Access, Level, Step, V};
 use std::collections::HashMap;
+
+/// One group of four steps' inner-level vectors: (access, inner index, key, raw registers).
+type VectorLoads = Vec<(Access, Inner, (Access, Option<usize>), Vec<String>)>;
 
 impl Translator<'_> {
     /// Whether the seq loop can run in blocks of one step per lane: the seq-level work (loads
@@ -20,84 +25,267 @@ impl Translator<'_> {
     }
 
     /// The seq loop in blocks of `lanes` steps: lane `j` computes the seq-level values of step
-    /// `t + j`; the scan then walks the block's steps in order, each broadcasting its values with
-    /// `shfl.sync.idx`; lane `j` keeps step `t + j`'s sums and runs its epilogue.
+    /// `t + j`; the scan then walks the block's steps in order, each broadcasting the values the
+    /// inner steps use with `shfl.sync.idx`; lane `j` gets step `t + j`'s sums and runs its
+    /// epilogue. Where every block is whole, blocks hold at least 8 steps (a lane then owns
+    /// `8 / lanes` of them, one every `lanes` steps), each lane's seq-contiguous inner-level
+    /// inputs (`B[b, n, l]`) move as vectors of four steps per inner index, everything a block
+    /// loads is loaded during the block before, and each sum is kept per step as the lane's
+    /// partial sum until the walk's end, where one reduce-scatter per `lanes` steps (each level
+    /// halves the steps a lane holds) hands each lane its steps' totals: `lanes - 1` shuffles
+    /// per `lanes` steps instead of `log2(lanes)` per step.
     pub(super) fn seq_loop_lane_blocks(&mut self) {
         let (extent, _) = self.k.seq.expect("checked by lane_blocks");
-        let g = self.lanes as u64;
+        let g = self.lanes as usize;
+        let vectors = extent.is_multiple_of(g.max(8));
+        // steps a block, and steps a lane owns in it
+        let (block, per_lane) = if vectors { (g.max(8), g.max(8) / g) } else { (g, 1) };
         // the lane's own number (not clamped to the inner extent)
         let own = self.w.rd();
         let (tid,) = (self.w.r(),);
         self.w.ins(format!("mov.u32 {tid}, %tid.x"));
         self.w.ins(format!("cvt.u64.u32 {own}, {tid}"));
         self.w.ins(format!("and.b64 {own}, {own}, {}", g - 1));
+        // per level of the reduce-scatter: whether this lane keeps the upper half
+        let mut upper = vec![];
+        let mut o = g / 2;
+        while vectors && o >= 1 {
+            let (x, p) = (self.w.rd(), self.w.p());
+            self.w.ins(format!("and.b64 {x}, {own}, {o}"));
+            self.w.ins(format!("setp.ne.u64 {p}, {x}, 0"));
+            upper.push((o, p));
+            o /= 2;
+        }
+        let (mut scalar_ahead, mut vector_ahead) = (vec![], vec![]);
+        if vectors {
+            (scalar_ahead, vector_ahead) = self.lane_block_loads(&own, per_lane, block);
+        }
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, 0"));
         let (head, done) = self.w.loop_head("seqb", &t, &extent.to_string());
-        // this lane's step in the block, clamped for addressing
-        let (lj, lc, valid_l) = (self.w.rd(), self.w.rd(), self.w.p());
-        self.w.ins(format!("add.u64 {lj}, {t}, {own}"));
-        self.w.ins(format!("setp.lt.u64 {valid_l}, {lj}, {extent}"));
-        self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
-        self.set_l(Some(lc.clone()));
         let saved = self.scalars.clone();
         let pre = self.steps_at(Level::SeqPre);
-        for &v in &pre {
-            self.scalar_step(v);
+        // this lane's steps in the block (clamped for addressing), their seq-level values
+        let mut mine = vec![];
+        for r in 0..per_lane {
+            let (lj, lc, valid_l) = (self.w.rd(), self.w.rd(), self.w.p());
+            self.w.ins(format!("add.u64 {lj}, {t}, {}", r * g));
+            self.w.ins(format!("add.u64 {lj}, {lj}, {own}"));
+            self.w.ins(format!("setp.lt.u64 {valid_l}, {lj}, {extent}"));
+            self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
+            self.set_l(Some(lc.clone()));
+            self.scalars = saved.clone();
+            self.ahead = scalar_ahead.get(r).cloned().unwrap_or_default().into_iter().collect();
+            for &v in &pre {
+                self.scalar_step(v);
+            }
+            self.ahead.clear();
+            let vals: std::collections::BTreeMap<V, String> = pre.iter().filter_map(|v| self.scalars.get(v).map(|x| (*v, x.clone()))).collect();
+            mine.push((lc, valid_l, vals));
         }
-        let mine: std::collections::BTreeMap<V, String> = pre.iter().filter_map(|v| self.scalars.get(v).map(|r| (*v, r.clone()))).collect();
+        self.scalars = saved.clone();
         let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
-        let mut kept: HashMap<V, String> = HashMap::new();
-        for &s in &sums {
-            let r = self.w.f();
-            self.w.ins(format!("mov.f32 {r}, {}", fimm(0.0)));
-            kept.insert(s, r);
+        // the seq-level values the walk uses: operands of the inner steps and of the sums
+        let walked: std::collections::HashSet<V> =
+            self.steps_at(Level::Inner).into_iter().chain(sums.iter().copied()).flat_map(|v| self.k.steps[v].1.operands()).collect();
+        let mut kept: Vec<HashMap<V, String>> = vec![HashMap::new(); per_lane];
+        let mut parts: HashMap<V, Vec<String>> = HashMap::new();
+        if !vectors {
+            for &s in &sums {
+                let r = self.w.f();
+                self.w.ins(format!("mov.f32 {r}, {}", fimm(0.0)));
+                kept[0].insert(s, r);
+            }
         }
         let seg = ((32 - g) << 8) | 0x1f;
-        for j in 0..g {
+        for j in 0..block {
             let skip = self.w.label("step_skip");
-            let (tj, pj) = (self.w.rd(), self.w.p());
+            let tj = self.w.rd();
             self.w.ins(format!("add.u64 {tj}, {t}, {j}"));
-            self.w.ins(format!("setp.ge.u64 {pj}, {tj}, {extent}"));
-            self.w.ins(format!("@{pj} bra {skip}"));
+            if !vectors {
+                let pj = self.w.p();
+                self.w.ins(format!("setp.ge.u64 {pj}, {tj}, {extent}"));
+                self.w.ins(format!("@{pj} bra {skip}"));
+            } else {
+                if j % PER_LANE == 0 {
+                    let prefetched = vector_ahead[j / PER_LANE].iter().map(|(_, _, key, regs)| (key.clone(), regs.clone())).collect();
+                    self.seqvec = Some(SeqVec { prefetched, ..SeqVec::new(tj.clone(), true) });
+                }
+                self.seqvec.as_mut().expect("set").i = j % PER_LANE;
+            }
             self.set_l(Some(tj));
-            for (&v, r) in &mine {
+            for (&v, x) in mine[j / g].2.iter().filter(|(v, _)| walked.contains(v)) {
                 let b = self.w.f();
-                self.w.ins(format!("shfl.sync.idx.b32 {b}, {r}, {j}, {seg}, -1"));
+                self.w.ins(format!("shfl.sync.idx.b32 {b}, {x}, {}, {seg}, -1", j % g));
                 self.scalars.insert(v, b);
             }
-            self.inner_and_sums();
-            let is_me = self.w.p();
-            self.w.ins(format!("setp.eq.u64 {is_me}, {own}, {j}"));
-            for &s in &sums {
-                let k = kept[&s].clone();
-                let total = self.scalars[&s].clone();
-                self.w.ins(format!("selp.f32 {k}, {total}, {k}, {is_me}"));
+            if vectors {
+                self.lane.as_mut().expect("lane mode").partial_sums = true;
+                self.inner_and_sums();
+                self.lane.as_mut().expect("lane mode").partial_sums = false;
+                for &s in &sums {
+                    parts.entry(s).or_default().push(self.scalars[&s].clone());
+                }
+            } else {
+                self.inner_and_sums();
+                let is_me = self.w.p();
+                self.w.ins(format!("setp.eq.u64 {is_me}, {own}, {j}"));
+                for &s in &sums {
+                    let k = kept[0][&s].clone();
+                    let total = self.scalars[&s].clone();
+                    self.w.ins(format!("selp.f32 {k}, {total}, {k}, {is_me}"));
+                }
             }
             self.w.put_label(&skip);
         }
-        // the epilogue of step t + lane, on this lane
-        self.set_l(Some(lc));
-        for (&v, r) in &mine {
-            self.scalars.insert(v, r.clone());
+        self.seqvec = None;
+        if vectors {
+            self.lane_block_loads_next(&own, &t, block, &scalar_ahead, &vector_ahead);
         }
-        for &s in &sums {
-            self.scalars.insert(s, kept[&s].clone());
+        for s in &sums {
+            let Some(part) = parts.remove(s) else { continue };
+            for (r, steps) in part.chunks(g).enumerate() {
+                let total = self.reduce_scatter(steps.to_vec(), &upper);
+                kept[r].insert(*s, total);
+            }
         }
-        // row-level stores: by every lane of a real row whose step exists (not only lane 0)
-        let valid_row = self.w.p();
-        let lane = self.lane.as_mut().expect("lane mode");
-        let saved_store_row = lane.store_row.clone();
-        self.w.ins(format!("and.pred {valid_row}, {}, {valid_l}", lane.valid.clone()));
-        lane.store_row = valid_row;
-        for v in self.steps_at(Level::SeqPost) {
-            self.scalar_step(v);
+        // the epilogues of this lane's steps
+        for ((lc, valid_l, vals), kept) in mine.into_iter().zip(kept) {
+            self.set_l(Some(lc));
+            self.scalars = saved.clone();
+            self.scalars.extend(vals);
+            self.scalars.extend(kept);
+            // row-level stores: by every lane of a real row whose step exists (not only lane 0)
+            let valid_row = self.w.p();
+            let lane = self.lane.as_mut().expect("lane mode");
+            let saved_store_row = lane.store_row.clone();
+            self.w.ins(format!("and.pred {valid_row}, {}, {valid_l}", lane.valid.clone()));
+            lane.store_row = valid_row;
+            for v in self.steps_at(Level::SeqPost) {
+                self.scalar_step(v);
+            }
+            self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
         }
-        self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
         self.scalars = saved;
-        self.w.ins(format!("add.u64 {t}, {t}, {g}"));
+        self.w.ins(format!("add.u64 {t}, {t}, {block}"));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
         self.set_l(None);
+    }
+
+    /// Each lane's partial sums of a block's steps (`parts[j]`: step `j`) reduced over the
+    /// row's lanes, lane `j` ending with step `j`'s total: per level (`upper`: the xor offset
+    /// and whether this lane keeps the upper half of the steps it holds), each lane sends the
+    /// half it gives up to its partner and adds the half it receives.
+    fn reduce_scatter(&mut self, mut parts: Vec<String>, upper: &[(usize, String)]) -> String {
+        let active = self.lane.as_ref().expect("lane mode").active.clone();
+        if (self.lanes as usize) * self.lane_width != self.k.inner.unwrap_or(1) {
+            // lanes past the inner extent add nothing
+            for p in parts.iter_mut() {
+                let m = self.w.f();
+                self.w.ins(format!("selp.f32 {m}, {p}, {}, {active}", fimm(0.0)));
+                *p = m;
+            }
+        }
+        for (o, up) in upper {
+            let half = parts.len() / 2;
+            parts = (0..half)
+                .map(|k| {
+                    let (lo, hi) = (&parts[k], &parts[k + half]);
+                    let (send, keep, got, sum) = (self.w.f(), self.w.f(), self.w.f(), self.w.f());
+                    self.w.ins(format!("selp.f32 {send}, {lo}, {hi}, {up}"));
+                    self.w.ins(format!("selp.f32 {keep}, {hi}, {lo}, {up}"));
+                    self.w.ins(format!("shfl.sync.bfly.b32 {got}, {send}, {o}, 31, -1"));
+                    self.w.ins(format!("add.f32 {sum}, {keep}, {got}"));
+                    sum
+                })
+                .collect();
+        }
+        parts.pop().expect("one step left")
+    }
+
+    /// The first block's loads of whole lane blocks, issued before the loop: per step this lane
+    /// owns, its seq-level inputs (raw registers by access; not `f64`, which is narrowed on
+    /// load), and per group of four steps each seq-contiguous inner-level input's vectors at the
+    /// lane's inner indices (access, index, its key in [`SeqVec::prefetched`], raw registers).
+    fn lane_block_loads(&mut self, own: &str, per_lane: usize, block: usize) -> (Vec<Vec<(Access, String)>>, Vec<VectorLoads>) {
+        let (extent, _) = self.k.seq.expect("lane blocks");
+        let mut accesses: Vec<Access> = vec![];
+        for v in self.steps_at(Level::SeqPre) {
+            let Step::Load(a) = &self.k.steps[v].1 else { continue };
+            if a.seq != 0 && self.k.buffers[a.buffer].dtype != DType::F64 && !accesses.contains(a) {
+                accesses.push(a.clone());
+            }
+        }
+        let scalars = (0..per_lane)
+            .map(|r| {
+                let step = self.w.rd();
+                self.w.ins(format!("add.u64 {step}, {own}, {}", r * self.lanes as usize));
+                self.w.ins(format!("min.u64 {step}, {step}, {}", extent - 1));
+                self.set_l(Some(step));
+                accesses
+                    .iter()
+                    .map(|a| {
+                        let dtype = self.k.buffers[a.buffer].dtype;
+                        let raw = self.raw_reg(dtype);
+                        let addr = self.addr(a, &Inner::None);
+                        self.load_raw(dtype, &raw, &addr, "");
+                        (a.clone(), raw)
+                    })
+                    .collect()
+            })
+            .collect();
+        self.set_l(None);
+        let lane_i = self.lane.as_ref().expect("lane mode").i.clone();
+        let ats: Vec<(Inner, usize)> =
+            if self.lane_width > 1 { (0..self.lane_width).map(|c| (Inner::Static(c), c)).collect() } else { vec![(Inner::Lane(lane_i), 0)] };
+        let mut vectors: Vec<(Access, Inner, (Access, Option<usize>))> = vec![];
+        for v in self.steps_at(Level::Inner) {
+            let Step::Load(a) = &self.k.steps[v].1 else { continue };
+            if !self.seq_vector_ok(a) {
+                continue;
+            }
+            for (at, c) in &ats {
+                let key = (a.clone(), Some(*c).filter(|_| a.inner != 0));
+                if !vectors.iter().any(|x| x.2 == key) {
+                    vectors.push((a.clone(), at.clone(), key));
+                }
+            }
+        }
+        let groups = (0..block / PER_LANE)
+            .map(|q| {
+                let base = self.w.rd();
+                self.w.ins(format!("mov.u64 {base}, {}", q * PER_LANE));
+                vectors.iter().map(|(a, at, key)| (a.clone(), at.clone(), key.clone(), self.vector_raw(a, at, &base, None))).collect()
+            })
+            .collect();
+        (scalars, groups)
+    }
+
+    /// The next block's loads (that from `t + block`) into the registers of
+    /// [`Self::lane_block_loads`], clamped into range after the last block.
+    fn lane_block_loads_next(&mut self, own: &str, t: &str, block: usize, scalars: &[Vec<(Access, String)>], vectors: &[VectorLoads]) {
+        let (extent, _) = self.k.seq.expect("lane blocks");
+        let next = self.w.rd();
+        self.w.ins(format!("add.u64 {next}, {t}, {block}"));
+        for (r, regs) in scalars.iter().enumerate() {
+            let step = self.w.rd();
+            self.w.ins(format!("add.u64 {step}, {next}, {}", r * self.lanes as usize));
+            self.w.ins(format!("add.u64 {step}, {step}, {own}"));
+            self.w.ins(format!("min.u64 {step}, {step}, {}", extent - 1));
+            self.set_l(Some(step));
+            for (a, raw) in regs {
+                let addr = self.addr(a, &Inner::None);
+                self.load_raw(self.k.buffers[a.buffer].dtype, raw, &addr, "");
+            }
+        }
+        for (q, group) in vectors.iter().enumerate() {
+            let base = self.w.rd();
+            self.w.ins(format!("add.u64 {base}, {next}, {}", q * PER_LANE));
+            self.w.ins(format!("min.u64 {base}, {base}, {}", extent - PER_LANE));
+            for (a, at, _, regs) in group {
+                self.vector_raw(a, at, &base, Some(regs));
+            }
+        }
     }
 }

@@ -135,6 +135,17 @@ impl Translator<'_> {
         }
     }
 
+    /// [`Self::widen`] into a fresh register (`raw` is loaded again while the value is in use).
+    pub(super) fn widen_copy(&mut self, dtype: DType, raw: &str) -> String {
+        let d = self.widen(dtype, raw);
+        if d != raw {
+            return d;
+        }
+        let c = self.w.f();
+        self.w.ins(format!("mov.f32 {c}, {d}"));
+        c
+    }
+
     /// The `f32` value of a register from [`Self::load_raw`].
     pub(super) fn widen(&mut self, dtype: DType, raw: &str) -> String {
         match dtype {

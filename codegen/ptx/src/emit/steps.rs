@@ -33,6 +33,9 @@ impl Translator<'_> {
         let here = if outer { Inner::None } else { at.clone() };
         Some(match step {
             Step::Load(a) => {
+                if let Some(raw) = self.ahead.get(&a).filter(|_| matches!(here, Inner::None)).cloned() {
+                    return Some(self.widen_copy(self.k.buffers[a.buffer].dtype, &raw));
+                }
                 if let Some(d) = self.seq_vec_load(&a, &here).or_else(|| self.tile_read(&a, &here)).or_else(|| self.vec_load(&a, &here)) {
                     return Some(d);
                 }

@@ -131,6 +131,16 @@ pub(super) struct SeqVec {
     pub(super) prefetched: HashMap<(Access, Option<usize>), Vec<String>>,
     /// Seq parts of vector addresses by first step (the block's, the next block's).
     pub(super) addrs: HashMap<String, super::memory::SeqBases>,
+    /// Only accesses at an inner index move as vectors (the lane blocks: seq-level values are
+    /// each lane's own step's).
+    pub(super) inner_only: bool,
+}
+
+impl SeqVec {
+    /// Vectors from step `base` on, nothing loaded or prefetched yet.
+    pub(super) fn new(base: String, inner_only: bool) -> Self {
+        SeqVec { i: 0, base, loads: HashMap::new(), stores: HashMap::new(), prefetched: HashMap::new(), addrs: HashMap::new(), inner_only }
+    }
 }
 
 
@@ -138,7 +148,7 @@ impl Translator<'_> {
     /// Whether `a` moves as one vector of `PER_LANE` steps: contiguous in seq, every other
     /// stride a multiple of `PER_LANE` elements (with device buffers at least 256-byte aligned,
     /// each vector is then aligned to its size), 32- or 16-bit.
-    fn seq_vector_ok(&self, a: &Access) -> bool {
+    pub(super) fn seq_vector_ok(&self, a: &Access) -> bool {
         let extent = self.k.seq.map_or(1, |s| s.0);
         let strides_ok = a.row.iter().all(|s| s % PER_LANE == 0) && a.inner.is_multiple_of(PER_LANE);
         let dtype_ok = matches!(self.k.buffers[a.buffer].dtype, DType::F32 | DType::BF16 | DType::F16);
@@ -167,7 +177,7 @@ impl Translator<'_> {
 
     /// One lane's vector of `a` (at inner index `at`) from step `base`, as stored: `PER_LANE`
     /// f32 registers, or 16-bit values in pairs per b32 register; into `into` when given.
-    fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
+    pub(super) fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
         let addr = self.vector_addr(a, at, base);
         let (f32, n) = match self.k.buffers[a.buffer].dtype {
             DType::F32 => (true, PER_LANE),
@@ -225,13 +235,14 @@ impl Translator<'_> {
         if !self.seq_vector(a) {
             return None;
         }
+        let sv = self.seqvec.as_ref().expect("checked");
         let c = match at {
             Inner::Static(c) => Some(*c),
-            Inner::None => None,
+            Inner::Lane(_) => Some(0),
+            Inner::None if !sv.inner_only => None,
             _ => return None,
         };
         let key = (a.clone(), c.filter(|_| a.inner != 0));
-        let sv = self.seqvec.as_ref().expect("checked");
         let i = sv.i;
         if let Some(vals) = sv.loads.get(&key) {
             return Some(vals[i].clone());
@@ -253,7 +264,8 @@ impl Translator<'_> {
     /// Stores `val` to `a` as part of the lane's vector (written at its last step, under
     /// `guard`); false where `a` does not vectorize.
     pub(super) fn seq_vec_store(&mut self, a: &Access, at: &Inner, val: &str, guard: &str) -> bool {
-        if !matches!(at, Inner::None) || !self.seq_vector(a) || a.inner != 0 || self.k.buffers[a.buffer].dtype != DType::F32 {
+        let inner_only = self.seqvec.as_ref().is_some_and(|sv| sv.inner_only);
+        if inner_only || !matches!(at, Inner::None) || !self.seq_vector(a) || a.inner != 0 || self.k.buffers[a.buffer].dtype != DType::F32 {
             return false;
         }
         let sv = self.seqvec.as_mut().expect("checked");
@@ -373,7 +385,7 @@ impl Translator<'_> {
         self.w.ins(format!("mad.lo.u64 {first}, {lane}, {PER_LANE}, {t}"));
         let vbase = self.w.rd();
         self.w.ins(format!("min.u64 {vbase}, {first}, {last_base}"));
-        self.seqvec = Some(SeqVec { i: 0, base: vbase, loads: HashMap::new(), stores: HashMap::new(), prefetched: prefetched.clone(), addrs: HashMap::new() });
+        self.seqvec = Some(SeqVec { prefetched: prefetched.clone(), ..SeqVec::new(vbase, false) });
 
         let saved = self.scalars.clone();
         let pieces = self.lane_pieces(&ws, &first, &saved);
