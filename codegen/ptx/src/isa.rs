@@ -28,8 +28,14 @@ pub fn exp(w: &mut Regs, x: &str) -> String {
 
 /// `ln x = log2(x) ln 2` (the hardware `lg2`; 0 gives -inf, negative gives NaN).
 pub fn log(w: &mut Regs, x: &str) -> String {
+    log_ftz(w, x, "")
+}
+
+/// [`log`]; `ftz` is `".ftz"` where `x` cannot be subnormal (it then saves ptxas's rescaling
+/// of subnormal arguments, a few instructions) or `""`.
+fn log_ftz(w: &mut Regs, x: &str, ftz: &str) -> String {
     let t = w.f();
-    w.ins(format!("lg2.approx.f32 {t}, {x}"));
+    w.ins(format!("lg2.approx{ftz}.f32 {t}, {x}"));
     let d = w.f();
     w.ins(format!("mul.f32 {d}, {t}, {}", fimm(std::f32::consts::LN_2)));
     d
@@ -46,7 +52,8 @@ pub fn log1p(w: &mut Regs, x: &str) -> String {
 fn log1p_ratio(w: &mut Regs, x: &str, unit: bool) -> String {
     let u = w.f();
     w.ins(format!("add.f32 {u}, {x}, {}", fimm(1.0)));
-    let lu = log(w, &u);
+    // in [1, 2] for a unit argument: never subnormal
+    let lu = log_ftz(w, &u, if unit { ".ftz" } else { "" });
     let um1 = w.f();
     w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
     let q = w.f();
@@ -107,7 +114,8 @@ fn series_below(w: &mut Regs, x: &str, t: &str, coeffs: &[f32], cut: f32, big: &
     d
 }
 
-/// `1 / (1 + e^-x)`.
+/// `1 / (1 + e^-x)`. The denominator is at least 1, so `rcp.approx.ftz` differs from
+/// `rcp.approx` only where the result would be subnormal (x < -87.3): it is 0 there.
 pub fn sigmoid(w: &mut Regs, x: &str) -> String {
     let nx = w.f();
     w.ins(format!("neg.f32 {nx}, {x}"));
@@ -115,7 +123,7 @@ pub fn sigmoid(w: &mut Regs, x: &str) -> String {
     let den = w.f();
     w.ins(format!("add.f32 {den}, {e}, {}", fimm(1.0)));
     let d = w.f();
-    w.ins(format!("rcp.approx.f32 {d}, {den}"));
+    w.ins(format!("rcp.approx.ftz.f32 {d}, {den}"));
     d
 }
 

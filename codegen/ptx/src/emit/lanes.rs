@@ -1,5 +1,7 @@
-//! The seq loop in blocks of one step per lane (the lanes-over-inner schedule): seq-level work
-//! spread over a row's lanes, its values broadcast with `shfl.sync.idx`.
+//! The seq loop in blocks of steps spread over a row's lanes (the lanes-over-inner schedule):
+//! each lane computes the seq-level work of its steps, broadcast with `shfl.sync.idx`; where
+//! blocks are whole, inner-level inputs move as vectors of steps loaded a block ahead and the
+//! sums over the inner dim are reduce-scattered once per block.
 
 use super::warpscan::{SeqVec, PER_LANE};
 use super::{Inner, Translator};

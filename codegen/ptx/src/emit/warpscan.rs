@@ -33,6 +33,12 @@ pub struct WarpScan {
     pub scan: V,
     /// The products `x * h` the sums consume: (product step, `x`, its sum step).
     pub products: Vec<(V, V, V)>,
+    /// Each piece's last step sums `x` times the next piece's entering state (its true state)
+    /// instead of `x h_local + (x P) h_in`: 16 fewer instructions a state per block, but the
+    /// entering and leaving states are live together. Taken where the seq-indexed inputs are
+    /// 16-bit: with f32 inputs (twice the registers per vector) ptxas then spills inside the
+    /// loop (68 bytes; on the H200 the f32 warp scan took 12% longer).
+    pub last_from_next: bool,
 }
 
 /// Whether `k` runs under the warp scan: a forward scan along seq (at least 64 steps) at the
@@ -70,18 +76,20 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
             _ => return None,
         }
     }
-    Some(WarpScan { scan, products })
+    let last_from_next = k.steps.iter().all(|(_, st)| !matches!(st, Step::Load(a) if a.seq != 0 && k.buffers[a.buffer].dtype.size() != 2));
+    Some(WarpScan { scan, products, last_from_next })
 }
 
-/// The shared-memory combine's name for its array, and the words per state in a warp's region
-/// (32 pieces, padded so that each state's row is 16-byte aligned).
+/// The shared-memory combine's name for its array, and the bytes per state in a warp's region:
+/// the 32 pieces' `(P, h)` pairs, padded so that the walkers' 16-byte reads of 8 consecutive
+/// states fall in distinct banks.
 const SMEM: &str = "wscan_smem";
-const STRIDE: usize = 36;
+const ROW: usize = (2 * 32 + 4) * 4;
 
-/// Bytes of one warp's region: each piece's decay product (later its entering state) and local
-/// state, per state.
+/// Bytes of one warp's region: per state, each piece's decay product and local state (the
+/// first 32 words later its entering states).
 fn region_bytes(n: usize) -> usize {
-    2 * n * STRIDE * 4
+    n * ROW
 }
 
 /// Registers of the shared-memory combine.
@@ -102,7 +110,9 @@ struct StepVals {
     valid: String,
     /// Its seq-level values (with the row's).
     scalars: HashMap<V, String>,
-    /// Per product: `x h_local` summed over the states, and `x P` per state.
+    /// Per product: `x h_local` summed over the states, and `x P` per state; at the lane's
+    /// last step no local sum, and `x` itself per state (its true state is the next piece's
+    /// entering state, known after the combine).
     local: Vec<String>,
     xp: Vec<Vec<String>>,
     /// Per plain sum: its value.
@@ -286,15 +296,18 @@ impl Translator<'_> {
         (self.warp.is_some() && n <= 32).then(|| format!("\t.shared .align 16 .b8 {SMEM}[{}];\n", region_bytes(n) * (super::BLOCK / 32) as usize))
     }
 
-    /// The combine through shared memory: lane `j` writes its piece's `(P, h)` per state; lane
-    /// `c` then walks state `c` through the 32 pieces in order from its carried state, writing
-    /// each piece's entering state over its `P`; lane `j` reads its entering states back.
+    /// The combine through shared memory: lane `j` writes its piece's `(P, h)` per state (one
+    /// 8-byte store each); lane `c` then walks state `c` through the 32 pieces in order from its
+    /// carried state, four pieces a time, writing their entering states over the first words of
+    /// its row (pairs it has already read); lane `j` reads its entering states back.
     /// Pieces of lanes past the end (`valid`: whether this lane's piece exists, where some may
-    /// not) are written as identities, so the carry ends at the last step.
-    fn shared_combine(&mut self, prod: &[String], hl: &[String], sh: &Shared, valid: Option<&str>) -> Vec<String> {
+    /// not) are written as identities, so the carry ends at the last step. With `leaving`, the
+    /// walkers also write the block's end state after the 32 entering states, and lane `j`
+    /// reads the state leaving its piece (piece `j + 1`'s entering) too.
+    fn shared_combine(&mut self, prod: &[String], hl: &[String], sh: &Shared, valid: Option<&str>, leaving: bool) -> (Vec<String>, Vec<String>) {
         let n = prod.len();
-        let row = STRIDE * 4;
-        let mine = self.w.r();
+        let (pair, mine) = (self.w.r(), self.w.r());
+        self.w.ins(format!("mad.lo.u32 {pair}, {}, 8, {}", sh.lane32, sh.region));
         self.w.ins(format!("mad.lo.u32 {mine}, {}, 4, {}", sh.lane32, sh.region));
         self.w.ins("bar.warp.sync -1");
         for c in 0..n {
@@ -305,38 +318,45 @@ impl Translator<'_> {
                 self.w.ins(format!("selp.f32 {h2}, {h}, {}, {v}", fimm(0.0)));
                 (p, h) = (p2, h2);
             }
-            self.w.ins(format!("st.shared.f32 [{mine}+{}], {p}", c * row));
-            self.w.ins(format!("st.shared.f32 [{mine}+{}], {h}", (n + c) * row));
+            self.w.ins(format!("st.shared.v2.f32 [{pair}+{}], {{{p}, {h}}}", c * ROW));
         }
         self.w.ins("bar.warp.sync -1");
         let skip = self.w.label("wscan_walk");
         self.w.ins(format!("@!{} bra {skip}", sh.act));
         let own = self.w.r();
-        self.w.ins(format!("mad.lo.u32 {own}, {}, {row}, {}", sh.lane32, sh.region));
+        self.w.ins(format!("mad.lo.u32 {own}, {}, {ROW}, {}", sh.lane32, sh.region));
         let h = sh.carry.clone();
         for k in (0..32).step_by(4) {
-            let p: Vec<String> = (0..4).map(|_| self.w.f()).collect();
-            let b: Vec<String> = (0..4).map(|_| self.w.f()).collect();
-            self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{own}+{}]", p.join(", "), k * 4));
-            self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{own}+{}]", b.join(", "), n * row + k * 4));
+            // pieces k .. k+3 as (P, h) pairs
+            let ph: Vec<String> = (0..8).map(|_| self.w.f()).collect();
+            self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{own}+{}]", ph[..4].join(", "), k * 8));
+            self.w.ins(format!("ld.shared.v4.f32 {{{}}}, [{own}+{}]", ph[4..].join(", "), k * 8 + 16));
             let mut entering = vec![];
             for j in 0..4 {
                 let e = self.w.f();
                 self.w.ins(format!("mov.f32 {e}, {h}"));
                 entering.push(e);
-                self.w.ins(format!("fma.rn.f32 {h}, {}, {h}, {}", p[j], b[j]));
+                self.w.ins(format!("fma.rn.f32 {h}, {}, {h}, {}", ph[2 * j], ph[2 * j + 1]));
             }
             self.w.ins(format!("st.shared.v4.f32 [{own}+{}], {{{}}}", k * 4, entering.join(", ")));
         }
+        if leaving {
+            // after the 32 entering states, the block's end state: lane 31's next piece's
+            self.w.ins(format!("st.shared.f32 [{own}+{}], {h}", 32 * 4));
+        }
         self.w.put_label(&skip);
         self.w.ins("bar.warp.sync -1");
-        (0..n)
-            .map(|c| {
-                let d = self.w.f();
-                self.w.ins(format!("ld.shared.f32 {d}, [{mine}+{}]", c * row));
-                d
-            })
-            .collect()
+        let mut read = |at: usize| -> Vec<String> {
+            (0..n)
+                .map(|c| {
+                    let d = self.w.f();
+                    self.w.ins(format!("ld.shared.f32 {d}, [{mine}+{}]", c * ROW + at));
+                    d
+                })
+                .collect()
+        };
+        let h_in = read(0);
+        (h_in, if leaving { read(4) } else { vec![] })
     }
 
     /// The seq loop of the warp scan (see the module docs). The carried state lives in the scan's
@@ -403,17 +423,22 @@ impl Translator<'_> {
 
         // combine the lanes' pieces: through shared memory (one lane per state walks the pieces
         // in order), or, for more states than lanes, with shuffles
-        let (h_in, last_h) = match &shared {
+        // the states entering the lane's piece and leaving it (the next piece's entering)
+        let (h_in, h_next, last_h) = match &shared {
             Some(sh) => {
                 // pieces past the end hold clamped steps where whole vectors skip the identities
                 let partial = extent.is_multiple_of(PER_LANE) && !extent.is_multiple_of(block);
                 let valid0 = partial.then(|| pieces.steps[0].valid.clone());
-                (self.shared_combine(&pieces.prod, &pieces.hl, sh, valid0.as_deref()), vec![])
+                let (h_in, h_next) = self.shared_combine(&pieces.prod, &pieces.hl, sh, valid0.as_deref(), ws.last_from_next);
+                (h_in, h_next, vec![])
             }
-            None => self.shuffle_combine(&ws, &pieces.prod, &pieces.hl, &lane0, &prev),
+            None => {
+                let (h_in, last_h) = self.shuffle_combine(&ws, &pieces.prod, &pieces.hl, &lane0, &prev);
+                (h_in, last_h.clone(), last_h)
+            }
         };
 
-        self.step_epilogues(&ws, pieces.steps, &h_in);
+        self.step_epilogues(&ws, pieces.steps, &h_in, &h_next);
         self.scalars = saved;
         self.seqvec = None;
         self.w.ins(format!("add.u64 {t}, {t}, {block}"));
@@ -511,6 +536,10 @@ impl Translator<'_> {
                 }
                 for (j, &(_, x, _)) in ws.products.iter().enumerate() {
                     let xv = self.operand(x, &at);
+                    if ws.last_from_next && i == PER_LANE - 1 {
+                        xp[j].push(xv);
+                        continue;
+                    }
                     let q = self.w.f();
                     self.w.ins(format!("mul.f32 {q}, {xv}, {}", prod[c]));
                     xp[j].push(q);
@@ -584,17 +613,20 @@ impl Translator<'_> {
 
     /// Each step's sums with the true state (`h_in`: the state entering the lane's piece),
     /// then its epilogue (stores under the step's own guard).
-    fn step_epilogues(&mut self, ws: &WarpScan, steps: Vec<StepVals>, h_in: &[String]) {
+    fn step_epilogues(&mut self, ws: &WarpScan, steps: Vec<StepVals>, h_in: &[String], h_next: &[String]) {
         let plain_sums = self.plain_sums(ws);
         let saved_valid = self.valid.clone();
         for (i, st) in steps.into_iter().enumerate() {
             self.seqvec.as_mut().expect("set").i = i;
             self.set_l(Some(st.l.clone()));
             self.scalars = st.scalars;
+            // the last step: x times its true state; the others: the local sum and x P times
+            // the entering state
+            let (states, local) = if ws.last_from_next && i == PER_LANE - 1 { (h_next, None) } else { (h_in, Some(&st.local)) };
             for (j, &(_, _, sum)) in ws.products.iter().enumerate() {
                 // two chains (a float reassociation), joined at the end
-                let mut acc = [st.local[j].clone(), String::new()];
-                for (c, (xp, hin)) in st.xp[j].iter().zip(h_in).enumerate() {
+                let mut acc = [local.map(|l| l[j].clone()).unwrap_or_default(), String::new()];
+                for (c, (xp, hin)) in st.xp[j].iter().zip(states).enumerate() {
                     let d = self.w.f();
                     if acc[c % 2].is_empty() {
                         self.w.ins(format!("mul.f32 {d}, {xp}, {hin}"));
