@@ -13,6 +13,14 @@ use std::collections::HashMap;
 /// One group of four steps' inner-level vectors: (access, inner index, key, raw registers).
 type VectorLoads = Vec<(Access, Inner, (Access, Option<usize>), Vec<String>)>;
 
+/// A step a lane owns in a block: its seq index (clamped for addressing), whether it exists,
+/// and its seq-level values.
+struct OwnStep {
+    l: String,
+    valid: String,
+    values: std::collections::BTreeMap<V, String>,
+}
+
 impl Translator<'_> {
     /// Whether the seq loop can run in blocks of one step per lane: the seq-level work (loads
     /// and transcendentals outside the scan, the epilogue and its stores) is then spread over the
@@ -66,25 +74,7 @@ impl Translator<'_> {
         self.w.ins(format!("mov.u64 {t}, 0"));
         let (head, done) = self.w.loop_head("seqb", &t, &extent.to_string());
         let saved = self.scalars.clone();
-        let pre = self.steps_at(Level::SeqPre);
-        // this lane's steps in the block (clamped for addressing), their seq-level values
-        let mut mine = vec![];
-        for r in 0..per_lane {
-            let (lj, lc, valid_l) = (self.w.rd(), self.w.rd(), self.w.p());
-            self.w.ins(format!("add.u64 {lj}, {t}, {}", r * g));
-            self.w.ins(format!("add.u64 {lj}, {lj}, {own}"));
-            self.w.ins(format!("setp.lt.u64 {valid_l}, {lj}, {extent}"));
-            self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
-            self.set_l(Some(lc.clone()));
-            self.scalars = saved.clone();
-            self.ahead = scalar_ahead.get(r).cloned().unwrap_or_default().into_iter().collect();
-            for &v in &pre {
-                self.scalar_step(v);
-            }
-            self.ahead.clear();
-            let vals: std::collections::BTreeMap<V, String> = pre.iter().filter_map(|v| self.scalars.get(v).map(|x| (*v, x.clone()))).collect();
-            mine.push((lc, valid_l, vals));
-        }
+        let mine: Vec<OwnStep> = (0..per_lane).map(|r| self.own_step(&t, &own, r, &saved, scalar_ahead.get(r))).collect();
         self.scalars = saved.clone();
         let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
         // the seq-level values the walk uses: operands of the inner steps and of the sums
@@ -116,7 +106,7 @@ impl Translator<'_> {
                 self.seqvec.as_mut().expect("set").i = j % PER_LANE;
             }
             self.set_l(Some(tj));
-            for (&v, x) in mine[j / g].2.iter().filter(|(v, _)| walked.contains(v)) {
+            for (&v, x) in mine[j / g].values.iter().filter(|(v, _)| walked.contains(v)) {
                 let b = self.w.f();
                 self.w.ins(format!("shfl.sync.idx.b32 {b}, {x}, {}, {seg}, -1", j % g));
                 self.scalars.insert(v, b);
@@ -151,28 +141,53 @@ impl Translator<'_> {
                 kept[r].insert(*s, total);
             }
         }
-        // the epilogues of this lane's steps
-        for ((lc, valid_l, vals), kept) in mine.into_iter().zip(kept) {
-            self.set_l(Some(lc));
-            self.scalars = saved.clone();
-            self.scalars.extend(vals);
-            self.scalars.extend(kept);
-            // row-level stores: by every lane of a real row whose step exists (not only lane 0)
-            let valid_row = self.w.p();
-            let lane = self.lane.as_mut().expect("lane mode");
-            let saved_store_row = lane.store_row.clone();
-            self.w.ins(format!("and.pred {valid_row}, {}, {valid_l}", lane.valid.clone()));
-            lane.store_row = valid_row;
-            for v in self.steps_at(Level::SeqPost) {
-                self.scalar_step(v);
-            }
-            self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
+        for (step, kept) in mine.into_iter().zip(kept) {
+            self.own_epilogue(step, kept, &saved);
         }
         self.scalars = saved;
         self.w.ins(format!("add.u64 {t}, {t}, {block}"));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
         self.set_l(None);
+    }
+
+    /// The `r`-th step this lane owns in the block from `t` (`t + r lanes + own`): its seq-level
+    /// values, from the registers loaded a block ahead (`ahead`) where there are some.
+    fn own_step(&mut self, t: &str, own: &str, r: usize, saved: &HashMap<V, String>, ahead: Option<&Vec<(Access, String)>>) -> OwnStep {
+        let (extent, _) = self.k.seq.expect("lane blocks");
+        let (lj, l, valid) = (self.w.rd(), self.w.rd(), self.w.p());
+        self.w.ins(format!("add.u64 {lj}, {t}, {}", r * self.lanes as usize));
+        self.w.ins(format!("add.u64 {lj}, {lj}, {own}"));
+        self.w.ins(format!("setp.lt.u64 {valid}, {lj}, {extent}"));
+        self.w.ins(format!("min.u64 {l}, {lj}, {}", extent - 1));
+        self.set_l(Some(l.clone()));
+        self.scalars = saved.clone();
+        self.ahead = ahead.cloned().unwrap_or_default().into_iter().collect();
+        let pre = self.steps_at(Level::SeqPre);
+        for &v in &pre {
+            self.scalar_step(v);
+        }
+        self.ahead.clear();
+        let values = pre.iter().filter_map(|v| self.scalars.get(v).map(|x| (*v, x.clone()))).collect();
+        OwnStep { l, valid, values }
+    }
+
+    /// The epilogue of a step this lane owns, with its sums' totals (`sums`): row-level stores by
+    /// every lane of a real row whose step exists (not only lane 0).
+    fn own_epilogue(&mut self, step: OwnStep, sums: HashMap<V, String>, saved: &HashMap<V, String>) {
+        self.set_l(Some(step.l));
+        self.scalars = saved.clone();
+        self.scalars.extend(step.values);
+        self.scalars.extend(sums);
+        let valid_row = self.w.p();
+        let lane = self.lane.as_mut().expect("lane mode");
+        let saved_store_row = lane.store_row.clone();
+        self.w.ins(format!("and.pred {valid_row}, {}, {}", lane.valid.clone(), step.valid));
+        lane.store_row = valid_row;
+        for v in self.steps_at(Level::SeqPost) {
+            self.scalar_step(v);
+        }
+        self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
     }
 
     /// Each lane's partial sums of a block's steps (`parts[j]`: step `j`) reduced over the
