@@ -244,13 +244,13 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
 fn the_warp_scan_sums_a_pieces_last_step_from_the_next_entering_state_with_16_bit_inputs() {
     let Some(ptxas) = ptxas() else { return };
     let layer = example("mamba1.ssm");
-    for (dtype, last_from_next) in [(DType::BF16, true), (DType::F16, true), (DType::F32, false)] {
+    for (dtype, narrow) in [(DType::BF16, true), (DType::F16, true), (DType::F32, false)] {
         let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 512), dtype, GpuSchedule::WARP_SCAN).unwrap();
         // (P, h) pairs out, the walk's 4-piece reads, then per state the entering state and,
         // for 16-bit inputs, the leaving one (the walkers store the block's end state for it)
         assert_eq!(ptx.matches("st.shared.v2.f32").count(), 16, "{dtype}");
-        assert_eq!(ptx.matches("ld.shared.f32").count(), if last_from_next { 32 } else { 16 }, "{dtype}");
-        assert_eq!(ptx.matches("st.shared.f32").count(), usize::from(last_from_next), "{dtype}");
+        assert_eq!(ptx.matches("ld.shared.f32").count(), if narrow { 32 } else { 16 }, "{dtype}");
+        assert_eq!(ptx.matches("st.shared.f32").count(), usize::from(narrow), "{dtype}");
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{dtype}: {log}"));
     }
 }

@@ -33,12 +33,15 @@ pub struct WarpScan {
     pub scan: V,
     /// The products `x * h` the sums consume: (product step, `x`, its sum step).
     pub products: Vec<(V, V, V)>,
-    /// Each piece's last step sums `x` times the next piece's entering state (its true state)
-    /// instead of `x h_local + (x P) h_in`: 16 fewer instructions a state per block, but the
-    /// entering and leaving states are live together. Taken where the seq-indexed inputs are
-    /// 16-bit: with f32 inputs (twice the registers per vector) ptxas then spills inside the
-    /// loop (68 bytes; on the H200 the f32 warp scan took 12% longer).
-    pub last_from_next: bool,
+    /// Every seq-indexed input is 16-bit, so the kernel has registers to spare at
+    /// [`MAX_REGS`]. Then each piece's last step sums `x` times the next piece's entering state
+    /// (its true state) instead of `x h_local + (x P) h_in` (16 fewer instructions a state per
+    /// block, the entering and leaving states live together), whole blocks skip the clamps and
+    /// step guards, and each step's correction is one chain. With f32 inputs (twice the
+    /// registers per vector) ptxas spills more with these (the last step alone: 68 bytes, 22
+    /// `STL` and 22 `LDL` inside the loop, 12% slower on the H200; the rest: 128 bytes instead
+    /// of 88), so they are left out there.
+    pub narrow: bool,
 }
 
 /// Whether `k` runs under the warp scan: a forward scan along seq (at least 64 steps) at the
@@ -76,8 +79,8 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
             _ => return None,
         }
     }
-    let last_from_next = k.steps.iter().all(|(_, st)| !matches!(st, Step::Load(a) if a.seq != 0 && k.buffers[a.buffer].dtype.size() != 2));
-    Some(WarpScan { scan, products, last_from_next })
+    let narrow = k.steps.iter().all(|(_, st)| !matches!(st, Step::Load(a) if a.seq != 0 && k.buffers[a.buffer].dtype.size() != 2));
+    Some(WarpScan { scan, products, narrow })
 }
 
 /// The shared-memory combine's name for its array, and the bytes per state in a warp's region:
@@ -105,9 +108,10 @@ struct Shared {
 
 /// One of a lane's steps in a block, from the pre pass to its epilogue.
 struct StepVals {
-    /// The step (clamped into range) and whether it exists.
+    /// The step (clamped into range) and whether it exists (always, where every block is
+    /// whole: `None`).
     l: String,
-    valid: String,
+    valid: Option<String>,
     /// Its seq-level values (with the row's).
     scalars: HashMap<V, String>,
     /// Per product: `x h_local` summed over the states, and `x P` per state; at the lane's
@@ -403,12 +407,14 @@ impl Translator<'_> {
         let (head, done) = self.w.loop_head("wscan", &t, &extent.to_string());
         let first = self.w.rd();
         self.w.ins(format!("mad.lo.u64 {first}, {lane}, {PER_LANE}, {t}"));
+        // whole blocks: every vector in range, every step there
+        let whole = ws.narrow && extent.is_multiple_of(block);
         let vbase = self.w.rd();
-        self.w.ins(format!("min.u64 {vbase}, {first}, {last_base}"));
+        self.w.ins(if whole { format!("mov.u64 {vbase}, {first}") } else { format!("min.u64 {vbase}, {first}, {last_base}") });
         self.seqvec = Some(SeqVec { prefetched: prefetched.clone(), ..SeqVec::new(vbase, false) });
 
         let saved = self.scalars.clone();
-        let pieces = self.lane_pieces(&ws, &first, &saved);
+        let pieces = self.lane_pieces(&ws, &first, &saved, whole);
 
         // the next block's seq-level vectors (clamped into range after the last block)
         if !ahead.is_empty() {
@@ -428,8 +434,8 @@ impl Translator<'_> {
             Some(sh) => {
                 // pieces past the end hold clamped steps where whole vectors skip the identities
                 let partial = extent.is_multiple_of(PER_LANE) && !extent.is_multiple_of(block);
-                let valid0 = partial.then(|| pieces.steps[0].valid.clone());
-                let (h_in, h_next) = self.shared_combine(&pieces.prod, &pieces.hl, sh, valid0.as_deref(), ws.last_from_next);
+                let valid0 = partial.then(|| pieces.steps[0].valid.clone()).flatten();
+                let (h_in, h_next) = self.shared_combine(&pieces.prod, &pieces.hl, sh, valid0.as_deref(), ws.narrow);
                 (h_in, h_next, vec![])
             }
             None => {
@@ -485,7 +491,7 @@ impl Translator<'_> {
     /// The lane's steps of the block from a zero state (`first`: its first step): per state the
     /// piece's decay product `P` and state, per step its seq-level values and the parts of each
     /// sum (`x h_local` summed over the states, `x P` per state).
-    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>) -> Pieces {
+    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>, whole: bool) -> Pieces {
         let (extent, _) = self.k.seq.expect("warp_scannable");
         let n = self.k.inner.unwrap_or(1);
         // with whole vectors a lane's steps all exist or none do
@@ -497,10 +503,17 @@ impl Translator<'_> {
         let (mut prod, mut hl): (Vec<String>, Vec<String>) = (vec![], vec![]);
         let mut steps: Vec<StepVals> = vec![];
         for i in 0..PER_LANE {
-            let (lj, lc, valid) = (self.w.rd(), self.w.rd(), self.w.p());
-            self.w.ins(format!("add.u64 {lj}, {first}, {i}"));
-            self.w.ins(format!("setp.lt.u64 {valid}, {lj}, {extent}"));
-            self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
+            let (lc, valid) = if whole {
+                let lc = self.w.rd();
+                self.w.ins(format!("add.u64 {lc}, {first}, {i}"));
+                (lc, None)
+            } else {
+                let (lj, lc, valid) = (self.w.rd(), self.w.rd(), self.w.p());
+                self.w.ins(format!("add.u64 {lj}, {first}, {i}"));
+                self.w.ins(format!("setp.lt.u64 {valid}, {lj}, {extent}"));
+                self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
+                (lc, Some(valid))
+            };
             self.seqvec.as_mut().expect("set").i = i;
             self.set_l(Some(lc.clone()));
             self.scalars = saved.clone();
@@ -517,7 +530,7 @@ impl Translator<'_> {
                 }
                 let at = Inner::Static(c);
                 let (mut a, mut b) = (self.operand(sa, &at), self.operand(sb, &at));
-                if !vector {
+                if let Some(valid) = valid.as_ref().filter(|_| !vector) {
                     // a lane's steps past the end leave its piece unchanged
                     let (a2, b2) = (self.w.f(), self.w.f());
                     self.w.ins(format!("selp.f32 {a2}, {a}, {}, {valid}", fimm(1.0)));
@@ -536,7 +549,7 @@ impl Translator<'_> {
                 }
                 for (j, &(_, x, _)) in ws.products.iter().enumerate() {
                     let xv = self.operand(x, &at);
-                    if ws.last_from_next && i == PER_LANE - 1 {
+                    if ws.narrow && i == PER_LANE - 1 {
                         xp[j].push(xv);
                         continue;
                     }
@@ -622,32 +635,33 @@ impl Translator<'_> {
             self.scalars = st.scalars;
             // the last step: x times its true state; the others: the local sum and x P times
             // the entering state
-            let (states, local) = if ws.last_from_next && i == PER_LANE - 1 { (h_next, None) } else { (h_in, Some(&st.local)) };
+            let (states, local) = if ws.narrow && i == PER_LANE - 1 { (h_next, None) } else { (h_in, Some(&st.local)) };
             for (j, &(_, _, sum)) in ws.products.iter().enumerate() {
-                // two chains (a float reassociation), joined at the end
-                let mut acc = [local.map(|l| l[j].clone()).unwrap_or_default(), String::new()];
+                // from the local sum, one chain (16-bit inputs: the lane's steps are independent
+                // chains) or two joined at the end (a float reassociation either way)
+                let chains = if ws.narrow { 1 } else { 2 };
+                let mut acc: Vec<Option<String>> = vec![None; chains];
+                acc[0] = local.map(|l| l[j].clone());
                 for (c, (xp, hin)) in st.xp[j].iter().zip(states).enumerate() {
                     let d = self.w.f();
-                    if acc[c % 2].is_empty() {
-                        self.w.ins(format!("mul.f32 {d}, {xp}, {hin}"));
-                    } else {
-                        self.w.ins(format!("fma.rn.f32 {d}, {xp}, {hin}, {}", acc[c % 2]));
+                    match &acc[c % chains] {
+                        None => self.w.ins(format!("mul.f32 {d}, {xp}, {hin}")),
+                        Some(a) => self.w.ins(format!("fma.rn.f32 {d}, {xp}, {hin}, {a}")),
                     }
-                    acc[c % 2] = d;
+                    acc[c % chains] = Some(d);
                 }
-                let total = if acc[1].is_empty() {
-                    acc[0].clone()
-                } else {
+                let mut total = acc[0].clone().expect("at least one state");
+                if let Some(b) = acc.get(1).cloned().flatten() {
                     let d = self.w.f();
-                    self.w.ins(format!("add.f32 {d}, {}, {}", acc[0], acc[1]));
-                    d
-                };
+                    self.w.ins(format!("add.f32 {d}, {total}, {b}"));
+                    total = d;
+                }
                 self.scalars.insert(sum, total);
             }
             for (j, &s) in plain_sums.iter().enumerate() {
                 self.scalars.insert(s, st.plain[j].clone());
             }
-            self.valid = Some(st.valid.clone());
+            self.valid = st.valid.clone();
             for v in self.steps_at(Level::SeqPost) {
                 if !matches!(self.k.steps[v].1, Step::Sum(_)) {
                     self.scalar_step(v);
