@@ -211,14 +211,7 @@ impl Translator<'_> {
     fn vector_values(&mut self, dtype: DType, raw: &[String], copy: bool) -> Vec<String> {
         match dtype {
             DType::F32 if !copy => raw.to_vec(),
-            DType::F32 => raw
-                .iter()
-                .map(|r| {
-                    let d = self.w.f();
-                    self.w.ins(format!("mov.f32 {d}, {r}"));
-                    d
-                })
-                .collect(),
+            DType::F32 => raw.iter().map(|r| self.widen_copy(DType::F32, r)).collect(),
             DType::BF16 => raw
                 .iter()
                 .flat_map(|w| {
