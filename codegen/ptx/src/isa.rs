@@ -43,27 +43,13 @@ fn log_ftz(w: &mut Regs, x: &str, ftz: &str) -> String {
 
 /// `ln(1 + x)` as `ln(u) * x / (u - 1)`, `u = 1 + x` (exact as `x -> 0`).
 pub fn log1p(w: &mut Regs, x: &str) -> String {
-    log1p_ratio(w, x, false)
-}
-
-/// [`log1p`]; with `unit`, for `x` in [0, 1] (or NaN) only: `u` is then neither infinite nor
-/// zero, and `u - 1` (0, or at least 2^-24) takes `rcp.approx` (1 ulp) and a multiply instead
-/// of `div.full`, about ten SASS instructions fewer.
-fn log1p_ratio(w: &mut Regs, x: &str, unit: bool) -> String {
     let u = w.f();
     w.ins(format!("add.f32 {u}, {x}, {}", fimm(1.0)));
-    // in [1, 2] for a unit argument: never subnormal
-    let lu = log_ftz(w, &u, if unit { ".ftz" } else { "" });
+    let lu = log_ftz(w, &u, "");
     let um1 = w.f();
     w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
     let q = w.f();
-    if unit {
-        let inv = w.f();
-        w.ins(format!("rcp.approx.ftz.f32 {inv}, {um1}"));
-        w.ins(format!("mul.f32 {q}, {x}, {inv}"));
-    } else {
-        w.ins(format!("div.full.f32 {q}, {x}, {um1}"));
-    }
+    w.ins(format!("div.full.f32 {q}, {x}, {um1}"));
     let r = w.f();
     w.ins(format!("mul.f32 {r}, {lu}, {q}"));
     // u = 1: x is below half an ulp of 1 and log1p(x) = x
@@ -71,9 +57,6 @@ fn log1p_ratio(w: &mut Regs, x: &str, unit: bool) -> String {
     w.ins(format!("setp.eq.f32 {p}, {u}, {}", fimm(1.0)));
     let d = w.f();
     w.ins(format!("selp.f32 {d}, {x}, {r}, {p}"));
-    if unit {
-        return d;
-    }
     // u = inf: the ratio is NaN, the answer inf; u = 0: -inf
     let pi = w.p();
     w.ins(format!("setp.eq.f32 {pi}, {u}, {}", fimm(f32::INFINITY)));
@@ -84,6 +67,48 @@ fn log1p_ratio(w: &mut Regs, x: &str, unit: bool) -> String {
     let d3 = w.f();
     w.ins(format!("selp.f32 {d3}, {}, {d2}, {pz}", fimm(f32::NEG_INFINITY)));
     d3
+}
+
+/// `ln(1 + x)` for `x` in [0, 1] (or NaN) as `ln(u) * x / (u - 1)`, `u = 1 + x`: `u - 1` (0, or
+/// at least 2^-24) takes `rcp.approx` (1 ulp), and `u = 1` (`x` below half an ulp of 1) gives
+/// `x`. Five instructions more than [`log1p_unit`], one of them a `MUFU`.
+fn log1p_unit_ratio(w: &mut Regs, x: &str) -> String {
+    let u = w.f();
+    w.ins(format!("add.f32 {u}, {x}, {}", fimm(1.0)));
+    let lu = log_ftz(w, &u, ".ftz");
+    let um1 = w.f();
+    w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
+    let inv = w.f();
+    w.ins(format!("rcp.approx.ftz.f32 {inv}, {um1}"));
+    let q = w.f();
+    w.ins(format!("mul.f32 {q}, {x}, {inv}"));
+    let r = w.f();
+    w.ins(format!("mul.f32 {r}, {lu}, {q}"));
+    let p = w.p();
+    w.ins(format!("setp.eq.f32 {p}, {u}, {}", fimm(1.0)));
+    let d = w.f();
+    w.ins(format!("selp.f32 {d}, {x}, {r}, {p}"));
+    d
+}
+
+/// `ln(1 + x)` for `x` in [0, 1] (or NaN) only: `u = 1 + x` rounds, and `r = x - (u - 1)` is
+/// exactly what it lost (`1 >= x`, so both subtractions are exact), so `1 + x = u + r` and
+/// `ln(1 + x) = ln(u) + ln(1 + r/u)`; taking `r` for the second term errs by
+/// `|r| (u - 1) / u <= 2^-24 x`, a relative error under 2^-23 (`ln(1 + x) >= x ln 2`). Exact as
+/// `x -> 0` (`u = 1`: the answer is `r = x`), no division and no guard: one `lg2.approx`
+/// (its argument in [1, 2], so `.ftz` changes nothing), two adds, a subtract and an FMA.
+fn log1p_unit(w: &mut Regs, x: &str) -> String {
+    let u = w.f();
+    w.ins(format!("add.f32 {u}, {x}, {}", fimm(1.0)));
+    let t = w.f();
+    w.ins(format!("lg2.approx.ftz.f32 {t}, {u}"));
+    let um1 = w.f();
+    w.ins(format!("sub.f32 {um1}, {u}, {}", fimm(1.0)));
+    let r = w.f();
+    w.ins(format!("sub.f32 {r}, {x}, {um1}"));
+    let d = w.f();
+    w.ins(format!("fma.rn.f32 {d}, {t}, {}, {r}", fimm(std::f32::consts::LN_2)));
+    d
 }
 
 /// `e^x - 1`, a degree-6 Taylor polynomial below `|x| < 0.35`.
@@ -127,8 +152,10 @@ pub fn sigmoid(w: &mut Regs, x: &str) -> String {
     d
 }
 
-/// `max(x, 0) + log1p(e^-|x|)` (the log1p of an argument in [0, 1]).
-pub fn softplus(w: &mut Regs, x: &str) -> String {
+/// `max(x, 0) + log1p(e^-|x|)` (the log1p of an argument in [0, 1]): [`log1p_unit`], or with
+/// `ratio` [`log1p_unit_ratio`] (more instructions, but ptxas's allocation of the f32 warp scan
+/// spills less with it).
+pub fn softplus(w: &mut Regs, x: &str, ratio: bool) -> String {
     let pos = w.f();
     w.ins(format!("max.NaN.f32 {pos}, {x}, {}", fimm(0.0)));
     let ax = w.f();
@@ -136,7 +163,7 @@ pub fn softplus(w: &mut Regs, x: &str) -> String {
     let nax = w.f();
     w.ins(format!("neg.f32 {nax}, {ax}"));
     let e = exp(w, &nax);
-    let l = log1p_ratio(w, &e, true);
+    let l = if ratio { log1p_unit_ratio(w, &e) } else { log1p_unit(w, &e) };
     let d = w.f();
     w.ins(format!("add.f32 {d}, {pos}, {l}"));
     d
@@ -171,8 +198,8 @@ pub fn binary(op: ssmc_ir::BinaryOp) -> &'static str {
     }
 }
 
-/// A unary function.
-pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str) -> String {
+/// A unary function (`ratio`: softplus's log1p in its ratio form, see [`softplus`]).
+pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str, ratio: bool) -> String {
     use ssmc_ir::UnaryOp::*;
     let simple = |w: &mut Regs, i: &str| {
         let d = w.f();
@@ -194,7 +221,7 @@ pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str) -> String {
         Exp2 => exp2(w, x),
         Log => log(w, x),
         Log1p => log1p(w, x),
-        Softplus => softplus(w, x),
+        Softplus => softplus(w, x, ratio),
         Sigmoid => sigmoid(w, x),
         Silu => {
             let s = sigmoid(w, x);
@@ -205,3 +232,4 @@ pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str) -> String {
         Tanh => tanh(w, x),
     }
 }
+
