@@ -42,6 +42,12 @@ pub struct WarpScan {
     /// `STL` and 22 `LDL` inside the loop, 12% slower on the H200; the rest: 128 bytes instead
     /// of 88), so they are left out there.
     pub narrow: bool,
+    /// A lane's piece is emitted state by state (each state through the lane's steps, its
+    /// `(P, h)` stored for the combine as soon as it is complete) instead of step by step
+    /// (every state at each step). With f32 inputs ptxas then spills 48 bytes at [`MAX_REGS`]
+    /// instead of 88, and the H200 ran the kernel 6 to 9% faster; with 16-bit inputs it was 2
+    /// to 4% slower (session 16), so those keep the step-by-step order.
+    pub state_major: bool,
 }
 
 /// Whether `k` runs under the warp scan: a forward scan along seq (at least 64 steps) at the
@@ -80,7 +86,7 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
         }
     }
     let narrow = k.steps.iter().all(|(_, st)| !matches!(st, Step::Load(a) if a.seq != 0 && k.buffers[a.buffer].dtype.size() != 2));
-    Some(WarpScan { scan, products, narrow })
+    Some(WarpScan { scan, products, narrow, state_major: !narrow })
 }
 
 /// The shared-memory combine's name for its array, and the bytes per state in a warp's region:
@@ -301,22 +307,24 @@ impl Translator<'_> {
     /// not) are written as identities, so the carry ends at the last step. With `leaving`, the
     /// walkers also write the block's end state after the 32 entering states, and lane `j`
     /// reads the state leaving its piece (piece `j + 1`'s entering) too.
-    fn shared_combine(&mut self, prod: &[String], hl: &[String], sh: &Shared, valid: Option<&str>, leaving: bool) -> (Vec<String>, Vec<String>) {
-        let n = prod.len();
-        let (pair, mine) = (self.w.r(), self.w.r());
-        self.w.ins(format!("mad.lo.u32 {pair}, {}, 8, {}", sh.lane32, sh.region));
-        self.w.ins(format!("mad.lo.u32 {mine}, {}, 4, {}", sh.lane32, sh.region));
-        self.w.ins("bar.warp.sync -1");
-        for c in 0..n {
-            let (mut p, mut h) = (prod[c].clone(), hl[c].clone());
-            if let Some(v) = valid {
-                let (p2, h2) = (self.w.f(), self.w.f());
-                self.w.ins(format!("selp.f32 {p2}, {p}, {}, {v}", fimm(1.0)));
-                self.w.ins(format!("selp.f32 {h2}, {h}, {}, {v}", fimm(0.0)));
-                (p, h) = (p2, h2);
+    fn shared_combine(&mut self, n: usize, pieces: Option<(&[String], &[String], Option<&str>)>, sh: &Shared, leaving: bool) -> (Vec<String>, Vec<String>) {
+        let mine = match pieces {
+            Some((prod, hl, valid)) => {
+                let (pair, mine) = (self.w.r(), self.w.r());
+                self.w.ins(format!("mad.lo.u32 {pair}, {}, 8, {}", sh.lane32, sh.region));
+                self.w.ins(format!("mad.lo.u32 {mine}, {}, 4, {}", sh.lane32, sh.region));
+                self.w.ins("bar.warp.sync -1");
+                for c in 0..n {
+                    self.store_piece(c, &prod[c], &hl[c], &pair, valid);
+                }
+                mine
             }
-            self.w.ins(format!("st.shared.v2.f32 [{pair}+{}], {{{p}, {h}}}", c * ROW));
-        }
+            None => {
+                let mine = self.w.r();
+                self.w.ins(format!("mad.lo.u32 {mine}, {}, 4, {}", sh.lane32, sh.region));
+                mine
+            }
+        };
         self.w.ins("bar.warp.sync -1");
         let skip = self.w.label("wscan_walk");
         self.w.ins(format!("@!{} bra {skip}", sh.act));
@@ -354,6 +362,19 @@ impl Translator<'_> {
         };
         let h_in = read(0);
         (h_in, if leaving { read(4) } else { vec![] })
+    }
+
+    /// Lane `j`'s piece of state `c` into the shared-memory combine's row `c` (one 8-byte store
+    /// at `pair`: lane `j`'s pair), the identity where the piece does not exist (`valid` false).
+    fn store_piece(&mut self, c: usize, p: &str, h: &str, pair: &str, valid: Option<&str>) {
+        let (mut p, mut h) = (p.to_string(), h.to_string());
+        if let Some(v) = valid {
+            let (p2, h2) = (self.w.f(), self.w.f());
+            self.w.ins(format!("selp.f32 {p2}, {p}, {}, {v}", fimm(1.0)));
+            self.w.ins(format!("selp.f32 {h2}, {h}, {}, {v}", fimm(0.0)));
+            (p, h) = (p2, h2);
+        }
+        self.w.ins(format!("st.shared.v2.f32 [{pair}+{}], {{{p}, {h}}}", c * ROW));
     }
 
     /// The seq loop of the warp scan (see the module docs). The carried state lives in the scan's
@@ -407,7 +428,10 @@ impl Translator<'_> {
         self.seqvec = Some(SeqVec { prefetched: prefetched.clone(), ..SeqVec::new(vbase, false) });
 
         let saved = self.scalars.clone();
-        let pieces = self.lane_pieces(&ws, &first, &saved, whole);
+        // pieces past the end hold clamped steps where whole vectors skip the identities
+        let partial = extent.is_multiple_of(PER_LANE) && !extent.is_multiple_of(block);
+        let early = shared.as_ref().filter(|_| ws.state_major);
+        let pieces = self.lane_pieces(&ws, &first, &saved, whole, early.map(|sh| (sh, partial)));
 
         // the next block's seq-level vectors (clamped into range after the last block)
         if !ahead.is_empty() {
@@ -425,10 +449,9 @@ impl Translator<'_> {
         // the states entering the lane's piece and leaving it (the next piece's entering)
         let (h_in, h_next, last_h) = match &shared {
             Some(sh) => {
-                // pieces past the end hold clamped steps where whole vectors skip the identities
-                let partial = extent.is_multiple_of(PER_LANE) && !extent.is_multiple_of(block);
                 let valid0 = partial.then(|| pieces.steps[0].valid.clone()).flatten();
-                let (h_in, h_next) = self.shared_combine(&pieces.prod, &pieces.hl, sh, valid0.as_deref(), ws.narrow);
+                let stores = early.is_none().then_some((&pieces.prod[..], &pieces.hl[..], valid0.as_deref()));
+                let (h_in, h_next) = self.shared_combine(n, stores, sh, ws.narrow);
                 (h_in, h_next, vec![])
             }
             None => {
@@ -483,8 +506,10 @@ impl Translator<'_> {
 
     /// The lane's steps of the block from a zero state (`first`: its first step): per state the
     /// piece's decay product `P` and state, per step its seq-level values and the parts of each
-    /// sum (`x h_local` summed over the states, `x P` per state).
-    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>, whole: bool) -> Pieces {
+    /// sum (`x h_local` summed over the states, `x P` per state). State by state or step by step
+    /// ([`WarpScan::state_major`]); with `early` (the combine's registers, whether some pieces
+    /// may not exist), each state's piece is stored for the combine once complete.
+    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>, whole: bool, early: Option<(&Shared, bool)>) -> Pieces {
         let (extent, _) = self.k.seq.expect("warp_scannable");
         let n = self.k.inner.unwrap_or(1);
         // with whole vectors a lane's steps all exist or none do
@@ -494,86 +519,128 @@ impl Translator<'_> {
         let Step::Scan { a: sa, b: sb, .. } = self.k.steps[ws.scan].1 else { unreachable!() };
         let plain_sums = self.plain_sums(ws);
         let (mut prod, mut hl): (Vec<String>, Vec<String>) = (vec![], vec![]);
-        let mut steps: Vec<StepVals> = vec![];
-        for i in 0..PER_LANE {
-            let (lc, valid) = if whole {
-                let lc = self.w.rd();
-                self.w.ins(format!("add.u64 {lc}, {first}, {i}"));
-                (lc, None)
-            } else {
-                let (lj, lc, valid) = (self.w.rd(), self.w.rd(), self.w.p());
-                self.w.ins(format!("add.u64 {lj}, {first}, {i}"));
-                self.w.ins(format!("setp.lt.u64 {valid}, {lj}, {extent}"));
-                self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
-                (lc, Some(valid))
-            };
-            self.seqvec.as_mut().expect("set").i = i;
-            self.set_l(Some(lc.clone()));
-            self.scalars = saved.clone();
-            for v in self.steps_at(Level::SeqPre) {
-                self.scalar_step(v);
+        // (state, step) in emission order; each step's seq-level values before its first state
+        // (state by state: every step's, first)
+        let order: Vec<(usize, usize)> = if ws.state_major {
+            (0..n).flat_map(|c| (0..PER_LANE).map(move |i| (c, i))).collect()
+        } else {
+            (0..PER_LANE).flat_map(|i| (0..n).map(move |c| (c, i))).collect()
+        };
+        let mut steps: Vec<Option<StepVals>> = (0..PER_LANE).map(|_| None).collect();
+        if ws.state_major {
+            for (i, st) in steps.iter_mut().enumerate() {
+                *st = Some(self.step_head(i, first, saved, whole, ws.products.len()));
             }
-            let mut local: Vec<String> = vec![];
-            let mut xp: Vec<Vec<String>> = vec![vec![]; ws.products.len()];
-            let mut plain: Vec<String> = vec![];
-            for c in 0..n {
-                self.cur.clear();
-                for &v in &inner_steps {
-                    self.inner_step(v, Inner::Static(c));
-                }
-                let at = Inner::Static(c);
-                let (mut a, mut b) = (self.operand(sa, &at), self.operand(sb, &at));
-                if let Some(valid) = valid.as_ref().filter(|_| !vector) {
-                    // a lane's steps past the end leave its piece unchanged
-                    let (a2, b2) = (self.w.f(), self.w.f());
-                    self.w.ins(format!("selp.f32 {a2}, {a}, {}, {valid}", fimm(1.0)));
-                    self.w.ins(format!("selp.f32 {b2}, {b}, {}, {valid}", fimm(0.0)));
-                    (a, b) = (a2, b2);
-                }
-                if i == 0 {
-                    prod.push(a);
-                    hl.push(b);
-                } else {
-                    let (p, h) = (self.w.f(), self.w.f());
-                    self.w.ins(format!("mul.f32 {p}, {}, {a}", prod[c]));
-                    self.w.ins(format!("fma.rn.f32 {h}, {a}, {}, {b}", hl[c]));
-                    prod[c] = p;
-                    hl[c] = h;
-                }
-                for (j, &(_, x, _)) in ws.products.iter().enumerate() {
-                    let xv = self.operand(x, &at);
-                    if ws.narrow && i == PER_LANE - 1 {
-                        xp[j].push(xv);
-                        continue;
-                    }
-                    let q = self.w.f();
-                    self.w.ins(format!("mul.f32 {q}, {xv}, {}", prod[c]));
-                    xp[j].push(q);
-                    let s = self.w.f();
-                    if c == 0 {
-                        self.w.ins(format!("mul.f32 {s}, {xv}, {}", hl[c]));
-                        local.push(s);
-                    } else {
-                        self.w.ins(format!("fma.rn.f32 {s}, {xv}, {}, {}", hl[c], local[j]));
-                        local[j] = s;
-                    }
-                }
-                for (j, &s) in plain_sums.iter().enumerate() {
-                    let Step::Sum(x) = self.k.steps[s].1 else { unreachable!() };
-                    let xv = self.operand(x, &at);
-                    if c == 0 {
-                        plain.push(xv);
-                    } else {
-                        let d = self.w.f();
-                        self.w.ins(format!("add.f32 {d}, {}, {xv}", plain[j]));
-                        plain[j] = d;
-                    }
-                }
-            }
-            let scalars = std::mem::replace(&mut self.scalars, saved.clone());
-            steps.push(StepVals { l: lc, valid, scalars, local, xp, plain });
         }
-        Pieces { prod, hl, steps }
+        // the previous block's readers of the combine's rows are done once the warp syncs
+        let pair = early.map(|(sh, _)| {
+            let pair = self.w.r();
+            self.w.ins(format!("mad.lo.u32 {pair}, {}, 8, {}", sh.lane32, sh.region));
+            self.w.ins("bar.warp.sync -1");
+            pair
+        });
+        let mut at_step = None;
+        for (c, i) in order {
+            if steps[i].is_none() {
+                // (it leaves the step current)
+                steps[i] = Some(self.step_head(i, first, saved, whole, ws.products.len()));
+                at_step = Some(i);
+            }
+            let st = steps[i].as_mut().expect("set");
+            if at_step != Some(i) {
+                self.seqvec.as_mut().expect("set").i = i;
+                self.set_l(Some(st.l.clone()));
+                at_step = Some(i);
+            }
+            self.scalars = std::mem::take(&mut st.scalars);
+            let valid = st.valid.clone();
+            self.cur.clear();
+            for &v in &inner_steps {
+                self.inner_step(v, Inner::Static(c));
+            }
+            let at = Inner::Static(c);
+            let (mut a, mut b) = (self.operand(sa, &at), self.operand(sb, &at));
+            if let Some(valid) = valid.as_ref().filter(|_| !vector) {
+                // a lane's steps past the end leave its piece unchanged
+                let (a2, b2) = (self.w.f(), self.w.f());
+                self.w.ins(format!("selp.f32 {a2}, {a}, {}, {valid}", fimm(1.0)));
+                self.w.ins(format!("selp.f32 {b2}, {b}, {}, {valid}", fimm(0.0)));
+                (a, b) = (a2, b2);
+            }
+            if i == 0 {
+                prod.push(a);
+                hl.push(b);
+            } else {
+                let (p, h) = (self.w.f(), self.w.f());
+                self.w.ins(format!("mul.f32 {p}, {}, {a}", prod[c]));
+                self.w.ins(format!("fma.rn.f32 {h}, {a}, {}, {b}", hl[c]));
+                prod[c] = p;
+                hl[c] = h;
+            }
+            let mut st = steps[i].take().expect("set");
+            for (j, &(_, x, _)) in ws.products.iter().enumerate() {
+                let xv = self.operand(x, &at);
+                if ws.narrow && i == PER_LANE - 1 {
+                    st.xp[j].push(xv);
+                    continue;
+                }
+                let q = self.w.f();
+                self.w.ins(format!("mul.f32 {q}, {xv}, {}", prod[c]));
+                st.xp[j].push(q);
+                let s = self.w.f();
+                if c == 0 {
+                    self.w.ins(format!("mul.f32 {s}, {xv}, {}", hl[c]));
+                    st.local.push(s);
+                } else {
+                    self.w.ins(format!("fma.rn.f32 {s}, {xv}, {}, {}", hl[c], st.local[j]));
+                    st.local[j] = s;
+                }
+            }
+            for (j, &s) in plain_sums.iter().enumerate() {
+                let Step::Sum(x) = self.k.steps[s].1 else { unreachable!() };
+                let xv = self.operand(x, &at);
+                if c == 0 {
+                    st.plain.push(xv);
+                } else {
+                    let d = self.w.f();
+                    self.w.ins(format!("add.f32 {d}, {}, {xv}", st.plain[j]));
+                    st.plain[j] = d;
+                }
+            }
+            st.scalars = std::mem::replace(&mut self.scalars, saved.clone());
+            steps[i] = Some(st);
+            if let (Some(pair), Some((_, partial)), true) = (&pair, early, i == PER_LANE - 1) {
+                let valid0 = if partial { steps[0].as_ref().and_then(|s| s.valid.clone()) } else { None };
+                let (p, h) = (prod[c].clone(), hl[c].clone());
+                self.store_piece(c, &p, &h, pair, valid0.as_deref());
+            }
+        }
+        Pieces { prod, hl, steps: steps.into_iter().map(|s| s.expect("every step")).collect() }
+    }
+
+    /// Step `i` of the lane's piece: its index (clamped, and whether it exists unless every
+    /// block is whole) and its seq-level values.
+    fn step_head(&mut self, i: usize, first: &str, saved: &HashMap<V, String>, whole: bool, products: usize) -> StepVals {
+        let (extent, _) = self.k.seq.expect("warp_scannable");
+        let (l, valid) = if whole {
+            let lc = self.w.rd();
+            self.w.ins(format!("add.u64 {lc}, {first}, {i}"));
+            (lc, None)
+        } else {
+            let (lj, lc, valid) = (self.w.rd(), self.w.rd(), self.w.p());
+            self.w.ins(format!("add.u64 {lj}, {first}, {i}"));
+            self.w.ins(format!("setp.lt.u64 {valid}, {lj}, {extent}"));
+            self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
+            (lc, Some(valid))
+        };
+        self.seqvec.as_mut().expect("set").i = i;
+        self.set_l(Some(l.clone()));
+        self.scalars = saved.clone();
+        for v in self.steps_at(Level::SeqPre) {
+            self.scalar_step(v);
+        }
+        let scalars = std::mem::replace(&mut self.scalars, saved.clone());
+        StepVals { l, valid, scalars, local: vec![], xp: vec![vec![]; products], plain: vec![] }
     }
 
     /// Sums over the inner dim of values that do not involve the state.
