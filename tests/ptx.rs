@@ -250,8 +250,33 @@ fn the_warp_scan_sums_a_pieces_last_step_from_the_next_entering_state_with_16_bi
         // for 16-bit inputs, the leaving one (the walkers store the block's end state for it)
         assert_eq!(ptx.matches("st.shared.v2.f32").count(), 16, "{dtype}");
         assert_eq!(ptx.matches("ld.shared.f32").count(), if narrow { 32 } else { 16 }, "{dtype}");
-        assert_eq!(ptx.matches("st.shared.f32").count(), usize::from(narrow), "{dtype}");
+        // (16-bit inputs at 512 steps: two passes of 8 states, each with its walk and end state)
+        assert_eq!(ptx.matches("st.shared.f32").count(), if narrow { 2 } else { 0 }, "{dtype}");
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{dtype}: {log}"));
+    }
+}
+
+#[test]
+fn the_warp_scan_takes_16_bit_states_in_two_passes_of_8_steps_a_lane() {
+    let Some(ptxas) = ptxas() else { return };
+    let layer = example("mamba1.ssm");
+    // whole blocks of 256 steps: 8 steps a lane (one 16-byte vector of u, delta, z and of each
+    // state's B and C), the 16 states in two passes, each walked by its own 8 lanes
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
+    assert_eq!(ptx.matches("ld.global.nc.v2.b32").count(), 0);
+    assert_eq!(ptx.matches("ld.global.nc.v4.b32").count(), 3 + 3 + 2 * 16);
+    assert_eq!(ptx.matches("$L_wscan_walk").count(), 2 * 2);
+    assert_eq!(ptx.matches("setp.lt.and.u32").count(), 2);
+    // the output: two 16-byte stores of a lane's 8 steps
+    assert_eq!(ptx.matches("st.global.v4.f32").count(), 2);
+    ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two passes: {log}"));
+    // blocks of 128 only, f32 inputs, or fewer than 8 states: one pass of 4 steps a lane
+    for (len, dtype, state) in [(384, DType::BF16, 16), (512, DType::F32, 16), (512, DType::BF16, 4)] {
+        let mut d = sizes(1, 64, len);
+        d.insert("state".into(), state);
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, dtype, GpuSchedule::WARP_SCAN).unwrap();
+        assert_eq!(ptx.matches("$L_wscan_walk").count(), 2, "{len} {dtype} {state}");
+        assert!(!ptx.contains("setp.lt.and.u32"), "{len} {dtype} {state}");
     }
 }
 

@@ -10,7 +10,10 @@
 //! `sum(x * h)` with the true state `h = h_local + P h_in` is `sum(x h_local) + sum((x P) h_in)`:
 //! the lane keeps `x P` per step and inner index until `h_in`, the state entering its piece, is
 //! known. Seq-level work (loads, softplus, the epilogue) runs once per step, on the lane that
-//! owns it, and seq-contiguous accesses move as one vector per lane (`PER_LANE` steps).
+//! owns it, and seq-contiguous accesses move as one vector per lane (`PER_LANE` steps). With
+//! 16-bit inputs a block can instead give each lane 8 steps and take the states in two passes
+//! (pieces, combine and sums of half the states each, the steps' sums carried across): the
+//! combine then moves half the bytes per step ([`WarpScan::passes`]).
 
 use super::{Inner, Translator};
 use crate::isa::fimm;
@@ -48,6 +51,16 @@ pub struct WarpScan {
     /// instead of 88, and the H200 ran the kernel 6 to 9% faster; with 16-bit inputs it was 2
     /// to 4% slower (session 16), so those keep the step-by-step order.
     pub state_major: bool,
+    /// Consecutive steps per lane: [`PER_LANE`], or twice that in two passes.
+    pub per_lane: usize,
+    /// The block's states in this many passes (1 or 2), each its own pieces, combine and
+    /// sums, the steps' sums carried from one to the next. Two passes of 8 steps a lane (blocks
+    /// of 256 steps) move half the combine's bytes per step: the 32 pieces' `(P, h)` of half
+    /// the states per pass, over twice the steps. Where every seq-indexed input is 16-bit, the
+    /// block whole and the states 8 to 32, an even count, summed only against something (the
+    /// H200, bf16: 1.6% faster at (1, 1536, 2048, 16), 2.9% at (8, 1536, 2048, 16); ptxas
+    /// spills 48 bytes at [`MAX_REGS`]. With f32 vectors of 8 steps the registers run out).
+    pub passes: usize,
 }
 
 /// Whether `k` runs under the warp scan: a forward scan along seq (at least 64 steps) at the
@@ -86,7 +99,12 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
         }
     }
     let narrow = k.steps.iter().all(|(_, st)| !matches!(st, Step::Load(a) if a.seq != 0 && k.buffers[a.buffer].dtype.size() != 2));
-    Some(WarpScan { scan, products, narrow, state_major: !narrow })
+    // two passes of 8 steps a lane: whole blocks of 16-bit inputs, an even count of 8 to 32
+    // states summed only against something
+    let plain = k.steps.iter().enumerate().any(|(v, (_, st))| matches!(st, Step::Sum(_)) && !products.iter().any(|&(_, _, s)| s == v));
+    let two = narrow && n.is_multiple_of(2) && (8..=32).contains(&n) && !plain && extent.is_multiple_of(64 * PER_LANE);
+    let (per_lane, passes) = if two { (2 * PER_LANE, 2) } else { (PER_LANE, 1) };
+    Some(WarpScan { scan, products, narrow, state_major: !narrow, per_lane, passes })
 }
 
 /// The shared-memory combine's name for its array, and the bytes per state in a warp's region:
@@ -127,6 +145,8 @@ struct StepVals {
     xp: Vec<Vec<String>>,
     /// Per plain sum: its value.
     plain: Vec<String>,
+    /// Per product: the sum over the states of the passes so far.
+    sums: Vec<Option<String>>,
 }
 
 /// The lane's piece of a block: per state its decay product and state from zero, and its steps.
@@ -165,14 +185,20 @@ impl SeqVec {
 
 
 impl Translator<'_> {
+    /// Consecutive steps per lane of the warp scan's vectors (the lane blocks': [`PER_LANE`]).
+    pub(super) fn per_lane(&self) -> usize {
+        self.warp.as_ref().map_or(PER_LANE, |w| w.per_lane)
+    }
+
     /// Whether `a` moves as one vector of `PER_LANE` steps: contiguous in seq, every other
     /// stride a multiple of `PER_LANE` elements (with device buffers at least 256-byte aligned,
     /// each vector is then aligned to its size), 32- or 16-bit.
     pub(super) fn seq_vector_ok(&self, a: &Access) -> bool {
         let extent = self.k.seq.map_or(1, |s| s.0);
-        let strides_ok = a.row.iter().all(|s| s % PER_LANE == 0) && a.inner.is_multiple_of(PER_LANE);
+        let pl = self.per_lane();
+        let strides_ok = a.row.iter().all(|s| s % pl == 0) && a.inner.is_multiple_of(pl);
         let dtype_ok = matches!(self.k.buffers[a.buffer].dtype, DType::F32 | DType::BF16 | DType::F16);
-        a.seq == 1 && extent.is_multiple_of(PER_LANE) && strides_ok && dtype_ok
+        a.seq == 1 && extent.is_multiple_of(pl) && strides_ok && dtype_ok
     }
 
     /// [`Self::seq_vector_ok`] inside the warp scan's loop.
@@ -199,16 +225,21 @@ impl Translator<'_> {
     /// f32 registers, or 16-bit values in pairs per b32 register; into `into` when given.
     pub(super) fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
         let addr = self.vector_addr(a, at, base);
+        let pl = self.per_lane();
         let (f32, n) = match self.k.buffers[a.buffer].dtype {
-            DType::F32 => (true, PER_LANE),
-            _ => (false, PER_LANE / 2),
+            DType::F32 => (true, pl),
+            _ => (false, pl / 2),
         };
         let regs: Vec<String> = match into {
             Some(r) => r.to_vec(),
             None => (0..n).map(|_| if f32 { self.w.f() } else { self.w.r() }).collect(),
         };
         let ty = if f32 { "f32" } else { "b32" };
-        self.w.ins(format!("ld.global.nc.v{n}.{ty} {{{}}}, [{addr}]", regs.join(", ")));
+        // 16 bytes a load at most
+        for (q, part) in regs.chunks(4).enumerate() {
+            let at = if q == 0 { addr.clone() } else { format!("{addr}+{}", 16 * q) };
+            self.w.ins(format!("ld.global.nc.v{}.{ty} {{{}}}, [{at}]", part.len(), part.join(", ")));
+        }
         regs
     }
 
@@ -284,11 +315,15 @@ impl Translator<'_> {
         let sv = self.seqvec.as_mut().expect("checked");
         let vals = sv.stores.entry(a.clone()).or_default();
         vals.push(val.to_string());
-        if vals.len() == PER_LANE {
+        if vals.len() == self.warp.as_ref().map_or(PER_LANE, |w| w.per_lane) {
+            let sv = self.seqvec.as_mut().expect("checked");
             let vals = sv.stores.remove(a).expect("present");
             let base = sv.base.clone();
             let addr = self.vector_addr(a, &Inner::None, &base);
-            self.w.ins(format!("{guard}st.global.v{PER_LANE}.f32 [{addr}], {{{}}}", vals.join(", ")));
+            for (q, part) in vals.chunks(4).enumerate() {
+                let at = if q == 0 { addr.clone() } else { format!("{addr}+{}", 16 * q) };
+                self.w.ins(format!("{guard}st.global.v{}.f32 [{at}], {{{}}}", part.len(), part.join(", ")));
+            }
         }
         true
     }
@@ -307,15 +342,15 @@ impl Translator<'_> {
     /// not) are written as identities, so the carry ends at the last step. With `leaving`, the
     /// walkers also write the block's end state after the 32 entering states, and lane `j`
     /// reads the state leaving its piece (piece `j + 1`'s entering) too.
-    fn shared_combine(&mut self, n: usize, pieces: Option<(&[String], &[String], Option<&str>)>, sh: &Shared, leaving: bool) -> (Vec<String>, Vec<String>) {
+    fn shared_combine(&mut self, states: std::ops::Range<usize>, pieces: Option<(&[String], &[String], Option<&str>)>, sh: &Shared, leaving: bool) -> (Vec<String>, Vec<String>) {
         let mine = match pieces {
             Some((prod, hl, valid)) => {
                 let (pair, mine) = (self.w.r(), self.w.r());
                 self.w.ins(format!("mad.lo.u32 {pair}, {}, 8, {}", sh.lane32, sh.region));
                 self.w.ins(format!("mad.lo.u32 {mine}, {}, 4, {}", sh.lane32, sh.region));
                 self.w.ins("bar.warp.sync -1");
-                for c in 0..n {
-                    self.store_piece(c, &prod[c], &hl[c], &pair, valid);
+                for c in states.clone() {
+                    self.store_piece(c, &prod[c - states.start], &hl[c - states.start], &pair, valid);
                 }
                 mine
             }
@@ -327,7 +362,16 @@ impl Translator<'_> {
         };
         self.w.ins("bar.warp.sync -1");
         let skip = self.w.label("wscan_walk");
-        self.w.ins(format!("@!{} bra {skip}", sh.act));
+        let act = if states == (0..self.k.inner.unwrap_or(1)) {
+            sh.act.clone()
+        } else {
+            // the walkers of these states
+            let (lo, act) = (self.w.p(), self.w.p());
+            self.w.ins(format!("setp.ge.u32 {lo}, {}, {}", sh.lane32, states.start));
+            self.w.ins(format!("setp.lt.and.u32 {act}, {}, {}, {lo}", sh.lane32, states.end));
+            act
+        };
+        self.w.ins(format!("@!{act} bra {skip}"));
         let own = self.w.r();
         self.w.ins(format!("mad.lo.u32 {own}, {}, {ROW}, {}", sh.lane32, sh.region));
         let h = sh.carry.clone();
@@ -352,7 +396,8 @@ impl Translator<'_> {
         self.w.put_label(&skip);
         self.w.ins("bar.warp.sync -1");
         let mut read = |at: usize| -> Vec<String> {
-            (0..n)
+            states
+                .clone()
                 .map(|c| {
                     let d = self.w.f();
                     self.w.ins(format!("ld.shared.f32 {d}, [{mine}+{}]", c * ROW + at));
@@ -385,7 +430,8 @@ impl Translator<'_> {
         let ws = self.warp.clone().expect("warp scan");
         let (extent, _) = self.k.seq.expect("warp_scannable");
         let n = self.k.inner.unwrap_or(1);
-        let block = 32 * PER_LANE;
+        let pl = ws.per_lane;
+        let block = 32 * pl;
         // this thread's lane
         let (tid, lane, lane32) = (self.w.r(), self.w.rd(), self.w.r());
         self.w.ins(format!("mov.u32 {tid}, %tid.x"));
@@ -407,9 +453,9 @@ impl Translator<'_> {
                 _ => None,
             })
             .collect();
-        let last_base = extent.saturating_sub(PER_LANE);
+        let last_base = extent.saturating_sub(pl);
         let first0 = self.w.rd();
-        self.w.ins(format!("mul.lo.u64 {first0}, {lane}, {PER_LANE}"));
+        self.w.ins(format!("mul.lo.u64 {first0}, {lane}, {pl}"));
         self.w.ins(format!("min.u64 {first0}, {first0}, {last_base}"));
         let mut prefetched = HashMap::new();
         for a in &ahead {
@@ -420,7 +466,7 @@ impl Translator<'_> {
         self.w.ins(format!("mov.u64 {t}, 0"));
         let (head, done) = self.w.loop_head("wscan", &t, &extent.to_string());
         let first = self.w.rd();
-        self.w.ins(format!("mad.lo.u64 {first}, {lane}, {PER_LANE}, {t}"));
+        self.w.ins(format!("mad.lo.u64 {first}, {lane}, {pl}, {t}"));
         // whole blocks: every vector in range, every step there
         let whole = ws.narrow && extent.is_multiple_of(block);
         let vbase = self.w.rd();
@@ -429,9 +475,10 @@ impl Translator<'_> {
 
         let saved = self.scalars.clone();
         // pieces past the end hold clamped steps where whole vectors skip the identities
-        let partial = extent.is_multiple_of(PER_LANE) && !extent.is_multiple_of(block);
+        let partial = extent.is_multiple_of(pl) && !extent.is_multiple_of(block);
         let early = shared.as_ref().filter(|_| ws.state_major);
-        let pieces = self.lane_pieces(&ws, &first, &saved, whole, early.map(|sh| (sh, partial)));
+        let pass_states = |p: usize| p * n / ws.passes..(p + 1) * n / ws.passes;
+        let mut pieces = self.lane_pieces(&ws, &first, &saved, whole, early.map(|sh| (sh, partial)), pass_states(0), vec![]);
 
         // the next block's seq-level vectors (clamped into range after the last block)
         if !ahead.is_empty() {
@@ -447,20 +494,25 @@ impl Translator<'_> {
         // combine the lanes' pieces: through shared memory (one lane per state walks the pieces
         // in order), or, for more states than lanes, with shuffles
         // the states entering the lane's piece and leaving it (the next piece's entering)
-        let (h_in, h_next, last_h) = match &shared {
-            Some(sh) => {
-                let valid0 = partial.then(|| pieces.steps[0].valid.clone()).flatten();
-                let stores = early.is_none().then_some((&pieces.prod[..], &pieces.hl[..], valid0.as_deref()));
-                let (h_in, h_next) = self.shared_combine(n, stores, sh, ws.narrow);
-                (h_in, h_next, vec![])
+        let mut last_h = vec![];
+        for pass in 0..ws.passes {
+            if pass > 0 {
+                pieces = self.lane_pieces(&ws, &first, &saved, whole, None, pass_states(pass), pieces.steps);
             }
-            None => {
-                let (h_in, last_h) = self.shuffle_combine(&ws, &pieces.prod, &pieces.hl, &lane0, &prev);
-                (h_in, last_h.clone(), last_h)
-            }
-        };
-
-        self.step_epilogues(&ws, pieces.steps, &h_in, &h_next);
+            let (h_in, h_next) = match &shared {
+                Some(sh) => {
+                    let valid0 = partial.then(|| pieces.steps[0].valid.clone()).flatten();
+                    let stores = early.is_none().then_some((&pieces.prod[..], &pieces.hl[..], valid0.as_deref()));
+                    self.shared_combine(pass_states(pass), stores, sh, ws.narrow)
+                }
+                None => {
+                    let (h_in, lh) = self.shuffle_combine(&ws, &pieces.prod, &pieces.hl, &lane0, &prev);
+                    last_h = lh.clone();
+                    (h_in, lh)
+                }
+            };
+            self.step_epilogues(&ws, &mut pieces.steps, &h_in, &h_next, pass + 1 == ws.passes);
+        }
         self.scalars = saved;
         self.seqvec = None;
         self.w.ins(format!("add.u64 {t}, {t}, {block}"));
@@ -470,7 +522,7 @@ impl Translator<'_> {
         // the final state is lane 0's carry, unless the last block ends before its last lane
         // (whose piece then holds clamped steps): then it is the inclusive state of the lane
         // holding the last step. Lane 0 stores it.
-        let last_lane = ((extent - 1) % block) / PER_LANE;
+        let last_lane = ((extent - 1) % block) / pl;
         if let Some(sh) = &shared {
             // lane c walked state c's pieces to the end (those past the end are identities)
             for c in 0..n {
@@ -508,12 +560,14 @@ impl Translator<'_> {
     /// piece's decay product `P` and state, per step its seq-level values and the parts of each
     /// sum (`x h_local` summed over the states, `x P` per state). State by state or step by step
     /// ([`WarpScan::state_major`]); with `early` (the combine's registers, whether some pieces
-    /// may not exist), each state's piece is stored for the combine once complete.
-    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>, whole: bool, early: Option<(&Shared, bool)>) -> Pieces {
+    /// may not exist), each state's piece is stored for the combine once complete. Only the
+    /// `states` of this pass; a later pass takes the earlier one's steps (`carried`: their
+    /// seq-level values, and sums that its local sums start from).
+    #[allow(clippy::too_many_arguments)]
+    fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>, whole: bool, early: Option<(&Shared, bool)>, states: std::ops::Range<usize>, carried: Vec<StepVals>) -> Pieces {
         let (extent, _) = self.k.seq.expect("warp_scannable");
-        let n = self.k.inner.unwrap_or(1);
         // with whole vectors a lane's steps all exist or none do
-        let vector = extent.is_multiple_of(PER_LANE);
+        let vector = extent.is_multiple_of(ws.per_lane);
         let dep: HashSet<V> = ws.products.iter().flat_map(|&(m, _, s)| [m, s]).chain([ws.scan]).collect();
         let inner_steps: Vec<V> = self.steps_at(Level::Inner).into_iter().filter(|v| !dep.contains(v)).collect();
         let Step::Scan { a: sa, b: sb, .. } = self.k.steps[ws.scan].1 else { unreachable!() };
@@ -521,14 +575,22 @@ impl Translator<'_> {
         let (mut prod, mut hl): (Vec<String>, Vec<String>) = (vec![], vec![]);
         // (state, step) in emission order; each step's seq-level values before its first state
         // (state by state: every step's, first)
+        let pl = ws.per_lane;
+        let lo = states.start;
         let order: Vec<(usize, usize)> = if ws.state_major {
-            (0..n).flat_map(|c| (0..PER_LANE).map(move |i| (c, i))).collect()
+            states.clone().flat_map(|c| (0..pl).map(move |i| (c, i))).collect()
         } else {
-            (0..PER_LANE).flat_map(|i| (0..n).map(move |c| (c, i))).collect()
+            (0..pl).flat_map(|i| states.clone().map(move |c| (c, i))).collect()
         };
-        let mut steps: Vec<Option<StepVals>> = (0..PER_LANE).map(|_| None).collect();
+        let mut steps: Vec<Option<StepVals>> = (0..pl).map(|_| None).collect();
+        for (i, mut st) in carried.into_iter().enumerate() {
+            // a later pass: the steps' values stay, their parts of the sums start again
+            st.local.clear();
+            st.xp.iter_mut().for_each(Vec::clear);
+            steps[i] = Some(st);
+        }
         if ws.state_major {
-            for (i, st) in steps.iter_mut().enumerate() {
+            for (i, st) in steps.iter_mut().enumerate().filter(|(_, st)| st.is_none()) {
                 *st = Some(self.step_head(i, first, saved, whole, ws.products.len()));
             }
         }
@@ -572,27 +634,31 @@ impl Translator<'_> {
                 hl.push(b);
             } else {
                 let (p, h) = (self.w.f(), self.w.f());
-                self.w.ins(format!("mul.f32 {p}, {}, {a}", prod[c]));
-                self.w.ins(format!("fma.rn.f32 {h}, {a}, {}, {b}", hl[c]));
-                prod[c] = p;
-                hl[c] = h;
+                self.w.ins(format!("mul.f32 {p}, {}, {a}", prod[c - lo]));
+                self.w.ins(format!("fma.rn.f32 {h}, {a}, {}, {b}", hl[c - lo]));
+                prod[c - lo] = p;
+                hl[c - lo] = h;
             }
             let mut st = steps[i].take().expect("set");
             for (j, &(_, x, _)) in ws.products.iter().enumerate() {
                 let xv = self.operand(x, &at);
-                if ws.narrow && i == PER_LANE - 1 {
+                if ws.narrow && i == pl - 1 {
                     st.xp[j].push(xv);
                     continue;
                 }
                 let q = self.w.f();
-                self.w.ins(format!("mul.f32 {q}, {xv}, {}", prod[c]));
+                self.w.ins(format!("mul.f32 {q}, {xv}, {}", prod[c - lo]));
                 st.xp[j].push(q);
                 let s = self.w.f();
-                if c == 0 {
-                    self.w.ins(format!("mul.f32 {s}, {xv}, {}", hl[c]));
+                if c == lo {
+                    // from the earlier passes' sum
+                    match st.sums[j].clone() {
+                        Some(prev) => self.w.ins(format!("fma.rn.f32 {s}, {xv}, {}, {prev}", hl[c - lo])),
+                        None => self.w.ins(format!("mul.f32 {s}, {xv}, {}", hl[c - lo])),
+                    }
                     st.local.push(s);
                 } else {
-                    self.w.ins(format!("fma.rn.f32 {s}, {xv}, {}, {}", hl[c], st.local[j]));
+                    self.w.ins(format!("fma.rn.f32 {s}, {xv}, {}, {}", hl[c - lo], st.local[j]));
                     st.local[j] = s;
                 }
             }
@@ -609,9 +675,9 @@ impl Translator<'_> {
             }
             st.scalars = std::mem::replace(&mut self.scalars, saved.clone());
             steps[i] = Some(st);
-            if let (Some(pair), Some((_, partial)), true) = (&pair, early, i == PER_LANE - 1) {
+            if let (Some(pair), Some((_, partial)), true) = (&pair, early, i == pl - 1) {
                 let valid0 = if partial { steps[0].as_ref().and_then(|s| s.valid.clone()) } else { None };
-                let (p, h) = (prod[c].clone(), hl[c].clone());
+                let (p, h) = (prod[c - lo].clone(), hl[c - lo].clone());
                 self.store_piece(c, &p, &h, pair, valid0.as_deref());
             }
         }
@@ -640,7 +706,7 @@ impl Translator<'_> {
             self.scalar_step(v);
         }
         let scalars = std::mem::replace(&mut self.scalars, saved.clone());
-        StepVals { l, valid, scalars, local: vec![], xp: vec![vec![]; products], plain: vec![] }
+        StepVals { l, valid, scalars, local: vec![], xp: vec![vec![]; products], plain: vec![], sums: vec![None; products] }
     }
 
     /// Sums over the inner dim of values that do not involve the state.
@@ -686,22 +752,24 @@ impl Translator<'_> {
 
     /// Each step's sums with the true state (`h_in`: the state entering the lane's piece),
     /// then its epilogue (stores under the step's own guard).
-    fn step_epilogues(&mut self, ws: &WarpScan, steps: Vec<StepVals>, h_in: &[String], h_next: &[String]) {
+    fn step_epilogues(&mut self, ws: &WarpScan, steps: &mut [StepVals], h_in: &[String], h_next: &[String], finish: bool) {
         let plain_sums = self.plain_sums(ws);
         let saved_valid = self.valid.clone();
-        for (i, st) in steps.into_iter().enumerate() {
-            self.seqvec.as_mut().expect("set").i = i;
-            self.set_l(Some(st.l.clone()));
-            self.scalars = st.scalars;
+        for (i, st) in steps.iter_mut().enumerate() {
+            if finish {
+                self.seqvec.as_mut().expect("set").i = i;
+                self.set_l(Some(st.l.clone()));
+                self.scalars = std::mem::take(&mut st.scalars);
+            }
             // the last step: x times its true state; the others: the local sum and x P times
             // the entering state
-            let (states, local) = if ws.narrow && i == PER_LANE - 1 { (h_next, None) } else { (h_in, Some(&st.local)) };
+            let (states, local) = if ws.narrow && i == ws.per_lane - 1 { (h_next, None) } else { (h_in, Some(&st.local)) };
             for (j, &(_, _, sum)) in ws.products.iter().enumerate() {
                 // from the local sum, one chain (16-bit inputs: the lane's steps are independent
                 // chains) or two joined at the end (a float reassociation either way)
                 let chains = if ws.narrow { 1 } else { 2 };
                 let mut acc: Vec<Option<String>> = vec![None; chains];
-                acc[0] = local.map(|l| l[j].clone());
+                acc[0] = local.map(|l| l[j].clone()).or_else(|| st.sums[j].clone());
                 for (c, (xp, hin)) in st.xp[j].iter().zip(states).enumerate() {
                     let d = self.w.f();
                     match &acc[c % chains] {
@@ -716,7 +784,13 @@ impl Translator<'_> {
                     self.w.ins(format!("add.f32 {d}, {total}, {b}"));
                     total = d;
                 }
-                self.scalars.insert(sum, total);
+                st.sums[j] = Some(total.clone());
+                if finish {
+                    self.scalars.insert(sum, total);
+                }
+            }
+            if !finish {
+                continue;
             }
             for (j, &s) in plain_sums.iter().enumerate() {
                 self.scalars.insert(s, st.plain[j].clone());
