@@ -497,7 +497,7 @@ impl Translator<'_> {
         let mut last_h = vec![];
         for pass in 0..ws.passes {
             if pass > 0 {
-                pieces = self.lane_pieces(&ws, &first, &saved, whole, None, pass_states(pass), pieces.steps);
+                pieces = self.lane_pieces(&ws, &first, &saved, whole, early.map(|sh| (sh, partial)), pass_states(pass), pieces.steps);
             }
             let (h_in, h_next) = match &shared {
                 Some(sh) => {
