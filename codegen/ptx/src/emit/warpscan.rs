@@ -491,9 +491,10 @@ impl Translator<'_> {
             }
         }
 
-        // combine the lanes' pieces: through shared memory (one lane per state walks the pieces
-        // in order), or, for more states than lanes, with shuffles
-        // the states entering the lane's piece and leaving it (the next piece's entering)
+        // per pass, combine the lanes' pieces: through shared memory (one lane per state walks
+        // the pieces in order), or, for more states than lanes, with shuffles; from the states
+        // entering the lane's piece and leaving it (the next piece's entering), the pass's part
+        // of each step's sums (the last pass: the steps' epilogues)
         let mut last_h = vec![];
         for pass in 0..ws.passes {
             if pass > 0 {
@@ -750,8 +751,9 @@ impl Translator<'_> {
         (h_in, last_h)
     }
 
-    /// Each step's sums with the true state (`h_in`: the state entering the lane's piece),
-    /// then its epilogue (stores under the step's own guard).
+    /// Each step's sums with the true state (`h_in`: the state entering the lane's piece) over
+    /// this pass's states, added to the earlier passes'; with `finish` (the last pass), then the
+    /// step's epilogue (stores under the step's own guard).
     fn step_epilogues(&mut self, ws: &WarpScan, steps: &mut [StepVals], h_in: &[String], h_next: &[String], finish: bool) {
         let plain_sums = self.plain_sums(ws);
         let saved_valid = self.valid.clone();
