@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, Tolerance, EXAMPLES, TWO_READOUTS};
+use common::{assert_agree, dims, example, Tolerance, EXAMPLES, TWO_READOUTS, TWO_READOUTS_PRODUCTS_ONLY};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
@@ -143,6 +143,24 @@ fn the_warp_scan_reads_out_a_state_twice() {
     let Some(compiled) = compile(&layer, Fusion::On) else { return };
     let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
     check(&layer, &compiled, &[(2, 3, 256, 16), (1, 2, 301, 16), (1, 2, 300, 40)], &[DType::F32, DType::BF16], 9, "two readouts warpscan");
+}
+
+#[test]
+fn the_warp_scan_takes_16_bit_states_in_two_passes() {
+    // whole blocks of 256 steps with 16-bit inputs: 8 steps a lane, the states in two passes
+    // (4, 5, 7, 8 and 16 a pass), the steps' sums carried from the first into the second; with
+    // an initial and final state, and two readouts of the state
+    for name in ["mamba1.ssm", "mamba1_step.ssm"] {
+        let layer = example(name);
+        let Some(compiled) = compile(&layer, Fusion::On) else { return };
+        let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+        let shapes = [(2, 4, 256, 8), (1, 4, 512, 10), (1, 8, 256, 14), (2, 4, 512, 16), (1, 4, 768, 32)];
+        check(&layer, &compiled, &shapes, &[DType::BF16, DType::F16], 13, &format!("{name} warpscan two passes"));
+    }
+    let layer = Layer::parse(TWO_READOUTS_PRODUCTS_ONLY).unwrap();
+    let Some(compiled) = compile(&layer, Fusion::On) else { return };
+    let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+    check(&layer, &compiled, &[(2, 4, 512, 16), (1, 4, 256, 10)], &[DType::BF16], 14, "two products warpscan two passes");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
 mod common;
-use common::{example, EXAMPLES, TWO_READOUTS};
+use common::{example, EXAMPLES, TWO_READOUTS, TWO_READOUTS_PRODUCTS_ONLY};
 use ssmc::ir::DType;
 use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
@@ -270,7 +270,21 @@ fn the_warp_scan_takes_16_bit_states_in_two_passes_of_8_steps_a_lane() {
     // the output: two 16-byte stores of a lane's 8 steps
     assert_eq!(ptx.matches("st.global.v4.f32").count(), 2);
     ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two passes: {log}"));
-    // blocks of 128 only, f32 inputs, or fewer than 8 states: one pass of 4 steps a lane
+    // 8 to 32 states, an even count, and two readouts of the state (without a plain sum)
+    for state in [8, 10, 14, 32] {
+        let mut d = sizes(1, 64, 512);
+        d.insert("state".into(), state);
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, DType::F16, GpuSchedule::WARP_SCAN).unwrap();
+        assert_eq!(ptx.matches("setp.lt.and.u32").count(), 2, "{state}");
+        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two passes, {state} states: {log}"));
+    }
+    let two = ssmc::Layer::parse(TWO_READOUTS_PRODUCTS_ONLY).unwrap();
+    let ptx = ssmc::gpu::ptx(&two, Fusion::On, &sizes(1, 8, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
+    assert_eq!(ptx.matches("setp.lt.and.u32").count(), 2);
+    ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two products, two passes: {log}"));
+    // blocks of 128 only, f32 inputs, fewer than 8 states or a plain sum: one pass of 4 steps
+    let plain = ssmc::gpu::ptx(&ssmc::Layer::parse(TWO_READOUTS).unwrap(), Fusion::On, &sizes(1, 8, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
+    assert!(!plain.contains("setp.lt.and.u32"));
     for (len, dtype, state) in [(384, DType::BF16, 16), (512, DType::F32, 16), (512, DType::BF16, 4)] {
         let mut d = sizes(1, 64, len);
         d.insert("state".into(), state);

@@ -39,8 +39,8 @@ pub struct GpuSchedule {
     /// Tiles: issue each tile's loads before the previous tile's steps.
     pub prefetch: bool,
     /// A warp per row, its lanes over seq: each lane scans a few consecutive steps, the lanes'
-    /// pieces combine in one pass (see [`emit::warp_scannable`]); kernels that do not qualify
-    /// run one thread per row.
+    /// pieces combine in one pass over the block (or, with 16-bit inputs, one per half of the
+    /// states; see [`emit::warp_scannable`]); kernels that do not qualify run one thread per row.
     pub warp_scan: bool,
 }
 

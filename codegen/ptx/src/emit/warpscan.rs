@@ -1,5 +1,6 @@
-//! The warp scan: one warp per row, its lanes over seq. Each block of `32 * PER_LANE` steps gives
-//! lane `j` the `PER_LANE` consecutive steps from `t + j * PER_LANE`. A lane walks its steps from
+//! The warp scan: one warp per row, its lanes over seq. Each block of `32 * p` steps gives lane
+//! `j` the `p` consecutive steps from `t + j * p` (`p`: [`PER_LANE`], or twice that in two
+//! passes). A lane walks its steps from
 //! a zero state, keeping the decay product `P` and state `h` of its piece for every inner index;
 //! the lanes then combine their pieces with the associative operator `(a1,b1) o (a2,b2) =
 //! (a1 a2, a2 b1 + b2)`: through shared memory, where lane `c` walks state `c` through the 32
@@ -102,7 +103,7 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     // two passes of 8 steps a lane: whole blocks of 16-bit inputs, an even count of 8 to 32
     // states summed only against something
     let plain = k.steps.iter().enumerate().any(|(v, (_, st))| matches!(st, Step::Sum(_)) && !products.iter().any(|&(_, _, s)| s == v));
-    let two = narrow && n.is_multiple_of(2) && (8..=32).contains(&n) && !plain && extent.is_multiple_of(64 * PER_LANE);
+    let two = narrow && n.is_multiple_of(2) && (8..=32).contains(&n) && !plain && extent.is_multiple_of(32 * 2 * PER_LANE);
     let (per_lane, passes) = if two { (2 * PER_LANE, 2) } else { (PER_LANE, 1) };
     Some(WarpScan { scan, products, narrow, state_major: !narrow, per_lane, passes })
 }
@@ -190,8 +191,8 @@ impl Translator<'_> {
         self.warp.as_ref().map_or(PER_LANE, |w| w.per_lane)
     }
 
-    /// Whether `a` moves as one vector of `PER_LANE` steps: contiguous in seq, every other
-    /// stride a multiple of `PER_LANE` elements (with device buffers at least 256-byte aligned,
+    /// Whether `a` moves as one vector of a lane's steps ([`Self::per_lane`]): contiguous in
+    /// seq, every other stride a multiple of that many elements (with device buffers at least 256-byte aligned,
     /// each vector is then aligned to its size), 32- or 16-bit.
     pub(super) fn seq_vector_ok(&self, a: &Access) -> bool {
         let extent = self.k.seq.map_or(1, |s| s.0);
@@ -221,8 +222,9 @@ impl Translator<'_> {
         addr
     }
 
-    /// One lane's vector of `a` (at inner index `at`) from step `base`, as stored: `PER_LANE`
-    /// f32 registers, or 16-bit values in pairs per b32 register; into `into` when given.
+    /// One lane's vector of `a` (at inner index `at`) from step `base`, as stored: an f32
+    /// register per step, or 16-bit values in pairs per b32 register (16 bytes a load); into
+    /// `into` when given.
     pub(super) fn vector_raw(&mut self, a: &Access, at: &Inner, base: &str, into: Option<&[String]>) -> Vec<String> {
         let addr = self.vector_addr(a, at, base);
         let pl = self.per_lane();
@@ -721,6 +723,7 @@ impl Translator<'_> {
     /// rotation (`prev`: the lane before) handing each lane its entering state and lane 0 the
     /// next carry. Returns the entering states and each lane's inclusive state.
     fn shuffle_combine(&mut self, ws: &WarpScan, prod: &[String], hl: &[String], lane0: &str, prev: &str) -> (Vec<String>, Vec<String>) {
+        debug_assert_eq!(ws.passes, 1, "two passes take at most 32 states: the shared-memory combine");
         let (mut h_in, mut last_h) = (vec![], vec![]);
         for (c, (pc, hc)) in prod.iter().zip(hl).enumerate() {
             let carry = self.states[&(ws.scan, c)].clone();
