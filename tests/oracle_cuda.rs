@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, Tolerance, EXAMPLES, TWO_READOUTS, TWO_READOUTS_PRODUCTS_ONLY};
+use common::{assert_agree, dims, example, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
@@ -157,7 +157,7 @@ fn the_warp_scan_takes_16_bit_states_in_two_passes() {
         let shapes = [(2, 4, 256, 8), (1, 4, 512, 10), (1, 8, 256, 14), (2, 4, 512, 16), (1, 4, 768, 32)];
         check(&layer, &compiled, &shapes, &[DType::BF16, DType::F16], 13, &format!("{name} warpscan two passes"));
     }
-    let layer = Layer::parse(TWO_READOUTS_PRODUCTS_ONLY).unwrap();
+    let layer = Layer::parse(&two_readouts_products_only()).unwrap();
     let Some(compiled) = compile(&layer, Fusion::On) else { return };
     let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
     check(&layer, &compiled, &[(2, 4, 512, 16), (1, 4, 256, 10)], &[DType::BF16], 14, "two products warpscan two passes");

@@ -3,7 +3,7 @@
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
 mod common;
-use common::{example, EXAMPLES, TWO_READOUTS, TWO_READOUTS_PRODUCTS_ONLY};
+use common::{example, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
@@ -278,7 +278,7 @@ fn the_warp_scan_takes_16_bit_states_in_two_passes_of_8_steps_a_lane() {
         assert_eq!(ptx.matches("setp.lt.and.u32").count(), 2, "{state}");
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two passes, {state} states: {log}"));
     }
-    let two = ssmc::Layer::parse(TWO_READOUTS_PRODUCTS_ONLY).unwrap();
+    let two = ssmc::Layer::parse(&two_readouts_products_only()).unwrap();
     let ptx = ssmc::gpu::ptx(&two, Fusion::On, &sizes(1, 8, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
     assert_eq!(ptx.matches("setp.lt.and.u32").count(), 2);
     ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two products, two passes: {log}"));
