@@ -28,6 +28,10 @@ fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
     }
 }
 
+/// The fused plan of `layer` under the warp scan, or `None` as [`compile`] says.
+fn warp_scan(layer: &Layer) -> Option<ssmc::CompiledLayer> {
+    compile(layer, Fusion::On).map(|c| c.with_gpu_schedule(GpuSchedule::WARP_SCAN))
+}
 
 /// ex2.approx and lg2.approx: about 2^-22 relative each.
 const TOL: Tolerance = Tolerance { rtol: 1e-3, atol: 1e-4, f32_overflow: false };
@@ -91,8 +95,7 @@ fn the_warp_scan_carries_states_across_blocks() {
     // block; with an initial state in and the last state out (mamba1_step), and without
     for name in ["mamba1_step.ssm", "mamba1.ssm", "s4d.ssm"] {
         let layer = example(name);
-        let Some(compiled) = compile(&layer, Fusion::On) else { return };
-        let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+        let Some(compiled) = warp_scan(&layer) else { return };
         // state 40: more states than lanes, combined with shuffles instead of shared memory
         let shapes = [(2, 3, 64, 16), (1, 2, 128, 16), (2, 3, 512, 16), (1, 2, 516, 16), (1, 2, 1001, 4), (2, 1, 4096, 16), (1, 2, 300, 40), (1, 2, 512, 40)];
         check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 8, &format!("{name} warpscan"));
@@ -140,8 +143,7 @@ fn a_long_state_loops_in_local_memory_on_the_gpu() {
 #[test]
 fn the_warp_scan_reads_out_a_state_twice() {
     let layer = Layer::parse(TWO_READOUTS).unwrap();
-    let Some(compiled) = compile(&layer, Fusion::On) else { return };
-    let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+    let Some(compiled) = warp_scan(&layer) else { return };
     check(&layer, &compiled, &[(2, 3, 256, 16), (1, 2, 301, 16), (1, 2, 300, 40)], &[DType::F32, DType::BF16], 9, "two readouts warpscan");
 }
 
@@ -152,14 +154,12 @@ fn the_warp_scan_takes_16_bit_states_in_two_passes() {
     // an initial and final state, and two readouts of the state
     for name in ["mamba1.ssm", "mamba1_step.ssm"] {
         let layer = example(name);
-        let Some(compiled) = compile(&layer, Fusion::On) else { return };
-        let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+        let Some(compiled) = warp_scan(&layer) else { return };
         let shapes = [(2, 4, 256, 8), (1, 4, 512, 10), (1, 8, 256, 14), (2, 4, 512, 16), (1, 4, 768, 32)];
         check(&layer, &compiled, &shapes, &[DType::BF16, DType::F16], 13, &format!("{name} warpscan two passes"));
     }
     let layer = Layer::parse(&two_readouts_products_only()).unwrap();
-    let Some(compiled) = compile(&layer, Fusion::On) else { return };
-    let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+    let Some(compiled) = warp_scan(&layer) else { return };
     check(&layer, &compiled, &[(2, 4, 512, 16), (1, 4, 256, 10)], &[DType::BF16], 14, "two products warpscan two passes");
 }
 
@@ -185,8 +185,7 @@ fn the_warp_scan_reads_16_bit_vectors_of_steps() {
     // steps, state counts below a warp's 4 rows (5, 3, 1), and an initial and final state
     for name in ["mamba1.ssm", "mamba1_step.ssm"] {
         let layer = example(name);
-        let Some(compiled) = compile(&layer, Fusion::On) else { return };
-        let compiled = compiled.with_gpu_schedule(GpuSchedule::WARP_SCAN);
+        let Some(compiled) = warp_scan(&layer) else { return };
         let shapes = [(2, 8, 256, 16), (1, 4, 1000, 16), (2, 12, 132, 5), (3, 4, 64, 3), (1, 8, 200, 1), (1, 16, 4096, 16)];
         check(&layer, &compiled, &shapes, &[DType::BF16, DType::F16], 11, &format!("{name} warpscan 16-bit"));
     }

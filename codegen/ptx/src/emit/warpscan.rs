@@ -120,6 +120,15 @@ fn region_bytes(n: usize) -> usize {
     n * ROW
 }
 
+/// A vector of 32-bit registers at `addr` in parts of at most 16 bytes (what one `ld` or `st`
+/// moves): each part's address, register count and register list.
+fn parts_of_16_bytes(addr: &str, regs: &[String]) -> Vec<(String, usize, String)> {
+    regs.chunks(4)
+        .enumerate()
+        .map(|(q, part)| (if q == 0 { addr.to_string() } else { format!("{addr}+{}", 16 * q) }, part.len(), part.join(", ")))
+        .collect()
+}
+
 /// Registers of the shared-memory combine.
 struct Shared {
     lane32: String,
@@ -237,10 +246,8 @@ impl Translator<'_> {
             None => (0..n).map(|_| if f32 { self.w.f() } else { self.w.r() }).collect(),
         };
         let ty = if f32 { "f32" } else { "b32" };
-        // 16 bytes a load at most
-        for (q, part) in regs.chunks(4).enumerate() {
-            let at = if q == 0 { addr.clone() } else { format!("{addr}+{}", 16 * q) };
-            self.w.ins(format!("ld.global.nc.v{}.{ty} {{{}}}, [{at}]", part.len(), part.join(", ")));
+        for (at, width, part) in parts_of_16_bytes(&addr, &regs) {
+            self.w.ins(format!("ld.global.nc.v{width}.{ty} {{{part}}}, [{at}]"));
         }
         regs
     }
@@ -311,20 +318,19 @@ impl Translator<'_> {
     /// `guard`); false where `a` does not vectorize.
     pub(super) fn seq_vec_store(&mut self, a: &Access, at: &Inner, val: &str, guard: &str) -> bool {
         let inner_only = self.seqvec.as_ref().is_some_and(|sv| sv.inner_only);
+        let pl = self.per_lane();
         if inner_only || !matches!(at, Inner::None) || !self.seq_vector(a) || a.inner != 0 || self.k.buffers[a.buffer].dtype != DType::F32 {
             return false;
         }
         let sv = self.seqvec.as_mut().expect("checked");
         let vals = sv.stores.entry(a.clone()).or_default();
         vals.push(val.to_string());
-        if vals.len() == self.warp.as_ref().map_or(PER_LANE, |w| w.per_lane) {
-            let sv = self.seqvec.as_mut().expect("checked");
+        if vals.len() == pl {
             let vals = sv.stores.remove(a).expect("present");
             let base = sv.base.clone();
             let addr = self.vector_addr(a, &Inner::None, &base);
-            for (q, part) in vals.chunks(4).enumerate() {
-                let at = if q == 0 { addr.clone() } else { format!("{addr}+{}", 16 * q) };
-                self.w.ins(format!("{guard}st.global.v{}.f32 [{at}], {{{}}}", part.len(), part.join(", ")));
+            for (at, width, part) in parts_of_16_bytes(&addr, &vals) {
+                self.w.ins(format!("{guard}st.global.v{width}.f32 [{at}], {{{part}}}"));
             }
         }
         true
