@@ -306,3 +306,21 @@ fn the_warp_scan_takes_two_readouts_and_a_plain_sum() {
     assert!(ptx.matches("fma.rn.f32").count() >= 4 * 2 * 15);
     ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("two readouts: {log}"));
 }
+
+#[test]
+fn the_warp_scan_addresses_steps_from_the_parameters_and_spills_nothing_for_mamba() {
+    let Some(ptxas) = ptxas() else { return };
+    let layer = example("mamba1.ssm");
+    for dtype in [DType::F32, DType::BF16] {
+        let mut d = sizes(1, 1536, 2048);
+        d.insert("state".into(), 16);
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, dtype, GpuSchedule::WARP_SCAN).unwrap();
+        // a step's address: a 32-bit element offset into the buffer's parameter, per block
+        // (u, delta, z, B, C, out), besides the prologue's loads of the first block
+        assert!(ptx.matches("mad.wide.u32").count() >= 6, "{dtype}");
+        let reports = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{dtype}: {log}"));
+        for k in reports {
+            assert_eq!(k.spill_stores, 0, "{dtype} {}: {} registers", k.name, k.registers);
+        }
+    }
+}

@@ -99,6 +99,7 @@ pub(crate) fn translate(
         warp,
         seqvec: None,
         ahead: HashMap::new(),
+        row_offsets: HashMap::new(),
     };
     t.body(tile_plan);
     let mut s = format!(".visible .entry {name}(\n");
@@ -162,6 +163,9 @@ struct Translator<'a> {
     seqvec: Option<warpscan::SeqVec>,
     /// Lane blocks: seq-level loads of this lane's step, loaded a block ahead (as stored).
     ahead: HashMap<ssmc_kernel::Access, String>,
+    /// 32-bit element offsets of rows by row strides, where the addresses of seq steps start
+    /// from the buffers' parameters (the warp scan: [`Self::set_row_offsets`]).
+    row_offsets: HashMap<Vec<usize>, String>,
 }
 
 /// A thread's place in its row's lane group.

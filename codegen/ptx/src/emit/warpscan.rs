@@ -48,9 +48,10 @@ pub struct WarpScan {
     pub narrow: bool,
     /// A lane's piece is emitted state by state (each state through the lane's steps, its
     /// `(P, h)` stored for the combine as soon as it is complete) instead of step by step
-    /// (every state at each step). With f32 inputs ptxas then spills 48 bytes at [`MAX_REGS`]
-    /// instead of 88, and the H200 ran the kernel 6 to 9% faster; with 16-bit inputs it was 2
-    /// to 4% slower (session 16), so those keep the step-by-step order.
+    /// (every state at each step). With f32 inputs ptxas then spilled 48 bytes at [`MAX_REGS`]
+    /// instead of 88 (before the rows' 32-bit offsets; none now), and the H200 ran the kernel
+    /// 6 to 9% faster; with 16-bit inputs it was 2 to 4% slower (session 16), so those keep the
+    /// step-by-step order.
     pub state_major: bool,
     /// Consecutive steps per lane: [`PER_LANE`], or twice that in two passes.
     pub per_lane: usize,
@@ -60,7 +61,8 @@ pub struct WarpScan {
     /// the states per pass, over twice the steps. Where every seq-indexed input is 16-bit, the
     /// block whole and the states 8 to 32, an even count, summed only against something (the
     /// H200, bf16: 1.6% faster at (1, 1536, 2048, 16), 2.9% at (8, 1536, 2048, 16); ptxas
-    /// spills 48 bytes at [`MAX_REGS`]. With f32 vectors of 8 steps the registers run out).
+    /// spilled 48 bytes at [`MAX_REGS`], none since the rows' 32-bit offsets. With f32 vectors
+    /// of 8 steps the registers run out).
     pub passes: usize,
 }
 
@@ -450,6 +452,7 @@ impl Translator<'_> {
         self.w.ins(format!("add.u32 {prev}, {lane32}, 31"));
         self.w.ins(format!("and.b32 {prev}, {prev}, 31"));
         let shared = (n <= 32).then(|| self.shared_setup(&ws, &tid, &lane32));
+        self.set_row_offsets();
 
         // the seq-level vectors (a row's own inputs, streamed from memory) are loaded a block
         // ahead; the first block's here
