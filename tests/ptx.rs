@@ -79,6 +79,11 @@ fn emitted_ptx_is_deterministic() {
     }
 }
 
+/// Global loads of `ty` (`v4.f32`, ...) in `ptx`, with or without a cache hint.
+fn loads(ptx: &str, ty: &str) -> usize {
+    ptx.lines().filter(|l| l.contains("ld.global.nc.") && l.contains(&format!(".{ty} "))).count()
+}
+
 fn sizes(b: usize, d: usize, l: usize) -> BTreeMap<String, usize> {
     [("batch", b), ("dim", d), ("len", l), ("state", 16)].into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -216,7 +221,7 @@ fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
             // whole vectors of a lane's steps where the length allows: 16 B and 16 C, and u,
             // delta and z loaded a block ahead (before the loop, and in it for the next block);
             // and f32 A, 4 states a vector, outside the loop
-            let vectors = ptx.matches("ld.global.nc.v4.f32").count() + ptx.matches("ld.global.nc.v2.b32").count();
+            let vectors = loads(&ptx, "v4.f32") + loads(&ptx, "v2.b32");
             let whole = len % per_lane == 0 && dtype != DType::F64;
             let a = if dtype == DType::F32 { 16 / 4 } else { 0 };
             assert_eq!(vectors, a + if whole { 2 * 3 + 2 * 16 } else { 0 }, "len {len} {dtype}");
@@ -263,8 +268,8 @@ fn the_warp_scan_takes_16_bit_states_in_two_passes_of_8_steps_a_lane() {
     // whole blocks of 256 steps: 8 steps a lane (one 16-byte vector of u, delta, z and of each
     // state's B and C), the 16 states in two passes, each walked by its own 8 lanes
     let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
-    assert_eq!(ptx.matches("ld.global.nc.v2.b32").count(), 0);
-    assert_eq!(ptx.matches("ld.global.nc.v4.b32").count(), 3 + 3 + 2 * 16);
+    assert_eq!(loads(&ptx, "v2.b32"), 0);
+    assert_eq!(loads(&ptx, "v4.b32"), 3 + 3 + 2 * 16);
     assert_eq!(ptx.matches("$L_wscan_walk").count(), 2 * 2);
     assert_eq!(ptx.matches("setp.lt.and.u32").count(), 2);
     // the output: two 16-byte stores of a lane's 8 steps
@@ -322,5 +327,23 @@ fn the_warp_scan_addresses_steps_from_the_parameters_and_spills_nothing_for_mamb
         for k in reports {
             assert_eq!(k.spill_stores, 0, "{dtype} {}: {} registers", k.name, k.registers);
         }
+    }
+}
+
+#[test]
+fn the_warp_scan_reads_a_rows_own_inputs_past_l1_and_shared_ones_through_it() {
+    let layer = example("mamba1.ssm");
+    for dtype in [DType::F32, DType::BF16] {
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 512), dtype, GpuSchedule::WARP_SCAN).unwrap();
+        let vectors: Vec<&str> = ptx.lines().filter(|l| l.contains("ld.global.nc.") && l.contains(".v4.")).collect();
+        // u, delta and z (a row's own): the first block's and the next block's vectors
+        let own = vectors.iter().filter(|l| l.contains("ld.global.nc.L1::no_allocate.v4")).count();
+        assert_eq!(own, 2 * 3, "{dtype}: {own} of {} vector loads skip L1", vectors.len());
+        // B and C (every row of a batch reads them): one vector a state, through L1
+        assert!(vectors.len() - own >= 2 * 16, "{dtype}");
+    }
+    if let Some(ptxas) = ptxas() {
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
+        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{log}"));
     }
 }
