@@ -85,8 +85,9 @@ fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], sched: GpuSchedu
 
 /// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. The schedules
 /// that apply (one thread per row, reading in place; the same with tiles staged through shared
-/// memory; tiles with the scan cut into chunks; lanes over the inner dim) are each timed on
-/// these inputs, and the fastest is kept (the autotuner); the choice is cached with the code.
+/// memory; tiles with the scan cut into chunks, at the default chunk count and at half and
+/// twice it; lanes over the inner dim; a warp per row) are each timed on these inputs, and the
+/// fastest is kept (the autotuner); the choice is cached with the code.
 /// `force` skips the tuning.
 pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<GpuSchedule>) -> Result<GpuCode, Error> {
     let mut plan = plan.clone();
@@ -98,7 +99,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     }
     let mut variants = vec![load_with(gpu, &plan, sizes, GpuSchedule::ROWS)?];
     let (kirs, kernel) = (&variants[0].kirs, variants[0].schedule);
-    let more: Vec<GpuSchedule> = [
+    let mut more: Vec<GpuSchedule> = [
         (GpuSchedule::TILED, kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &GpuSchedule::TILED))),
         (GpuSchedule::CHUNKED, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some())),
         (GpuSchedule::CHUNKED_LEAN, kirs.iter().any(|k| ssmc_ptx::chunked::chunkable(k, &kernel).is_some() && ssmc_ptx::emit::tiled(k, &GpuSchedule::CHUNKED_LEAN))),
@@ -108,6 +109,17 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     .chain([(GpuSchedule::WARP_SCAN, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some()))])
     .filter_map(|(s, applies)| applies.then_some(s))
     .collect();
+    // the chunked schedules also at half and twice the default chunk count (the default fills
+    // an H200; another GPU, or another shape, may want more or fewer)
+    let default_chunks = kirs.iter().find_map(|k| {
+        let (extent, _) = k.seq?;
+        ssmc_ptx::chunked::chunkable(k, &kernel).map(|_| (ssmc_ptx::module::chunks_for(k.row_count(), extent), extent))
+    });
+    if let Some((k, extent)) = default_chunks {
+        let counts: Vec<usize> = [k / 2, 2 * k].into_iter().filter(|&c| c > 1 && ssmc_ptx::module::chunks_within(c, extent) == c && c != k).collect();
+        let chunked: Vec<GpuSchedule> = more.iter().filter(|s| s.chunked).copied().collect();
+        more.extend(chunked.iter().flat_map(|s| counts.iter().map(move |&c| GpuSchedule { chunks: c, ..*s })));
+    }
     for s in more {
         variants.push(load_with(gpu, &plan, sizes, s)?);
     }

@@ -626,6 +626,9 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&["compile", spec, "--warp-scan", "--chunked"], 2, &["--warp-scan", "--chunked"]);
     fails(&["compile", spec, "--lanes", "3"], 1, &["lane width 3", "1, 2, 4, 8 or 16"]);
     fails(&["compile", spec, "--lanes", "0"], 1, &["--lanes 0", "1, 2, 4, 8 or 16"]);
+    fails(&["compile", spec, "--chunked", "--chunks", "12"], 1, &["--chunks 12", "power of two from 2 to 256"]);
+    fails(&["compile", spec, "--chunked", "--chunks", "512"], 1, &["--chunks 512"]);
+    fails(&["compile", spec, "--chunks", "8"], 2, &["--chunked"]);
 }
 
 #[test]

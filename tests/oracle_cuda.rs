@@ -66,6 +66,21 @@ fn every_example_matches_the_oracle_on_the_gpu() {
 }
 
 #[test]
+fn chunk_counts_the_autotuner_tries_match_the_oracle() {
+    // the autotuner times the chunked schedules at half and twice their default count too
+    let layer = example("mamba1.ssm");
+    for base in [GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
+        for chunks in [2, 8, 32] {
+            let Some(compiled) = compile(&layer, Fusion::On) else { return };
+            let schedule = GpuSchedule { chunks, ..base };
+            let compiled = compiled.with_gpu_schedule(schedule);
+            // 100 steps hold any count to 2 chunks (at least 32 steps a chunk)
+            check(&layer, &compiled, &[(2, 64, 1024, 16), (1, 37, 100, 16)], &[DType::F32, DType::BF16], 17, &schedule.to_string());
+        }
+    }
+}
+
+#[test]
 fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
     for name in ["mamba1.ssm", "reverse.ssm"] {
         let layer = example(name);

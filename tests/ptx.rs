@@ -347,3 +347,30 @@ fn the_warp_scan_reads_a_rows_own_inputs_past_l1_and_shared_ones_through_it() {
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{log}"));
     }
 }
+
+#[test]
+fn chunked_scans_take_the_chunk_count_asked_for_held_to_32_steps_a_chunk() {
+    let layer = example("mamba1.ssm");
+    let chunks_of = |len: usize, schedule: GpuSchedule| -> usize {
+        let kirs = ssmc::gpu::lower_for_gpu(&layer, Fusion::On, &sizes(1, 64, len), DType::F32, 0).unwrap();
+        let m = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90);
+        m.launches.iter().find_map(|l| match l {
+            ssmc_ptx::Launch::Chunked { chunks, .. } => Some(*chunks),
+            _ => None,
+        })
+        .unwrap_or(1)
+    };
+    // the default fills an H200: 64 rows want 1024 chunks and more, held to 2048 / 32
+    assert_eq!(chunks_of(2048, GpuSchedule::CHUNKED), 64);
+    for k in [2, 8, 32, 64] {
+        assert_eq!(chunks_of(2048, GpuSchedule { chunks: k, ..GpuSchedule::CHUNKED }), k);
+        assert_eq!(chunks_of(2048, GpuSchedule { chunks: k, ..GpuSchedule::CHUNKED_LEAN }), k);
+    }
+    assert_eq!(chunks_of(2048, GpuSchedule { chunks: 256, ..GpuSchedule::CHUNKED }), 64);
+    assert_eq!(chunks_of(100, GpuSchedule { chunks: 8, ..GpuSchedule::CHUNKED }), 2);
+    let Some(ptxas) = ptxas() else { return };
+    for dtype in [DType::F32, DType::BF16] {
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 2048), dtype, GpuSchedule { chunks: 8, ..GpuSchedule::CHUNKED }).unwrap();
+        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("8 chunks, {dtype}: {log}"));
+    }
+}

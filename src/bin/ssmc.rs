@@ -47,6 +47,10 @@ enum Command {
         /// Cut scans along the seq dim into chunks combined by a parallel pass (another).
         #[arg(long, conflicts_with = "lanes")]
         chunked: bool,
+        /// With --chunked: this many chunks a scan (a power of two from 2 to 256, held to at
+        /// least 32 steps a chunk) instead of enough to fill an H200.
+        #[arg(long, value_name = "K", requires = "chunked")]
+        chunks: Option<usize>,
         /// Steps per shared-memory tile (0, 1, 2, 4, 8, 16 or 32; 0 reads global memory in place).
         #[arg(long, default_value_t = ssmc::GpuSchedule::TILED.tile)]
         tile: usize,
@@ -263,13 +267,17 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, tile, no_prefetch, warp_scan } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
             if lanes == Some(0) {
                 return Err(ssmc::ir::IrError::new("--lanes 0: the width must be 1, 2, 4, 8 or 16").into());
             }
-            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, tile, prefetch: !no_prefetch, warp_scan };
+            if let Some(k) = chunks.filter(|k| !(2..=256).contains(k) || !k.is_power_of_two()) {
+                return Err(ssmc::ir::IrError::new(format!("--chunks {k}: the count must be a power of two from 2 to 256")).into());
+            }
+            let chunks = chunks.unwrap_or(0);
+            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, chunks, tile, prefetch: !no_prefetch, warp_scan };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

@@ -34,6 +34,10 @@ pub struct GpuSchedule {
     pub lane_width: usize,
     /// Scans cut into chunks along seq (summary, combine and main passes).
     pub chunked: bool,
+    /// Chunks per scan where `chunked`: 0 for [`module::chunks_for`]'s count (enough threads
+    /// to fill an H200), else this many (a power of two, held to at least 32 steps a chunk and
+    /// at most 256 chunks). The autotuner also times half and twice the default.
+    pub chunks: usize,
     /// Steps per shared-memory tile (0: every access straight from global memory).
     pub tile: usize,
     /// Tiles: issue each tile's loads before the previous tile's steps.
@@ -46,26 +50,26 @@ pub struct GpuSchedule {
 
 impl GpuSchedule {
     /// One thread per row, reading global memory in place.
-    pub const ROWS: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    pub const ROWS: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
     /// One thread per row, seq-indexed accesses staged through shared memory, each tile's
     /// loads issued a tile ahead.
-    pub const TILED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: TILE, prefetch: true, warp_scan: false };
+    pub const TILED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: TILE, prefetch: true, warp_scan: false };
     /// Tiles with the scan cut into chunks.
-    pub const CHUNKED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, tile: TILE, prefetch: true, warp_scan: false };
+    pub const CHUNKED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, chunks: 0, tile: TILE, prefetch: true, warp_scan: false };
     /// Chunks and tiles without the prefetch registers: more warps fit an SM, which pays when
     /// chunks give many more warps than rows do.
-    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, tile: TILE, prefetch: false, warp_scan: false };
+    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, chunks: 0, tile: TILE, prefetch: false, warp_scan: false };
     /// Lanes over the inner dim, one inner index each.
-    pub const LANES: GpuSchedule = GpuSchedule { lane_width: 1, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    pub const LANES: GpuSchedule = GpuSchedule { lane_width: 1, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
     /// Lanes over the inner dim, two consecutive inner indices each (8-byte loads and stores):
     /// the fastest decode step at batch 1 on the H200, in a CUDA graph 1.46 us against 1.61
     /// with one index a lane and 1.57 with four.
-    pub const LANES2: GpuSchedule = GpuSchedule { lane_width: 2, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    pub const LANES2: GpuSchedule = GpuSchedule { lane_width: 2, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
     /// Lanes over the inner dim, four consecutive inner indices each: 16-byte loads and stores
     /// that a warp's lanes coalesce (for a state of 16, a warp covers 8 rows).
-    pub const LANES4: GpuSchedule = GpuSchedule { lane_width: 4, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+    pub const LANES4: GpuSchedule = GpuSchedule { lane_width: 4, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
     /// A warp per row scanning seq in parallel, in one pass.
-    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, tile: 0, prefetch: false, warp_scan: true };
+    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: true };
 
     /// Every schedule the autotuner chooses among (each where it applies).
     pub const ALL: [GpuSchedule; 8] = [
@@ -100,8 +104,10 @@ impl std::fmt::Display for GpuSchedule {
             1 => write!(f, "lanes")?,
             w => write!(f, "lanes{w}")?,
         }
-        if self.chunked {
-            write!(f, "+chunks")?;
+        match (self.chunked, self.chunks) {
+            (false, _) => {}
+            (true, 0) => write!(f, "+chunks")?,
+            (true, k) => write!(f, "+chunks{k}")?,
         }
         if self.tile > 0 {
             write!(f, "+tiles{}", self.tile)?;
@@ -117,12 +123,14 @@ impl std::str::FromStr for GpuSchedule {
     type Err = String;
 
     /// The names [`GpuSchedule`]'s `Display` writes: `warpscan`, or `rows`, `lanes` or `lanesW`
-    /// followed by `+chunks`, `+tilesN` and `+prefetch` (after a tile) as they apply.
+    /// followed by `+chunks` (or `+chunksK`: K chunks, a power of two from 2 to 256), `+tilesN`
+    /// and `+prefetch` (after a tile) as they apply.
     ///
     /// ```
     /// use ssmc_ptx::GpuSchedule;
     /// assert_eq!("rows+chunks+tiles16+prefetch".parse(), Ok(GpuSchedule::CHUNKED));
     /// assert_eq!("lanes4".parse(), Ok(GpuSchedule::LANES4));
+    /// assert_eq!("rows+chunks16+tiles16+prefetch".parse(), Ok(GpuSchedule { chunks: 16, ..GpuSchedule::CHUNKED }));
     /// ```
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || {
@@ -139,10 +147,15 @@ impl std::str::FromStr for GpuSchedule {
             Some(l) => l.strip_prefix("lanes").and_then(|w| w.parse().ok()).filter(|&w| w > 1).ok_or_else(bad)?,
             None => return Err(bad()),
         };
-        let mut s = GpuSchedule { lane_width, chunked: false, tile: 0, prefetch: false, warp_scan: false };
+        let mut s = GpuSchedule { lane_width, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
         for part in parts {
             match part {
                 "chunks" if !s.chunked && s.tile == 0 => s.chunked = true,
+                c if c.starts_with("chunks") && !s.chunked && s.tile == 0 => {
+                    let k = c["chunks".len()..].parse::<usize>().ok().filter(|k| (2..=256).contains(k) && k.is_power_of_two());
+                    s.chunks = k.ok_or_else(bad)?;
+                    s.chunked = true;
+                }
                 "prefetch" if s.tile > 0 && !s.prefetch => s.prefetch = true,
                 t if s.tile == 0 => s.tile = t.strip_prefix("tiles").and_then(|n| n.parse().ok()).filter(|&n| n > 0).ok_or_else(bad)?,
                 _ => return Err(bad()),
@@ -197,10 +210,11 @@ mod tests {
     #[test]
     fn schedule_names_parse_back() {
         let more = [8, 16].map(|w| GpuSchedule { lane_width: w, ..GpuSchedule::LANES });
-        for s in GpuSchedule::ALL.iter().chain(&more) {
+        let chunks = [2, 16, 256].map(|k| GpuSchedule { chunks: k, ..GpuSchedule::CHUNKED_LEAN });
+        for s in GpuSchedule::ALL.iter().chain(&more).chain(&chunks) {
             assert_eq!(s.to_string().parse::<GpuSchedule>(), Ok(*s), "{s}");
         }
-        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "rows+tiles16+prefetch+prefetch"] {
+        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "rows+tiles16+prefetch+prefetch", "rows+chunks1", "rows+chunks12", "rows+chunks512", "rows+chunksx", "rows+chunks+chunks8"] {
             let e = bad.parse::<GpuSchedule>().unwrap_err();
             assert!(e.contains("unknown GPU schedule") && e.contains("lanes4"), "{bad}: {e}");
         }

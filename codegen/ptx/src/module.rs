@@ -43,6 +43,11 @@ pub struct Module {
 /// times as many chunks were timed slower at every benchmark shape.)
 pub fn chunks_for(rows: usize, extent: usize) -> usize {
     let want = (132 * 512usize).div_ceil(rows.max(1)).next_power_of_two();
+    chunks_within(want, extent)
+}
+
+/// `want` chunks held to at least 32 steps a chunk of `extent` and at most 256 (1: no chunks).
+pub fn chunks_within(want: usize, extent: usize) -> usize {
     let most = 1usize << (extent / 32).max(1).ilog2();
     want.min(most).clamp(1, 256)
 }
@@ -59,6 +64,7 @@ pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
     for (i, k) in kirs.iter().enumerate() {
         let base = entry_name(k, i);
         let chunks = match (chunked, chunkable(k, schedule), k.seq) {
+            (true, Some(_), Some((extent, _))) if gpu.chunks > 0 => chunks_within(gpu.chunks, extent),
             (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
             _ => 1,
         };
