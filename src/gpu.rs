@@ -106,7 +106,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     ]
     .into_iter()
     .chain([GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].map(|s| (s, kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &s.kernel()) > 1))))
-    .chain([(GpuSchedule::WARP_SCAN, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some()))])
+    .chain([GpuSchedule::WARP_SCAN, GpuSchedule::WARP_SCAN_STREAM].map(|s| (s, kirs.iter().any(|k| ssmc_ptx::emit::warp_scannable(k, &kernel).is_some()))))
     .filter_map(|(s, applies)| applies.then_some(s))
     .collect();
     // the chunked schedules also at half and twice the default chunk count (the default fills
@@ -176,7 +176,7 @@ impl GpuCode {
             Launch::Plain(_) | Launch::Warp(_) => None,
         });
         if self.entries.iter().any(|e| matches!(e, Launch::Warp(_))) {
-            return "warpscan".to_string();
+            return self.sched.to_string();
         }
         let lanes = self.kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &self.schedule) > 1);
         let mut s = match self.sched.lane_width {

@@ -629,6 +629,7 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&["compile", spec, "--chunked", "--chunks", "12"], 1, &["--chunks 12", "power of two from 2 to 256"]);
     fails(&["compile", spec, "--chunked", "--chunks", "512"], 1, &["--chunks 512"]);
     fails(&["compile", spec, "--chunks", "8"], 2, &["--chunked"]);
+    fails(&["compile", spec, "--stream-out"], 2, &["--warp-scan"]);
 }
 
 #[test]
@@ -636,6 +637,9 @@ fn compile_prints_the_warp_scan_when_asked() {
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
     let ptx = ok(&["compile", spec, "--target", "ptx", "--warp-scan", "--dims", "batch=1,dim=8,len=256,state=16"]);
     assert!(ptx.contains("wscan_smem") && ptx.contains(".maxnreg"), "{ptx}");
+    assert!(!ptx.contains("st.global.L1::no_allocate"));
+    let stream = ok(&["compile", spec, "--target", "ptx", "--warp-scan", "--stream-out", "--dims", "batch=1,dim=8,len=256,state=16"]);
+    assert!(stream.contains("st.global.L1::no_allocate"), "{stream}");
     let ptx = ok(&["compile", spec, "--target", "ptx", "--dims", "batch=1,dim=8,len=256,state=16"]);
     assert!(!ptx.contains("wscan"));
     // lanes over the state: 16 lanes a row, or 4 lanes of 4 states each

@@ -341,6 +341,11 @@ fn the_warp_scan_reads_a_rows_own_inputs_past_l1_and_shared_ones_through_it() {
         assert_eq!(own, 2 * 3, "{dtype}: {own} of {} vector loads skip L1", vectors.len());
         // B and C (every row of a batch reads them): one vector a state, through L1
         assert!(vectors.len() - own >= 2 * 16, "{dtype}");
+        // the output through L1, or past it under `warpscan+streamout`
+        assert!(ptx.contains("st.global.v4.f32") && !ptx.contains("st.global.L1::no_allocate"), "{dtype}");
+        let stream = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 512), dtype, GpuSchedule::WARP_SCAN_STREAM).unwrap();
+        assert!(stream.contains("st.global.L1::no_allocate.v4.f32") && !stream.contains("st.global.v4.f32"), "{dtype}");
+        assert_eq!(stream.replace("st.global.L1::no_allocate.", "st.global."), ptx, "{dtype}: only the stores differ");
     }
     if let Some(ptxas) = ptxas() {
         let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();

@@ -61,6 +61,9 @@ enum Command {
         /// that do not qualify run one thread per row.
         #[arg(long, conflicts_with_all = ["lanes", "chunked"])]
         warp_scan: bool,
+        /// With --warp-scan: store the outputs past L1 (`warpscan+streamout`, another choice).
+        #[arg(long, requires = "warp_scan")]
+        stream_out: bool,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -267,7 +270,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan, stream_out } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
             if lanes == Some(0) {
@@ -277,7 +280,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 return Err(ssmc::ir::IrError::new(format!("--chunks {k}: the count must be a power of two from 2 to 256")).into());
             }
             let chunks = chunks.unwrap_or(0);
-            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, chunks, tile, prefetch: !no_prefetch, warp_scan };
+            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, chunks, tile, prefetch: !no_prefetch, warp_scan, stream_out };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

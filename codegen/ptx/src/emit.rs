@@ -39,8 +39,8 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String
 
 /// Kernel `k` under the warp scan (one warp per row; see [`warp_scannable`]), or `None` where it
 /// does not qualify.
-pub fn entry_warp(k: &Kir, name: &str, schedule: &Schedule) -> Option<String> {
-    let ws = warp_scannable(k, schedule)?;
+pub fn entry_warp(k: &Kir, name: &str, schedule: &Schedule, stream_out: bool) -> Option<String> {
+    let ws = WarpScan { stream_out, ..warp_scannable(k, schedule)? };
     Some(translate(k, name, schedule, None, 0, Tiling { steps: 0, prefetch: false }, Some(ws)))
 }
 

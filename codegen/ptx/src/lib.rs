@@ -46,33 +46,39 @@ pub struct GpuSchedule {
     /// pieces combine in one pass over the block (or, with 16-bit inputs, one per half of the
     /// states; see [`emit::warp_scannable`]); kernels that do not qualify run one thread per row.
     pub warp_scan: bool,
+    /// With `warp_scan`: the lanes' vectors of outputs are stored past L1.
+    pub stream_out: bool,
 }
 
 impl GpuSchedule {
     /// One thread per row, reading global memory in place.
-    pub const ROWS: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
+    pub const ROWS: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false, stream_out: false };
     /// One thread per row, seq-indexed accesses staged through shared memory, each tile's
     /// loads issued a tile ahead.
-    pub const TILED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: TILE, prefetch: true, warp_scan: false };
+    pub const TILED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: TILE, prefetch: true, warp_scan: false, stream_out: false };
     /// Tiles with the scan cut into chunks.
-    pub const CHUNKED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, chunks: 0, tile: TILE, prefetch: true, warp_scan: false };
+    pub const CHUNKED: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, chunks: 0, tile: TILE, prefetch: true, warp_scan: false, stream_out: false };
     /// Chunks and tiles without the prefetch registers: more warps fit an SM, which pays when
     /// chunks give many more warps than rows do.
-    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, chunks: 0, tile: TILE, prefetch: false, warp_scan: false };
+    pub const CHUNKED_LEAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: true, chunks: 0, tile: TILE, prefetch: false, warp_scan: false, stream_out: false };
     /// Lanes over the inner dim, one inner index each.
-    pub const LANES: GpuSchedule = GpuSchedule { lane_width: 1, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
+    pub const LANES: GpuSchedule = GpuSchedule { lane_width: 1, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false, stream_out: false };
     /// Lanes over the inner dim, two consecutive inner indices each (8-byte loads and stores):
     /// the fastest decode step at batch 1 on the H200, in a CUDA graph 1.46 us against 1.61
     /// with one index a lane and 1.57 with four.
-    pub const LANES2: GpuSchedule = GpuSchedule { lane_width: 2, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
+    pub const LANES2: GpuSchedule = GpuSchedule { lane_width: 2, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false, stream_out: false };
     /// Lanes over the inner dim, four consecutive inner indices each: 16-byte loads and stores
     /// that a warp's lanes coalesce (for a state of 16, a warp covers 8 rows).
-    pub const LANES4: GpuSchedule = GpuSchedule { lane_width: 4, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
+    pub const LANES4: GpuSchedule = GpuSchedule { lane_width: 4, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false, stream_out: false };
     /// A warp per row scanning seq in parallel, in one pass.
-    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: true };
+    pub const WARP_SCAN: GpuSchedule = GpuSchedule { lane_width: 0, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: true, stream_out: false };
+    /// The warp scan with its outputs stored past L1 (`st.global.L1::no_allocate`): on the
+    /// H200 9% faster at Mamba's (1, 4096, 8192, 16), 3% slower at (1, 1536, 2048, 16), so the
+    /// autotuner decides.
+    pub const WARP_SCAN_STREAM: GpuSchedule = GpuSchedule { stream_out: true, ..GpuSchedule::WARP_SCAN };
 
     /// Every schedule the autotuner chooses among (each where it applies).
-    pub const ALL: [GpuSchedule; 8] = [
+    pub const ALL: [GpuSchedule; 9] = [
         GpuSchedule::ROWS,
         GpuSchedule::TILED,
         GpuSchedule::CHUNKED,
@@ -81,6 +87,7 @@ impl GpuSchedule {
         GpuSchedule::LANES2,
         GpuSchedule::LANES4,
         GpuSchedule::WARP_SCAN,
+        GpuSchedule::WARP_SCAN_STREAM,
     ];
 
     /// How seq loops are tiled.
@@ -97,7 +104,7 @@ impl GpuSchedule {
 impl std::fmt::Display for GpuSchedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.warp_scan {
-            return write!(f, "warpscan");
+            return write!(f, "warpscan{}", if self.stream_out { "+streamout" } else { "" });
         }
         match self.lane_width {
             0 => write!(f, "rows")?,
@@ -122,7 +129,8 @@ impl std::fmt::Display for GpuSchedule {
 impl std::str::FromStr for GpuSchedule {
     type Err = String;
 
-    /// The names [`GpuSchedule`]'s `Display` writes: `warpscan`, or `rows`, `lanes` or `lanesW`
+    /// The names [`GpuSchedule`]'s `Display` writes: `warpscan` (or `warpscan+streamout`), or
+    /// `rows`, `lanes` or `lanesW`
     /// followed by `+chunks` (or `+chunksK`: K chunks, a power of two from 2 to 256), `+tilesN`
     /// and `+prefetch` (after a tile) as they apply.
     ///
@@ -137,8 +145,10 @@ impl std::str::FromStr for GpuSchedule {
             let names: Vec<String> = GpuSchedule::ALL.iter().map(|s| s.to_string()).collect();
             format!("unknown GPU schedule `{text}` (the autotuner's: {})", names.join(", "))
         };
-        if text == "warpscan" {
-            return Ok(GpuSchedule::WARP_SCAN);
+        match text {
+            "warpscan" => return Ok(GpuSchedule::WARP_SCAN),
+            "warpscan+streamout" => return Ok(GpuSchedule::WARP_SCAN_STREAM),
+            _ => {}
         }
         let mut parts = text.split('+');
         let lane_width = match parts.next() {
@@ -147,7 +157,7 @@ impl std::str::FromStr for GpuSchedule {
             Some(l) => l.strip_prefix("lanes").and_then(|w| w.parse().ok()).filter(|&w| w > 1).ok_or_else(bad)?,
             None => return Err(bad()),
         };
-        let mut s = GpuSchedule { lane_width, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false };
+        let mut s = GpuSchedule { lane_width, chunked: false, chunks: 0, tile: 0, prefetch: false, warp_scan: false, stream_out: false };
         for part in parts {
             match part {
                 "chunks" if !s.chunked && s.tile == 0 => s.chunked = true,
@@ -214,7 +224,7 @@ mod tests {
         for s in GpuSchedule::ALL.iter().chain(&more).chain(&chunks) {
             assert_eq!(s.to_string().parse::<GpuSchedule>(), Ok(*s), "{s}");
         }
-        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "rows+tiles16+prefetch+prefetch", "rows+chunks1", "rows+chunks12", "rows+chunks512", "rows+chunksx", "rows+chunks+chunks8"] {
+        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "warpscan+streamout+streamout", "rows+streamout", "rows+tiles16+prefetch+prefetch", "rows+chunks1", "rows+chunks12", "rows+chunks512", "rows+chunksx", "rows+chunks+chunks8"] {
             let e = bad.parse::<GpuSchedule>().unwrap_err();
             assert!(e.contains("unknown GPU schedule") && e.contains("lanes4"), "{bad}: {e}");
         }

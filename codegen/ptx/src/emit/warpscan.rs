@@ -64,6 +64,9 @@ pub struct WarpScan {
     /// spilled 48 bytes at [`MAX_REGS`], none since the rows' 32-bit offsets. With f32 vectors
     /// of 8 steps the registers run out).
     pub passes: usize,
+    /// The lanes' vectors of outputs stored past L1 (`st.global.L1::no_allocate`; the
+    /// schedule's choice, [`crate::GpuSchedule::WARP_SCAN_STREAM`]).
+    pub stream_out: bool,
 }
 
 /// Whether `k` runs under the warp scan: a forward scan along seq (at least 64 steps) at the
@@ -107,7 +110,7 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     let plain = k.steps.iter().enumerate().any(|(v, (_, st))| matches!(st, Step::Sum(_)) && !products.iter().any(|&(_, _, s)| s == v));
     let two = narrow && n.is_multiple_of(2) && (8..=32).contains(&n) && !plain && extent.is_multiple_of(32 * 2 * PER_LANE);
     let (per_lane, passes) = if two { (2 * PER_LANE, 2) } else { (PER_LANE, 1) };
-    Some(WarpScan { scan, products, narrow, state_major: !narrow, per_lane, passes })
+    Some(WarpScan { scan, products, narrow, state_major: !narrow, per_lane, passes, stream_out: false })
 }
 
 /// The shared-memory combine's name for its array, and the bytes per state in a warp's region:
@@ -337,7 +340,8 @@ impl Translator<'_> {
             let base = sv.base.clone();
             let addr = self.vector_addr(a, &Inner::None, &base);
             for (at, width, part) in parts_of_16_bytes(&addr, &vals) {
-                self.w.ins(format!("{guard}st.global.v{width}.f32 [{at}], {{{part}}}"));
+                let hint = if self.warp.as_ref().is_some_and(|w| w.stream_out) { ".L1::no_allocate" } else { "" };
+                self.w.ins(format!("{guard}st.global{hint}.v{width}.f32 [{at}], {{{part}}}"));
             }
         }
         true
