@@ -116,7 +116,7 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
         ssmc_ptx::chunked::chunkable(k, &kernel).map(|_| (ssmc_ptx::module::chunks_for(k.row_count(), extent), extent))
     });
     if let Some((k, extent)) = default_chunks {
-        let counts: Vec<usize> = [k / 2, 2 * k].into_iter().filter(|&c| c > 1 && ssmc_ptx::module::chunks_within(c, extent) == c && c != k).collect();
+        let counts: Vec<usize> = [k / 2, 2 * k].into_iter().filter(|&c| c > 1 && ssmc_ptx::module::chunks_within(c, extent) == c).collect();
         let chunked: Vec<GpuSchedule> = more.iter().filter(|s| s.chunked).copied().collect();
         more.extend(chunked.iter().flat_map(|s| counts.iter().map(move |&c| GpuSchedule { chunks: c, ..*s })));
     }

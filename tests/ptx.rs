@@ -346,10 +346,11 @@ fn the_warp_scan_reads_a_rows_own_inputs_past_l1_and_shared_ones_through_it() {
         let stream = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 512), dtype, GpuSchedule::WARP_SCAN_STREAM).unwrap();
         assert!(stream.contains("st.global.L1::no_allocate.v4.f32") && !stream.contains("st.global.v4.f32"), "{dtype}");
         assert_eq!(stream.replace("st.global.L1::no_allocate.", "st.global."), ptx, "{dtype}: only the stores differ");
-    }
-    if let Some(ptxas) = ptxas() {
-        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 512), DType::BF16, GpuSchedule::WARP_SCAN).unwrap();
-        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{log}"));
+        if let Some(ptxas) = ptxas() {
+            for p in [&ptx, &stream] {
+                ssmc_ptx::ptxas::assemble(&ptxas, p, 90).unwrap_or_else(|log| panic!("{dtype}: {log}"));
+            }
+        }
     }
 }
 

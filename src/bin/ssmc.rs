@@ -276,7 +276,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             if lanes == Some(0) {
                 return Err(ssmc::ir::IrError::new("--lanes 0: the width must be 1, 2, 4, 8 or 16").into());
             }
-            if let Some(k) = chunks.filter(|k| !(2..=256).contains(k) || !k.is_power_of_two()) {
+            if let Some(k) = chunks.filter(|&k| !ssmc::GpuSchedule::chunks_ok(k)) {
                 return Err(ssmc::ir::IrError::new(format!("--chunks {k}: the count must be a power of two from 2 to 256")).into());
             }
             let chunks = chunks.unwrap_or(0);

@@ -77,6 +77,12 @@ impl GpuSchedule {
     /// autotuner decides.
     pub const WARP_SCAN_STREAM: GpuSchedule = GpuSchedule { stream_out: true, ..GpuSchedule::WARP_SCAN };
 
+    /// Whether `k` is a chunk count a schedule may ask for ([`GpuSchedule::chunks`]): a power of
+    /// two from 2 to 256.
+    pub fn chunks_ok(k: usize) -> bool {
+        (2..=256).contains(&k) && k.is_power_of_two()
+    }
+
     /// Every schedule the autotuner chooses among (each where it applies).
     pub const ALL: [GpuSchedule; 9] = [
         GpuSchedule::ROWS,
@@ -130,9 +136,8 @@ impl std::str::FromStr for GpuSchedule {
     type Err = String;
 
     /// The names [`GpuSchedule`]'s `Display` writes: `warpscan` (or `warpscan+streamout`), or
-    /// `rows`, `lanes` or `lanesW`
-    /// followed by `+chunks` (or `+chunksK`: K chunks, a power of two from 2 to 256), `+tilesN`
-    /// and `+prefetch` (after a tile) as they apply.
+    /// `rows`, `lanes` or `lanesW` followed by `+chunks` (or `+chunksK`: K chunks, see
+    /// [`GpuSchedule::chunks_ok`]), `+tilesN` and `+prefetch` (after a tile) as they apply.
     ///
     /// ```
     /// use ssmc_ptx::GpuSchedule;
@@ -162,7 +167,7 @@ impl std::str::FromStr for GpuSchedule {
             match part {
                 "chunks" if !s.chunked && s.tile == 0 => s.chunked = true,
                 c if c.starts_with("chunks") && !s.chunked && s.tile == 0 => {
-                    let k = c["chunks".len()..].parse::<usize>().ok().filter(|k| (2..=256).contains(k) && k.is_power_of_two());
+                    let k = c["chunks".len()..].parse::<usize>().ok().filter(|&k| GpuSchedule::chunks_ok(k));
                     s.chunks = k.ok_or_else(bad)?;
                     s.chunked = true;
                 }

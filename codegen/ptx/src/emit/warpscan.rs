@@ -339,8 +339,8 @@ impl Translator<'_> {
             let vals = sv.stores.remove(a).expect("present");
             let base = sv.base.clone();
             let addr = self.vector_addr(a, &Inner::None, &base);
+            let hint = if self.warp.as_ref().is_some_and(|w| w.stream_out) { ".L1::no_allocate" } else { "" };
             for (at, width, part) in parts_of_16_bytes(&addr, &vals) {
-                let hint = if self.warp.as_ref().is_some_and(|w| w.stream_out) { ".L1::no_allocate" } else { "" };
                 self.w.ins(format!("{guard}st.global{hint}.v{width}.f32 [{at}], {{{part}}}"));
             }
         }
