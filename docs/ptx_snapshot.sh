@@ -14,7 +14,8 @@ for ex in mamba1 mamba1_conv mamba1_step mamba1_zoh reverse s4d sigmoid_noskip; 
       dims="batch=2,dim=8,len=$len,state=16"
       [ "$ex" = mamba1_conv ] && dims="$dims,width=4"
       for flags in "--warp-scan" "--warp-scan --stream-out" "" "--tile 16" "--chunked --tile 16" "--chunked --chunks 8 --tile 16" "--chunked --tile 16 --no-prefetch" \
-                   "--lanes" "--lanes 2" "--lanes 4" "--lanes 8" "--lanes 16" "--fusion off"; do
+                   "--lanes" "--lanes 2" "--lanes 4" "--lanes 8" "--lanes 16" "--fusion off" \
+                   "--warp-scan --block 64" "--tile 8 --block 256"; do
         name=$(echo "$ex-$dt-$len-$flags" | tr ' ' '_')
         "$bin" compile "examples/$ex.ssm" --target ptx --dtype "$dt" --dims "$dims" $flags > "$out/$name.ptx" 2>&1
       done

@@ -338,6 +338,8 @@ pub struct GpuBenchResult {
     pub max_abs_err: f64,
     /// The autotuner's measurements for the fused plan: (schedule, device us), chosen first.
     pub tuning: Vec<(String, f64)>,
+    /// The schedule the autotuner chose for the unfused plan.
+    pub unfused_schedule: String,
 }
 
 impl GpuBenchResult {
@@ -362,7 +364,7 @@ impl GpuBenchResult {
         );
         let _ = writeln!(s, "plan      device (us)   GB/s   x floor   host (us)");
         let _ = writeln!(s, "fused     {:>11.1}   {:>5.0}   {:>7.2}   {:>9.1}", self.fused_us, gbs(self.fused_us, self.floor_bytes), self.fused_us / self.floor_us(), self.fused_host_us);
-        let _ = writeln!(s, "unfused   {:>11.1}   {:>5.0}   {:>7.2}", self.unfused_us, gbs(self.unfused_us, self.unfused_bytes), self.unfused_us / self.floor_us());
+        let _ = writeln!(s, "unfused   {:>11.1}   {:>5.0}   {:>7.2}   {:>9}   ({})", self.unfused_us, gbs(self.unfused_us, self.unfused_bytes), self.unfused_us / self.floor_us(), "", self.unfused_schedule);
         let _ = writeln!(s, "speedup   {:.1}x; max |err| vs oracle {:.3e}", self.unfused_us / self.fused_us, self.max_abs_err);
         let _ = writeln!(
             s,
@@ -381,11 +383,12 @@ impl GpuBenchResult {
     pub fn json(&self) -> String {
         let dims: Vec<String> = self.dims.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         format!(
-            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"fused_stream_us\": {:.3}, \"empty_stream_us\": {:.3}, \"fused_graph_us\": {}, \"empty_graph_us\": {}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
+            "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"unfused_schedule\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"fused_stream_us\": {:.3}, \"empty_stream_us\": {:.3}, \"fused_graph_us\": {}, \"empty_graph_us\": {}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
             dims.join(", "),
             self.dtype,
             self.tuning.first().map_or("rows", |t| t.0.as_str()),
             self.tuning.iter().map(|(n, t)| format!("{n} {t:.1} us")).collect::<Vec<_>>().join(", "),
+            self.unfused_schedule,
             self.fused_us,
             self.unfused_us,
             self.fused_host_us,
@@ -547,5 +550,6 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         empty_us,
         max_abs_err,
         tuning: fused.prepare_gpu(&x)?.tuning.clone(),
+        unfused_schedule: unfused.prepare_gpu(&x)?.describe(),
     })
 }

@@ -23,12 +23,7 @@ pub fn lower_for_gpu(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usiz
 /// The PTX module of `layer` (one `.entry` per kernel in launch order, three for a chunked
 /// scan) under GPU schedule `gpu`.
 pub fn ptx(layer: &Layer, fusion: Fusion, dims: &BTreeMap<String, usize>, dtype: DType, gpu: GpuSchedule) -> Result<String, Error> {
-    if gpu.tile > 32 || (gpu.tile > 0 && !gpu.tile.is_power_of_two()) {
-        return Err(IrError::new(format!("tile {} must be 0 or a power of two up to 32", gpu.tile)).into());
-    }
-    if gpu.lane_width > 16 || (gpu.lane_width > 0 && !gpu.lane_width.is_power_of_two()) {
-        return Err(IrError::new(format!("lane width {} must be 0 (no lanes) or 1, 2, 4, 8 or 16", gpu.lane_width)).into());
-    }
+    gpu.check().map_err(IrError::new)?;
     let kirs = lower_for_gpu(layer, fusion, dims, dtype, gpu.lane_width)?;
     Ok(ssmc_ptx::module(&kirs, &gpu, ssmc_ptx::Arch::SM90).text)
 }
@@ -74,6 +69,7 @@ pub struct GpuRun<'a> {
 
 /// Loads `plan`'s kernels under one GPU schedule.
 fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], sched: GpuSchedule) -> Result<GpuCode, Error> {
+    sched.check().map_err(IrError::new)?;
     let schedule = sched.kernel();
     let kirs: Vec<Kir> = plan.kernels.iter().map(|k| ssmc_kernel::lower(plan, k, sizes, &schedule)).collect::<Result<_, _>>()?;
     let m = ssmc_ptx::module(&kirs, &sched, ssmc_ptx::Arch::SM90);
@@ -83,11 +79,17 @@ fn load_with(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], sched: GpuSchedu
     Ok(GpuCode { kirs, module, schedule, sched, entries, ptx, tuning: vec![] })
 }
 
+/// How much faster (a factor of the time) a block or tile variant must be to displace the
+/// schedule it varies.
+const TUNE_MARGIN: f64 = 0.99;
+
 /// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. The schedules
 /// that apply (one thread per row, reading in place; the same with tiles staged through shared
 /// memory; tiles with the scan cut into chunks, at the default chunk count and at half and
-/// twice it; lanes over the inner dim; a warp per row) are each timed on these inputs, and the
-/// fastest is kept (the autotuner); the choice is cached with the code.
+/// twice it; lanes over the inner dim; a warp per row) are each timed on these inputs, then the
+/// fastest at half and twice the default threads per block and, where it stages tiles, at half
+/// and twice its tile; the fastest is kept (the autotuner; a variant only where it is 1%
+/// faster than the schedule it varies), and the choice is cached with the code.
 /// `force` skips the tuning.
 pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<GpuSchedule>) -> Result<GpuCode, Error> {
     let mut plan = plan.clone();
@@ -128,21 +130,45 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     }
     // zeroed before each timed launch: the GPU stays busy while the marks and launches are queued
     let mut busy = gpu.zeros_f32(16 << 20)?;
-    let mut timed = Vec::new();
-    for code in variants {
+    let mut time = |code: GpuCode| -> Result<(Arc<GpuCode>, f64), Error> {
         let code = Arc::new(code);
         let mut run = GpuRun::new(gpu, code.clone(), &plan, sizes, inputs)?;
         run.launch()?;
         let t = median_device_us(gpu, 3, || Ok(gpu.clear(&mut busy)?), || run.launch())?;
         drop(run);
-        timed.push((code, t));
+        Ok((code, t))
+    };
+    let mut timed = variants.into_iter().map(&mut time).collect::<Result<Vec<_>, _>>()?;
+    timed.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // then the fastest at half and twice its block size and, where it stages tiles, its tile
+    let (first, first_us) = (timed[0].0.sched, timed[0].1);
+    let tiled = timed[0].0.kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &first));
+    let blocks = [BLOCK / 2, BLOCK * 2].map(|b| GpuSchedule { block: b as usize, ..first });
+    let tiles = [first.tile / 2, first.tile * 2].map(|t| GpuSchedule { tile: t, ..first });
+    for s in blocks.into_iter().chain(tiles.into_iter().filter(|s| tiled && s.tile > 0 && GpuSchedule::tile_ok(s.tile))) {
+        timed.push(time(load_with(gpu, &plan, sizes, s)?)?);
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let tuning: Vec<(String, f64)> = timed.iter().map(|(c, t)| (c.describe(), *t)).collect();
-    let best = timed.swap_remove(0).0;
-    let mut best = Arc::try_unwrap(best).map_err(|_| IrError::new("autotuner: code still shared"))?;
+    // a variant displaces the schedule it came from only when 1% faster: within that, the
+    // medians of 3 calls are a tie, and a tie keeps the defaults (on the H200 a decode step's
+    // variant that tied flushed ran 28% slower back to back in a CUDA graph)
+    let times: Vec<(bool, f64)> = timed.iter().map(|(c, t)| (c.sched == first, *t)).collect();
+    let chosen = pick(&times, first_us);
+    let best = timed.remove(chosen);
+    let tuning: Vec<(String, f64)> = std::iter::once(&best).chain(&timed).map(|(c, t)| (c.describe(), *t)).collect();
+    let mut best = Arc::try_unwrap(best.0).map_err(|_| IrError::new("autotuner: code still shared"))?;
     best.tuning = tuning;
     Ok(best)
+}
+
+/// Which of `times` (sorted fastest first; `true` marks the schedule the variants vary, timed at
+/// `first_us`) the autotuner keeps: the fastest where it beats `first_us` by [`TUNE_MARGIN`],
+/// else the varied schedule.
+fn pick(times: &[(bool, f64)], first_us: f64) -> usize {
+    match times.first() {
+        Some(&(_, t)) if t < TUNE_MARGIN * first_us => 0,
+        _ => times.iter().position(|&(varied, _)| varied).unwrap_or(0),
+    }
 }
 
 /// The median of `reps` device times (microseconds) of `work`, each between two CUDA events.
@@ -168,8 +194,9 @@ pub fn median_device_us(
 
 impl GpuCode {
     /// The schedule in words, as run: `rows`, `rows+tiles16`, `rows+chunks64+tiles16`, `lanes`,
-    /// `lanes4`, `warpscan`
-    /// (tiles and chunks named only where some kernel uses them).
+    /// `lanes4`, `warpscan`, `rows+tiles16+prefetch+block256`
+    /// (tiles and chunks named only where some kernel uses them, the block size where it is not
+    /// the default).
     pub fn describe(&self) -> String {
         let chunks = self.entries.iter().find_map(|e| match e {
             Launch::Chunked { chunks, .. } => Some(*chunks),
@@ -192,6 +219,9 @@ impl GpuCode {
             if self.sched.prefetch {
                 s += "+prefetch";
             }
+        }
+        if self.sched.block > 0 {
+            s += &format!("+block{}", self.sched.block);
         }
         s
     }
@@ -223,6 +253,7 @@ impl<'a> GpuRun<'a> {
 
     /// Launches every kernel in order (asynchronously).
     pub fn launch(&mut self) -> Result<(), Error> {
+        let block = self.code.sched.threads();
         for (idx, (k, kir)) in self.plan.kernels.iter().zip(&self.code.kirs).enumerate() {
             let ids: Vec<usize> = k.reads.iter().chain(k.writes.iter()).map(|b| b.0).collect();
             let mut bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| self.memory[i].as_ref().expect("allocated")).collect();
@@ -231,9 +262,9 @@ impl<'a> GpuRun<'a> {
             match self.code.entries[idx] {
                 Launch::Plain(e) => {
                     let lanes = ssmc_ptx::emit::lanes_per_row(kir, &self.code.schedule);
-                    self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, lanes, BLOCK)?;
+                    self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, lanes, block)?;
                 }
-                Launch::Warp(e) => self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, 32, BLOCK)?,
+                Launch::Warp(e) => self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, 32, block)?,
                 Launch::Chunked { summary, combine, main, chunks } => {
                     let [p, h, start] = self.scratch[idx].as_ref().expect("allocated with the code");
                     let n = kir.inner.unwrap_or(1);
@@ -241,11 +272,11 @@ impl<'a> GpuRun<'a> {
                     let (mut sb, mut sn) = (bufs.clone(), needs.clone());
                     sb.extend([p, h]);
                     sn.extend([bytes, bytes]);
-                    self.gpu.launch(&self.code.module, summary, &sb, &sn, rows, chunks as u32, BLOCK)?;
-                    self.gpu.launch(&self.code.module, combine, &[p, h, start], &[bytes; 3], rows * n as u64, 1, BLOCK)?;
+                    self.gpu.launch(&self.code.module, summary, &sb, &sn, rows, chunks as u32, block)?;
+                    self.gpu.launch(&self.code.module, combine, &[p, h, start], &[bytes; 3], rows * n as u64, 1, block)?;
                     bufs.push(start);
                     needs.push(bytes);
-                    self.gpu.launch(&self.code.module, main, &bufs, &needs, rows, chunks as u32, BLOCK)?;
+                    self.gpu.launch(&self.code.module, main, &bufs, &needs, rows, chunks as u32, block)?;
                 }
             }
         }
@@ -268,5 +299,20 @@ impl<'a> GpuRun<'a> {
             out.insert(name.clone(), t);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick;
+
+    #[test]
+    fn a_variant_displaces_the_schedule_it_varies_only_when_1_percent_faster() {
+        // block 64 at 15.8 against the default's 15.9: a tie, the default stays
+        assert_eq!(pick(&[(false, 15.8), (true, 15.9), (false, 16.2)], 15.9), 1);
+        // tiles of 8 at 534.9 against 550.5: 2.8% faster, taken
+        assert_eq!(pick(&[(false, 534.9), (false, 538.9), (true, 550.5)], 550.5), 0);
+        // the schedule itself fastest
+        assert_eq!(pick(&[(true, 33.8), (false, 33.9)], 33.8), 0);
     }
 }

@@ -630,6 +630,8 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&["compile", spec, "--chunked", "--chunks", "512"], 1, &["--chunks 512"]);
     fails(&["compile", spec, "--chunks", "8"], 2, &["--chunked"]);
     fails(&["compile", spec, "--stream-out"], 2, &["--warp-scan"]);
+    fails(&["compile", spec, "--block", "48"], 1, &["--block 48", "32, 64, 128 or 256"]);
+    fails(&["compile", spec, "--block", "512"], 1, &["--block 512"]);
 }
 
 #[test]
@@ -640,6 +642,9 @@ fn compile_prints_the_warp_scan_when_asked() {
     assert!(!ptx.contains("st.global.L1::no_allocate"));
     let stream = ok(&["compile", spec, "--target", "ptx", "--warp-scan", "--stream-out", "--dims", "batch=1,dim=8,len=256,state=16"]);
     assert!(stream.contains("st.global.L1::no_allocate"), "{stream}");
+    // 8 warps a block, a region of the combine each
+    let big = ok(&["compile", spec, "--target", "ptx", "--warp-scan", "--block", "256", "--dims", "batch=1,dim=8,len=256,state=16"]);
+    assert!(big.contains("wscan_smem[34816]"), "{big}");
     let ptx = ok(&["compile", spec, "--target", "ptx", "--dims", "batch=1,dim=8,len=256,state=16"]);
     assert!(!ptx.contains("wscan"));
     // lanes over the state: 16 lanes a row, or 4 lanes of 4 states each
@@ -757,6 +762,7 @@ fn schedule_is_a_gpu_option_with_known_names() {
     fails(&["run", step.as_str(), "--random", "--dims", dims, "--backend", "cpu", "--schedule", "lanes4"], 1, &["--backend cuda"]);
     // the name is checked before any GPU is looked for
     fails(&["run", step.as_str(), "--random", "--dims", dims, "--backend", "cuda", "--schedule", "lanez"], 1, &["unknown GPU schedule `lanez`", "lanes4"]);
+    fails(&["run", step.as_str(), "--random", "--dims", dims, "--backend", "cuda", "--schedule", "lanes4+block48"], 1, &["unknown GPU schedule `lanes4+block48`", "+block64"]);
 }
 
 #[test]

@@ -81,6 +81,22 @@ fn chunk_counts_the_autotuner_tries_match_the_oracle() {
 }
 
 #[test]
+fn block_and_tile_sizes_the_autotuner_tries_match_the_oracle() {
+    // the autotuner times its fastest schedule at 64 and 256 threads a block too and, where it
+    // stages tiles, at 8 and 32 steps a tile; at 256 threads the warp scan's combine has no
+    // room for 32 states' regions, so that kernel runs a thread per row
+    let layer = example("mamba1.ssm");
+    let bases = [GpuSchedule::WARP_SCAN, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES4];
+    let blocks = bases.iter().flat_map(|&s| [32, 64, 256].map(|block| GpuSchedule { block, ..s }));
+    let tiles = [8, 32].map(|tile| GpuSchedule { tile, ..GpuSchedule::TILED });
+    for schedule in blocks.chain(tiles) {
+        let Some(compiled) = compile(&layer, Fusion::On) else { return };
+        let compiled = compiled.with_gpu_schedule(schedule);
+        check(&layer, &compiled, &[(2, 64, 1024, 16), (1, 37, 300, 32)], &[DType::F32, DType::BF16], 19, &schedule.to_string());
+    }
+}
+
+#[test]
 fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
     for name in ["mamba1.ssm", "reverse.ssm"] {
         let layer = example(name);

@@ -380,3 +380,46 @@ fn chunked_scans_take_the_chunk_count_asked_for_held_to_32_steps_a_chunk() {
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("8 chunks, {dtype}: {log}"));
     }
 }
+
+#[test]
+fn each_warp_of_a_block_gets_its_region_of_shared_memory() {
+    let layer = example("mamba1.ssm");
+    let emit = |d: &BTreeMap<String, usize>, dtype, schedule| ssmc::gpu::ptx(&layer, Fusion::On, d, dtype, schedule).unwrap();
+    let tiled = |block| emit(&sizes(2, 64, 128), DType::F32, GpuSchedule { block, ..GpuSchedule::TILED });
+    // 11264 bytes a warp (u, delta, z and out per row, B and C once: above), for 1 and 2 warps
+    assert!(tiled(32).contains("tile_smem[11264]"));
+    assert!(tiled(64).contains("tile_smem[22528]"));
+    // 8 warps: only what fits 48 KB is staged (two per-row inputs and B), the rest read in place
+    let big = tiled(256);
+    assert!(big.contains("tile_smem[45056]"), "{big}");
+    assert_eq!(big.matches("ld.shared.v4.f32").count(), 4 * 5);
+    // the warp scan: 4352 bytes a warp at 16 states (the 32 pieces' (P, h) per state, padded)
+    for (block, bytes) in [(32, 4352), (0, 4 * 4352), (256, 8 * 4352)] {
+        let ptx = emit(&sizes(1, 64, 512), DType::BF16, GpuSchedule { block, ..GpuSchedule::WARP_SCAN });
+        assert!(ptx.contains(&format!("wscan_smem[{bytes}]")), "block {block}");
+    }
+    // 32 states at 256 threads would need 69632 bytes: no warp scan, a thread per row
+    let mut d = sizes(1, 64, 512);
+    d.insert("state".into(), 32);
+    let kirs = ssmc::gpu::lower_for_gpu(&layer, Fusion::On, &d, DType::F32, 0).unwrap();
+    let warps = |block| {
+        let m = ssmc_ptx::module(&kirs, &GpuSchedule { block, ..GpuSchedule::WARP_SCAN }, ssmc_ptx::Arch::SM90);
+        m.launches.iter().filter(|l| matches!(l, ssmc_ptx::Launch::Warp(_))).count()
+    };
+    assert_eq!((warps(128), warps(256)), (1, 0));
+    // a block size the launch cannot take is an error
+    for block in [16, 48, 512] {
+        let e = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 128), DType::F32, GpuSchedule { block, ..GpuSchedule::TILED }).unwrap_err();
+        assert!(e.to_string().contains("32, 64, 128 or 256"), "{e}");
+    }
+    let Some(ptxas) = ptxas() else { return };
+    for dtype in [DType::F32, DType::BF16] {
+        for schedule in [GpuSchedule::WARP_SCAN, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES4] {
+            for block in [32, 256] {
+                let schedule = GpuSchedule { block, ..schedule };
+                let ptx = emit(&sizes(2, 64, 1024), dtype, schedule);
+                ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{schedule} {dtype}: {log}"));
+            }
+        }
+    }
+}

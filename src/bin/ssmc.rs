@@ -64,6 +64,9 @@ enum Command {
         /// With --warp-scan: store the outputs past L1 (`warpscan+streamout`, another choice).
         #[arg(long, requires = "warp_scan")]
         stream_out: bool,
+        /// Threads per block (32, 64, 128, 256; 128 when not given).
+        #[arg(long, value_name = "THREADS")]
+        block: Option<usize>,
     },
     /// Show the unfused and the fused plan, the bytes each moves, and the rewrites that fired.
     Explain {
@@ -270,7 +273,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", print::print_annotated(layer.graph()));
             Ok(())
         }
-        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan, stream_out } => {
+        Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan, stream_out, block } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
             if lanes == Some(0) {
@@ -279,8 +282,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             if let Some(k) = chunks.filter(|&k| !ssmc::GpuSchedule::chunks_ok(k)) {
                 return Err(ssmc::ir::IrError::new(format!("--chunks {k}: the count must be a power of two from 2 to 256")).into());
             }
-            let chunks = chunks.unwrap_or(0);
-            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, chunks, tile, prefetch: !no_prefetch, warp_scan, stream_out };
+            if let Some(b) = block.filter(|&b| !ssmc::GpuSchedule::block_ok(b)) {
+                return Err(ssmc::ir::IrError::new(format!("--block {b}: threads per block must be 32, 64, 128 or 256")).into());
+            }
+            let (chunks, block) = (chunks.unwrap_or(0), block.unwrap_or(0));
+            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, chunks, tile, prefetch: !no_prefetch, warp_scan, stream_out, block };
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }

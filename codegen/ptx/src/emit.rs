@@ -37,11 +37,14 @@ pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String
     translate(k, name, schedule, None, 0, tiling, None)
 }
 
-/// Kernel `k` under the warp scan (one warp per row; see [`warp_scannable`]), or `None` where it
-/// does not qualify.
-pub fn entry_warp(k: &Kir, name: &str, schedule: &Schedule, stream_out: bool) -> Option<String> {
-    let ws = WarpScan { stream_out, ..warp_scannable(k, schedule)? };
-    Some(translate(k, name, schedule, None, 0, Tiling { steps: 0, prefetch: false }, Some(ws)))
+/// Kernel `k` under `gpu`'s warp scan (one warp per row; see [`warp_scannable`]), or `None`
+/// where it does not qualify, or where its combine's shared memory for a block's warps would
+/// not fit ([`warpscan::regions_fit`]).
+pub fn entry_warp(k: &Kir, name: &str, gpu: &crate::GpuSchedule) -> Option<String> {
+    let schedule = gpu.kernel();
+    let ws = WarpScan { stream_out: gpu.stream_out, ..warp_scannable(k, &schedule)? };
+    let tiling = Tiling { steps: 0, ..gpu.tiling() };
+    warpscan::regions_fit(k.inner.unwrap_or(1), tiling.warps).then(|| translate(k, name, &schedule, None, 0, tiling, Some(ws)))
 }
 
 /// Whether kernel `k` under `gpu` stages tiles through shared memory.
@@ -100,6 +103,7 @@ pub(crate) fn translate(
         seqvec: None,
         ahead: HashMap::new(),
         row_offsets: HashMap::new(),
+        warps: tiling.warps.max(1),
     };
     t.body(tile_plan);
     let mut s = format!(".visible .entry {name}(\n");
@@ -166,6 +170,8 @@ struct Translator<'a> {
     /// 32-bit element offsets of rows by row strides, where the addresses of seq steps start
     /// from the buffers' parameters (the warp scan: [`Self::set_row_offsets`]).
     row_offsets: HashMap<Vec<usize>, String>,
+    /// Warps per block of threads (each its own region of shared memory).
+    warps: usize,
 }
 
 /// A thread's place in its row's lane group.

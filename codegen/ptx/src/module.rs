@@ -68,7 +68,7 @@ pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
             (true, Some(_), Some((extent, _))) => chunks_for(k.row_count(), extent),
             _ => 1,
         };
-        let warp = if gpu.warp_scan { entry_warp(k, &base, schedule, gpu.stream_out) } else { None };
+        let warp = if gpu.warp_scan { entry_warp(k, &base, gpu) } else { None };
         if let Some(entry_text) = warp {
             text.push('\n');
             text.push_str(&entry_text);

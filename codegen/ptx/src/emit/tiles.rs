@@ -14,12 +14,13 @@ use super::{Inner, Translator};
 use crate::chunked::Chunked;
 use ssmc_kernel::{Access, Kir, Level, Step};
 
-/// Threads per block of row kernels; the tile layout gives each of its warps a region.
+/// Threads per block unless the schedule says otherwise ([`crate::GpuSchedule::block`]); the
+/// tile layout gives each of a block's warps a region.
 pub const BLOCK: u32 = 128;
 /// Steps per iteration of the loop over a full tile.
 const UNROLL: usize = 4;
 /// Static shared memory one block may use.
-const SHARED_LIMIT: usize = 48 * 1024;
+pub(crate) const SHARED_LIMIT: usize = 48 * 1024;
 
 /// What one staged access holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +52,9 @@ pub struct Tiling {
     /// Issue each tile's global loads into registers before the previous tile's steps (hides
     /// their latency; costs a register per fill instruction, so fewer warps fit an SM).
     pub prefetch: bool,
+    /// Warps per block of threads, each with its own region of shared memory (tiles, the warp
+    /// scan's combine), all within [`SHARED_LIMIT`].
+    pub warps: usize,
 }
 
 /// The tile layout of one kernel.
@@ -65,6 +69,8 @@ pub(crate) struct TilePlan {
     pub(crate) stride: usize,
     /// Whether each tile's loads are issued before the previous tile's steps.
     pub(crate) prefetch: bool,
+    /// Warps per block (one region each).
+    pub(crate) warps: usize,
 }
 
 /// Whether `a` has the same address for all 32 rows of a warp: its trailing zero-stride row
@@ -116,7 +122,7 @@ pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked:
     let mut seen = std::collections::HashSet::new();
     uniform.retain(|x| seen.insert(x.0.clone()));
     let stride = uniform.iter().map(|&(_, n)| if n == 1 { 1 } else { n.next_multiple_of(4) + 4 }).max().unwrap_or(1);
-    let warps = (BLOCK / 32) as usize;
+    let warps = tiling.warps.max(1);
     let mut stages = vec![];
     let mut used = 0;
     let mut add = |access: Access, kind: StageKind, bytes: usize| {
@@ -137,7 +143,7 @@ pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked:
     for (a, n) in uniform {
         add(a, StageKind::Uniform { n }, steps * stride * 4);
     }
-    (!stages.is_empty()).then_some(TilePlan { steps, stages, warp_bytes: used, stride, prefetch: tiling.prefetch })
+    (!stages.is_empty()).then_some(TilePlan { steps, stages, warp_bytes: used, stride, prefetch: tiling.prefetch, warps })
 }
 
 /// A tiled kernel's registers.
@@ -528,7 +534,7 @@ impl Translator<'_> {
     /// The `.shared` declaration of a tiled entry.
     pub(super) fn tile_decl(&self) -> Option<String> {
         let t = self.tile.as_ref()?;
-        Some(format!("\t.shared .align 16 .b8 tile_smem[{}];\n", t.plan.warp_bytes * (BLOCK / 32) as usize))
+        Some(format!("\t.shared .align 16 .b8 tile_smem[{}];\n", t.plan.warp_bytes * t.plan.warps))
     }
 }
 

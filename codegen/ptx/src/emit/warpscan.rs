@@ -125,6 +125,12 @@ fn region_bytes(n: usize) -> usize {
     n * ROW
 }
 
+/// Whether the shared-memory combine's regions of `warps` warps, `n` states each, fit a block's
+/// shared memory (more than 32 states combine with shuffles, needing none).
+pub(crate) fn regions_fit(n: usize, warps: usize) -> bool {
+    n > 32 || region_bytes(n) * warps <= super::tiles::SHARED_LIMIT
+}
+
 /// A vector of 32-bit registers at `addr` in parts of at most 16 bytes (what one `ld` or `st`
 /// moves): each part's address, register count and register list.
 fn parts_of_16_bytes(addr: &str, regs: &[String]) -> Vec<(String, usize, String)> {
@@ -350,7 +356,7 @@ impl Translator<'_> {
     /// The `.shared` array of the shared-memory combine, where the kernel uses it.
     pub(super) fn warp_decl(&self) -> Option<String> {
         let n = self.k.inner.unwrap_or(1);
-        (self.warp.is_some() && n <= 32).then(|| format!("\t.shared .align 16 .b8 {SMEM}[{}];\n", region_bytes(n) * (super::BLOCK / 32) as usize))
+        (self.warp.is_some() && n <= 32).then(|| format!("\t.shared .align 16 .b8 {SMEM}[{}];\n", region_bytes(n) * self.warps))
     }
 
     /// The combine through shared memory: lane `j` writes its piece's `(P, h)` per state (one
