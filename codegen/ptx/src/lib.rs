@@ -51,7 +51,7 @@ pub struct GpuSchedule {
     /// Threads per block: 0 for [`BLOCK`], else this many (see [`GpuSchedule::block_ok`]).
     /// Each warp of a block has its own region of shared memory (tiles, the warp scan's
     /// combine), so larger blocks stage fewer inputs in tiles, and a warp scan whose regions
-    /// would not fit combines with shuffles instead. The autotuner also times the fastest
+    /// would not fit runs a thread per row instead. The autotuner also times the fastest
     /// schedule at half and twice the default.
     pub block: usize,
 }
