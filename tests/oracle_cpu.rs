@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use ssmc::ir::gen::{random_graph, GenOptions};
 mod common;
-use common::{assert_agree, dims, example, Tolerance, EXAMPLES};
+use common::{assert_agree, dims, example, fair_for_f32, Tolerance, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::{HostTensor, TensorMap};
@@ -242,28 +242,6 @@ fn compiled_code_is_cached_per_shape() {
     assert!(!std::sync::Arc::ptr_eq(&m1, &m3));
 }
 
-/// Whether `x` is a fair test of f32 kernels: every intermediate stays well inside f32's range,
-/// and the outputs are well conditioned (perturbing the inputs by 1e-6 moves them by < 1e-3).
-fn fair_for_f32(layer: &Layer, x: &TensorMap) -> bool {
-    let oracle: Vec<(String, ssmc::ir::interp::Tensor)> = x.iter().map(|(n, t)| (n.clone(), t.to_oracle())).collect();
-    let refs: Vec<(&str, &ssmc::ir::interp::Tensor)> = oracle.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let Ok(all) = ssmc::ir::interp::evaluate_all(layer.graph(), &refs) else { return false };
-    if all.nodes.iter().flat_map(|t| &t.data).any(|v| !v.is_finite() || v.abs() > 1e15) {
-        return false;
-    }
-    let mut rng = ssmc::random::Rng::new(99);
-    let mut nudged = TensorMap::new();
-    for (n, t) in x {
-        let v: Vec<f64> = t.to_f64().iter().map(|v| v * (1.0 + 1e-6 * rng.uniform(-1.0, 1.0))).collect();
-        nudged.insert(n.clone(), HostTensor::from_f64(DType::F64, t.shape().to_vec(), &v).unwrap());
-    }
-    let (a, b) = (layer.eval_as(x, DType::F64).unwrap(), layer.eval_as(&nudged, DType::F64).unwrap());
-    a.iter().all(|(n, t)| {
-        let scale = t.to_f64().iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        t.to_f64().iter().zip(b[n].to_f64()).all(|(p, q)| (p - q).abs() <= 1e-3 * (p.abs() + 1e-3 * scale + 1e-6))
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -296,3 +274,4 @@ fn a_thousand_random_graphs_match_the_oracle() {
     }
     assert!(fair >= 600, "only {fair} of 1000 random graphs were fair tests");
 }
+

@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{assert_agree, dims, example, fair_for_f32, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
@@ -64,6 +64,39 @@ fn every_example_matches_the_oracle_on_the_gpu() {
         }
     }
 }
+
+#[test]
+fn random_graphs_match_the_oracle_on_the_gpu() {
+    // the CPU's random graphs (every op, random shapes and wiring; those whose f32 evaluation is
+    // well conditioned), fused and unfused, under the autotuner and under every schedule
+    use ssmc::ir::gen::{random_graph, random_sizes, GenOptions};
+    let mut fair = 0;
+    for seed in 0..100u64 {
+        let layer = Layer::from_graph(random_graph(seed, GenOptions { ops: 12, partial_ops: false })).unwrap();
+        let sizes = random_sizes(layer.graph(), seed, 6);
+        let d: std::collections::BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+        let x = random_inputs(layer.graph(), &d, DType::F32, seed).unwrap();
+        if !fair_for_f32(&layer, &x) {
+            continue;
+        }
+        fair += 1;
+        let want = layer.eval_as(&x, DType::F64).unwrap();
+        let what = format!("seed {seed}\n{}", ssmc::ir::print::print(layer.graph()));
+        for fusion in [Fusion::On, Fusion::Off] {
+            let Some(tuned) = compile(&layer, fusion) else { return };
+            assert_agree(&tuned.run_as(&x, DType::F64).unwrap(), &want, &RANDOM_TOL, &format!("{what} {fusion:?} autotuned"));
+            for schedule in GpuSchedule::ALL {
+                let Some(compiled) = compile(&layer, fusion) else { return };
+                let got = compiled.with_gpu_schedule(schedule).run_as(&x, DType::F64).unwrap();
+                assert_agree(&got, &want, &RANDOM_TOL, &format!("{what} {fusion:?} {schedule}"));
+            }
+        }
+    }
+    assert!(fair >= 75, "only {fair} of 100 random graphs were fair tests");
+}
+
+/// [`TOL`], with f32's overflow to infinity where the oracle's value is beyond f32 (as on the CPU).
+const RANDOM_TOL: Tolerance = Tolerance { f32_overflow: true, ..TOL };
 
 #[test]
 fn chunk_counts_the_autotuner_tries_match_the_oracle() {

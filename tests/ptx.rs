@@ -423,3 +423,33 @@ fn each_warp_of_a_block_gets_its_region_of_shared_memory() {
         }
     }
 }
+
+#[test]
+fn random_graphs_assemble_under_every_schedule() {
+    // the generator's graphs (every op, random shapes and wiring) at sizes up to 6 and, so that
+    // seq loops are long enough for tiles, chunks and the warp scan, up to 160, fused and not
+    use ssmc::ir::gen::{random_graph, random_sizes, GenOptions};
+    let Some(ptxas) = ptxas() else { return };
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for seed in 0..24u64 {
+        let layer = ssmc::Layer::from_graph(random_graph(seed, GenOptions { ops: 10, partial_ops: false })).unwrap();
+        for max in [6, 160] {
+            let sizes = random_sizes(layer.graph(), seed, max);
+            let d: BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+            for (fusion, schedules) in [(Fusion::On, &GpuSchedule::ALL[..]), (Fusion::Off, &GpuSchedule::ALL[..2])] {
+                for &schedule in schedules {
+                    for dtype in [DType::F32, DType::BF16] {
+                        let what = format!("seed {seed} max {max} {fusion:?} {schedule} {dtype}\n{}", ssmc::ir::print::print(layer.graph()));
+                        let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, schedule).unwrap_or_else(|e| panic!("{what}: {e}"));
+                        ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{what}: ptxas failed:\n{log}"));
+                        for mark in ["wscan_smem", "tile_smem", "_summary", "shfl.sync", "ex2.approx"] {
+                            *seen.entry(mark).or_default() += ptx.contains(mark) as usize;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // not vacuous: some kernels stage tiles, run lanes with shuffles, evaluate exp
+    assert!(["tile_smem", "shfl.sync", "ex2.approx"].iter().all(|m| seen.get(m).is_some_and(|&n| n > 0)), "{seen:?}");
+}

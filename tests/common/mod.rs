@@ -1,7 +1,8 @@
 //! What the differential tests share: the example specs and their sizes.
 #![allow(dead_code)]
 
-use ssmc::runtime::TensorMap;
+use ssmc::ir::DType;
+use ssmc::runtime::{HostTensor, TensorMap};
 use ssmc::Layer;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -75,4 +76,26 @@ pub fn assert_agree(got: &TensorMap, want: &TensorMap, tol: &Tolerance, what: &s
             assert!(ok, "{what}: {name}[{i}]: got {a}, oracle {b} (scale {scale})");
         }
     }
+}
+
+/// Whether `x` is a fair test of f32 kernels: every intermediate stays well inside f32's range,
+/// and the outputs are well conditioned (perturbing the inputs by 1e-6 moves them by < 1e-3).
+pub fn fair_for_f32(layer: &Layer, x: &TensorMap) -> bool {
+    let oracle: Vec<(String, ssmc::ir::interp::Tensor)> = x.iter().map(|(n, t)| (n.clone(), t.to_oracle())).collect();
+    let refs: Vec<(&str, &ssmc::ir::interp::Tensor)> = oracle.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let Ok(all) = ssmc::ir::interp::evaluate_all(layer.graph(), &refs) else { return false };
+    if all.nodes.iter().flat_map(|t| &t.data).any(|v| !v.is_finite() || v.abs() > 1e15) {
+        return false;
+    }
+    let mut rng = ssmc::random::Rng::new(99);
+    let mut nudged = TensorMap::new();
+    for (n, t) in x {
+        let v: Vec<f64> = t.to_f64().iter().map(|v| v * (1.0 + 1e-6 * rng.uniform(-1.0, 1.0))).collect();
+        nudged.insert(n.clone(), HostTensor::from_f64(DType::F64, t.shape().to_vec(), &v).unwrap());
+    }
+    let (a, b) = (layer.eval_as(x, DType::F64).unwrap(), layer.eval_as(&nudged, DType::F64).unwrap());
+    a.iter().all(|(n, t)| {
+        let scale = t.to_f64().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        t.to_f64().iter().zip(b[n].to_f64()).all(|(p, q)| (p - q).abs() <= 1e-3 * (p.abs() + 1e-3 * scale + 1e-6))
+    })
 }
