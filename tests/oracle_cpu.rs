@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use ssmc::ir::gen::{random_graph, GenOptions};
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, Tolerance, EXAMPLES};
+use common::{assert_agree, dims, example, fair_for_f32, random_variant, Tolerance, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::{HostTensor, TensorMap};
@@ -273,5 +273,23 @@ fn a_thousand_random_graphs_match_the_oracle() {
         }
     }
     assert!(fair >= 600, "only {fair} of 1000 random graphs were fair tests");
+}
+
+#[test]
+fn random_ssm_variants_match_the_oracle() {
+    // layers a user would write (common::random_variant: dt, discretizations, LTI or selective
+    // B and C, direction, initial and final states, skip, gate), at random sizes
+    let mut fair = 0;
+    for seed in 0..40u64 {
+        let text = random_variant(seed);
+        let layer = Layer::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let (b, d, l, n) = (1 + seed as usize % 3, 1 + (seed as usize * 7) % 40, 1 + (seed as usize * 37) % 200, 1 + (seed as usize * 5) % 24);
+        let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, seed).unwrap();
+        if fair_for_f32(&layer, &x) {
+            fair += 1;
+            check(&layer, &x, &format!("({b},{d},{l},{n})\n{text}"));
+        }
+    }
+    assert!(fair >= 30, "only {fair} of 40 variants were fair tests");
 }
 

@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{assert_agree, dims, example, fair_for_f32, random_variant, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
@@ -99,18 +99,79 @@ fn random_graphs_match_the_oracle_on_the_gpu() {
 const RANDOM_TOL: Tolerance = Tolerance { f32_overflow: true, ..TOL };
 
 #[test]
-fn chunk_counts_the_autotuner_tries_match_the_oracle() {
-    // the autotuner times the chunked schedules at half and twice their default count too
-    let layer = example("mamba1.ssm");
-    for base in [GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
-        for chunks in [2, 8, 32] {
-            let Some(compiled) = compile(&layer, Fusion::On) else { return };
-            let schedule = GpuSchedule { chunks, ..base };
-            let compiled = compiled.with_gpu_schedule(schedule);
-            // 100 steps hold any count to 2 chunks (at least 32 steps a chunk)
-            check(&layer, &compiled, &[(2, 64, 1024, 16), (1, 37, 100, 16)], &[DType::F32, DType::BF16], 17, &schedule.to_string());
+fn random_ssm_variants_match_the_oracle_on_the_gpu() {
+    // layers a user would write (common::random_variant), f32 and bf16, at a random shape and at
+    // one the warp scan and chunks take (300 steps: blocks and a partial one): the fused plan
+    // autotuned and under every schedule, the unfused plan a thread per row
+    let mut fair = 0;
+    for seed in 0..24u64 {
+        let text = random_variant(seed);
+        let layer = Layer::parse(&text).unwrap();
+        let n = 1 + (seed as usize * 5) % 24;
+        let shapes = [(1 + seed as usize % 3, 1 + (seed as usize * 7) % 40, 1 + (seed as usize * 37) % 200, n), (2, 64, 300, n)];
+        for (b, d, l, n) in shapes {
+            for dtype in [DType::F32, DType::BF16] {
+                let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, seed).unwrap();
+                if !fair_for_f32(&layer, &x) {
+                    continue;
+                }
+                fair += 1;
+                let want = layer.eval_as(&x, DType::F64).unwrap();
+                let what = format!("({b},{d},{l},{n}) {dtype}\n{text}");
+                let Some(tuned) = compile(&layer, Fusion::On) else { return };
+                assert_agree(&tuned.run_as(&x, DType::F64).unwrap(), &want, &TOL, &format!("{what} autotuned"));
+                let runs = GpuSchedule::ALL.map(|s| (Fusion::On, s)).into_iter().chain([(Fusion::Off, GpuSchedule::ROWS)]);
+                for (fusion, schedule) in runs {
+                    let Some(compiled) = compile(&layer, fusion) else { return };
+                    let got = compiled.with_gpu_schedule(schedule).run_as(&x, DType::F64).unwrap();
+                    assert_agree(&got, &want, &TOL, &format!("{what} {fusion:?} {schedule}"));
+                }
+            }
         }
     }
+    assert!(fair >= 70, "only {fair} of 96 (variant, shape, dtype) cases were fair tests");
+}
+
+/// A time-invariant step small enough (0.001 to 0.1) that the initial state decays little over
+/// a whole sequence: it must reach every chunk.
+const SLOW_DECAY_FROM_H0: &str = "layer SlowDecay {
+    dims batch, dim, len, state;
+    input u: [batch, dim, len];
+    param log_dt: [dim] in -6.9..-2.3;
+    param A: [dim, state] in -4.0..-0.5;
+    input B: [batch, state, len];
+    input C: [batch, state, len];
+    input h0: [batch, dim, state];
+    let dt = exp(log_dt);
+    let h = scan(discretize_a(zoh, dt, A), discretize_b(euler, dt, A, B) * u, len, init = h0);
+    output y = sum(C * h, state);
+    output h_last = final_state(h);
+}";
+
+#[test]
+fn an_initial_state_reaches_every_chunk() {
+    // found by the random variants: the summary pass scanned chunk 0 from zero, so chunks after
+    // the first missed the initial state (invisible where it decays within a chunk, as in Mamba)
+    check_chunked(&Layer::parse(SLOW_DECAY_FROM_H0).unwrap(), &[0, 2, 8], &[(2, 64, 1024, 16), (1, 37, 300, 5)], 23);
+}
+
+/// `layer` under both chunked schedules at each chunk count (0: the default), f32 and bf16.
+fn check_chunked(layer: &Layer, counts: &[usize], shapes: &[(usize, usize, usize, usize)], seed: u64) {
+    for base in [GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
+        for &chunks in counts {
+            let Some(compiled) = compile(layer, Fusion::On) else { return };
+            let schedule = GpuSchedule { chunks, ..base };
+            let compiled = compiled.with_gpu_schedule(schedule);
+            check(layer, &compiled, shapes, &[DType::F32, DType::BF16], seed, &schedule.to_string());
+        }
+    }
+}
+
+#[test]
+fn chunk_counts_the_autotuner_tries_match_the_oracle() {
+    // the autotuner times the chunked schedules at half and twice their default count too
+    // 100 steps hold any count to 2 chunks (at least 32 steps a chunk)
+    check_chunked(&example("mamba1.ssm"), &[2, 8, 32], &[(2, 64, 1024, 16), (1, 37, 100, 16)], 17);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
 mod common;
-use common::{example, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{example, random_variant, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
@@ -452,4 +452,40 @@ fn random_graphs_assemble_under_every_schedule() {
     }
     // not vacuous: some kernels stage tiles, run lanes with shuffles, evaluate exp
     assert!(["tile_smem", "shfl.sync", "ex2.approx"].iter().all(|m| seen.get(m).is_some_and(|&n| n > 0)), "{seen:?}");
+}
+
+#[test]
+fn random_ssm_variants_assemble_under_every_schedule() {
+    // layers a user would write (common::random_variant) at a shape the warp scan and chunks
+    // take; most of them do take the warp scan
+    let Some(ptxas) = ptxas() else { return };
+    let mut warp = 0;
+    for seed in 0..20u64 {
+        let text = random_variant(seed);
+        let layer = ssmc::Layer::parse(&text).unwrap();
+        let mut d = sizes(2, 64, 300);
+        d.insert("state".into(), 1 + (seed as usize * 5) % 24);
+        for schedule in GpuSchedule::ALL {
+            for dtype in [DType::F32, DType::BF16] {
+                let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, dtype, schedule).unwrap();
+                ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{schedule} {dtype}\n{text}: {log}"));
+                warp += (schedule == GpuSchedule::WARP_SCAN && ptx.contains("wscan_smem")) as usize;
+            }
+        }
+    }
+    assert!(warp >= 20, "the warp scan took {warp} of 40 (variant, dtype) kernels");
+}
+
+#[test]
+fn a_chunked_summary_starts_chunk_0_from_the_initial_state() {
+    // the combine carries the scan's initial state into later chunks through chunk 0's end state
+    // (a GPU test, an_initial_state_reaches_every_chunk, checks the values)
+    let step = example("mamba1_step.ssm");
+    let ptx = ssmc::gpu::ptx(&step, Fusion::On, &sizes(2, 64, 1024), DType::F32, GpuSchedule::CHUNKED).unwrap();
+    let summary = ptx.split(".entry").find(|e| e.contains("_summary(")).expect("a summary entry");
+    // per state: chunk 0's start is the initial state, the others' zero
+    assert_eq!(summary.matches("selp.f32").count(), 16, "{summary}");
+    let plain = ssmc::gpu::ptx(&example("mamba1.ssm"), Fusion::On, &sizes(2, 64, 1024), DType::F32, GpuSchedule::CHUNKED).unwrap();
+    let summary = plain.split(".entry").find(|e| e.contains("_summary(")).expect("a summary entry");
+    assert_eq!(summary.matches("selp.f32").count(), 0, "no initial state: every chunk from zero");
 }

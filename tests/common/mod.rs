@@ -99,3 +99,65 @@ pub fn fair_for_f32(layer: &Layer, x: &TensorMap) -> bool {
         t.to_f64().iter().zip(b[n].to_f64()).all(|(p, q)| (p - q).abs() <= 1e-3 * (p.abs() + 1e-3 * scale + 1e-6))
     })
 }
+
+/// A random selective (or time-invariant) SSM layer in the DSL, the kind a user writes instead
+/// of a kernel: the step `dt` from `softplus(delta [+ bias])` per step or `exp(log_dt)` per
+/// channel; `A`'s and `B`'s discretizations (A's stable ones: `zoh`, `bilinear`); `B` and `C`
+/// per step (selective) or weights (LTI), each on its own; the scan forward or reversed, from
+/// zero or from an initial state; the readout `sum(C * h, state)`, with or without the skip
+/// `D * u`, gated by `z` (silu or sigmoid) or not; and perhaps the final state as an output.
+pub fn random_variant(seed: u64) -> String {
+    let mut rng = ssmc::random::Rng::new(seed);
+    let mut pick = |n: usize| ((rng.uniform(0.0, 1.0) * n as f64) as usize).min(n - 1);
+    let mut decls = vec!["input u: [batch, dim, len];".to_string()];
+    let dt = match pick(3) {
+        0 => {
+            decls.push("input delta: [batch, dim, len];".into());
+            decls.push("param delta_bias: [dim];".into());
+            "softplus(delta + delta_bias)"
+        }
+        1 => {
+            decls.push("input delta: [batch, dim, len];".into());
+            "softplus(delta)"
+        }
+        _ => {
+            decls.push("param log_dt: [dim] in -6.9..-2.3;".into());
+            "exp(log_dt)"
+        }
+    };
+    decls.push("param A: [dim, state] in -4.0..-0.5;".into());
+    for name in ["B", "C"] {
+        decls.push(if pick(4) == 0 { format!("param {name}: [dim, state];") } else { format!("input {name}: [batch, state, len];") });
+    }
+    let method_a = ["zoh", "bilinear"][pick(2)];
+    let method_b = ["zoh", "euler", "bilinear"][pick(3)];
+    let mut scan_args = String::new();
+    if pick(4) == 0 {
+        scan_args += ", reverse = true";
+    }
+    let final_state = pick(3) == 0;
+    if pick(4) == 0 {
+        decls.push("input h0: [batch, dim, state];".into());
+        scan_args += ", init = h0";
+    }
+    let mut y = "sum(C * h, state)".to_string();
+    if pick(2) == 0 {
+        decls.push("param D: [dim];".into());
+        y += " + D * u";
+    }
+    let out = match pick(3) {
+        0 => y,
+        g => {
+            decls.push("input z: [batch, dim, len];".into());
+            format!("gate({y}, z, {})", ["silu", "sigmoid"][g - 1])
+        }
+    };
+    let mut body = format!(
+        "    let dt = {dt};\n    let h = scan(discretize_a({method_a}, dt, A), discretize_b({method_b}, dt, A, B) * u, len{scan_args});\n    output out = {out};\n"
+    );
+    if final_state {
+        body += "    output h_last = final_state(h);\n";
+    }
+    let decls: Vec<String> = decls.iter().map(|d| format!("    {d}\n")).collect();
+    format!("layer Variant{seed} {{\n    dims batch, dim, len, state;\n{}\n{body}}}\n", decls.concat())
+}

@@ -508,8 +508,17 @@ impl Translator<'_> {
                         let h = t.w.f();
                         let chunk = t.chunked.as_ref().filter(|ch| ch.scan == v).map(|ch| (ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone()));
                         match chunk {
-                            Some((ChunkPass::Summary, ..)) => {
-                                t.w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
+                            Some((ChunkPass::Summary, chunk_reg, ..)) => {
+                                // chunk 0 from the scan's own initial state, the others from
+                                // zero: the combine (from zero) then carries the initial state
+                                // into every later chunk's start through chunk 0's end state
+                                if init.is_some() {
+                                    let first = t.w.p();
+                                    t.w.ins(format!("setp.eq.u64 {first}, {chunk_reg}, 0"));
+                                    t.w.ins(format!("selp.f32 {h}, {h0}, {}, {first}", fimm(0.0)));
+                                } else {
+                                    t.w.ins(format!("mov.f32 {h}, {}", fimm(0.0)));
+                                }
                                 let p = t.w.f();
                                 t.w.ins(format!("mov.f32 {p}, {}", fimm(1.0)));
                                 t.chunked.as_mut().expect("chunked").prods.insert(c, p);
