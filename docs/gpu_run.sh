@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root: differential tests, then benchmarks.
+# `bash gpu_run.sh tests` runs only the tests, `bash gpu_run.sh bench` only the benchmarks
+# (together they come near a device call's 10 minutes).
 set -u
 export SSMC_ROOT=$PWD SSMC_REQUIRE_GPU=1
+what=${1:-all}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt
-./carry/oracle_cuda --test-threads=1 2>&1 | tail -25 | tee $OUT/tests.txt
+if [ "$what" != bench ]; then
+  ./carry/oracle_cuda --test-threads=1 2>&1 | tail -40 | tee $OUT/tests.txt
+fi
+[ "$what" = tests ] && exit 0
 for shape in 1,1536,2048,16 8,1536,2048,16 8,4096,2048,16 1,4096,8192,16 16,2048,4096,16; do
   IFS=, read b d l n <<< "$shape"
   for dt in f32 bf16; do
