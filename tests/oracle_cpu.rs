@@ -279,9 +279,10 @@ fn a_thousand_random_graphs_match_the_oracle() {
 fn random_ssm_variants_match_the_oracle() {
     // layers a user would write (common::random_variant: dt, discretizations, LTI or selective
     // B and C, direction, initial and final states, skip, gate), at random sizes
-    let mut fair = 0;
+    let (mut fair, mut convs) = (0, 0);
     for seed in 0..40u64 {
         let text = random_variant(seed);
+        convs += text.contains("conv1d") as usize;
         let layer = Layer::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
         let (b, d, l, n) = (1 + seed as usize % 3, 1 + (seed as usize * 7) % 40, 1 + (seed as usize * 37) % 200, 1 + (seed as usize * 5) % 24);
         let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, seed).unwrap();
@@ -291,5 +292,6 @@ fn random_ssm_variants_match_the_oracle() {
         }
     }
     assert!(fair >= 30, "only {fair} of 40 variants were fair tests");
+    assert!(convs >= 5, "{convs} of 40 variants convolve their input");
 }
 

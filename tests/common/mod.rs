@@ -105,7 +105,8 @@ pub fn fair_for_f32(layer: &Layer, x: &TensorMap) -> bool {
 /// channel; `A`'s and `B`'s discretizations (A's stable ones: `zoh`, `bilinear`); `B` and `C`
 /// per step (selective) or weights (LTI), each on its own; the scan forward or reversed, from
 /// zero or from an initial state; the readout `sum(C * h, state)`, with or without the skip
-/// `D * u`, gated by `z` (silu or sigmoid) or not; and perhaps the final state as an output.
+/// `D * u`, gated by `z` (silu or sigmoid) or not; perhaps the final state as an output; and
+/// `u` as given or from a causal conv of `x` (with or without its bias) through silu.
 pub fn random_variant(seed: u64) -> String {
     let mut rng = ssmc::random::Rng::new(seed);
     let mut pick = |n: usize| ((rng.uniform(0.0, 1.0) * n as f64) as usize).min(n - 1);
@@ -152,12 +153,27 @@ pub fn random_variant(seed: u64) -> String {
             format!("gate({y}, z, {})", ["silu", "sigmoid"][g - 1])
         }
     };
-    let mut body = format!(
+    // chosen last, so that the choices above stay what they were before conv was among them
+    let mut dims = "batch, dim, len, state";
+    let mut body = String::new();
+    if pick(4) == 0 {
+        dims = "batch, dim, len, state, width";
+        decls[0] = "input x: [batch, dim, len];".into();
+        decls.insert(1, "param conv_weight: [dim, width];".into());
+        let bias = if pick(2) == 0 {
+            decls.insert(2, "param conv_bias: [dim];".into());
+            ", bias = conv_bias"
+        } else {
+            ""
+        };
+        body += &format!("    let u = silu(conv1d(x, conv_weight, len{bias}));\n");
+    }
+    body += &format!(
         "    let dt = {dt};\n    let h = scan(discretize_a({method_a}, dt, A), discretize_b({method_b}, dt, A, B) * u, len{scan_args});\n    output out = {out};\n"
     );
     if final_state {
         body += "    output h_last = final_state(h);\n";
     }
     let decls: Vec<String> = decls.iter().map(|d| format!("    {d}\n")).collect();
-    format!("layer Variant{seed} {{\n    dims batch, dim, len, state;\n{}\n{body}}}\n", decls.concat())
+    format!("layer Variant{seed} {{\n    dims {dims};\n{}\n{body}}}\n", decls.concat())
 }
