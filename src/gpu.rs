@@ -86,9 +86,9 @@ const TUNE_MARGIN: f64 = 0.99;
 /// Loads `plan`'s kernels, lowered at `sizes` with inputs typed as `inputs` are. The schedules
 /// that apply (one thread per row, reading in place; the same with tiles staged through shared
 /// memory; tiles with the scan cut into chunks, at the default chunk count and at half and
-/// twice it; lanes over the inner dim; a warp per row) are each timed on these inputs, then the
-/// fastest at half and twice the default threads per block and, where it stages tiles, at half
-/// and twice its tile; the fastest is kept (the autotuner; a variant only where it is 1%
+/// twice it; lanes over the inner dim; a warp per row) are each timed on these inputs, then
+/// (where more than one applies) the fastest at half and twice the default threads per block
+/// and, where it stages tiles, at half and twice its tile; the fastest is kept (the autotuner; a variant only where it is 1%
 /// faster than the schedule it varies), and the choice is cached with the code.
 /// `force` skips the tuning.
 pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<GpuSchedule>) -> Result<GpuCode, Error> {
@@ -143,9 +143,9 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     // then the fastest at half and twice its block size and, where it stages tiles, its tile
     let (first, first_us) = (timed[0].0.sched, timed[0].1);
     let tiled = timed[0].0.kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &first));
-    let blocks = [BLOCK / 2, BLOCK * 2].map(|b| GpuSchedule { block: b as usize, ..first });
+    let blocks = [BLOCK / 2, BLOCK * 2].map(|b| GpuSchedule { block: b as usize, ..first }).into_iter().filter(|s| GpuSchedule::block_ok(s.block));
     let tiles = [first.tile / 2, first.tile * 2].map(|t| GpuSchedule { tile: t, ..first });
-    for s in blocks.into_iter().chain(tiles.into_iter().filter(|s| tiled && s.tile > 0 && GpuSchedule::tile_ok(s.tile))) {
+    for s in blocks.chain(tiles.into_iter().filter(|s| tiled && s.tile > 0 && GpuSchedule::tile_ok(s.tile))) {
         timed.push(time(load_with(gpu, &plan, sizes, s)?)?);
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));

@@ -212,7 +212,7 @@ impl std::str::FromStr for GpuSchedule {
         };
         // the block size comes last, on every kind of schedule
         let (head, block) = match text.rsplit_once("+block") {
-            Some((head, b)) => (head, b.parse::<usize>().ok().filter(|&b| GpuSchedule::block_ok(b)).ok_or_else(bad)?),
+            Some((head, b)) => (head, number(b).filter(|&n| GpuSchedule::block_ok(n)).ok_or_else(bad)?),
             None => (text, 0),
         };
         match head {
@@ -224,7 +224,7 @@ impl std::str::FromStr for GpuSchedule {
         let lane_width = match parts.next() {
             Some("rows") => 0,
             Some("lanes") => 1,
-            Some(l) => l.strip_prefix("lanes").and_then(|w| w.parse().ok()).filter(|&w| w > 1).ok_or_else(bad)?,
+            Some(l) => l.strip_prefix("lanes").and_then(number).filter(|&w| w > 1).ok_or_else(bad)?,
             None => return Err(bad()),
         };
         let mut s = GpuSchedule { lane_width, block, ..GpuSchedule::ROWS };
@@ -232,17 +232,24 @@ impl std::str::FromStr for GpuSchedule {
             match part {
                 "chunks" if !s.chunked && s.tile == 0 => s.chunked = true,
                 c if c.starts_with("chunks") && !s.chunked && s.tile == 0 => {
-                    let k = c["chunks".len()..].parse::<usize>().ok().filter(|&k| GpuSchedule::chunks_ok(k));
+                    let k = number(&c["chunks".len()..]).filter(|&k| GpuSchedule::chunks_ok(k));
                     s.chunks = k.ok_or_else(bad)?;
                     s.chunked = true;
                 }
                 "prefetch" if s.tile > 0 && !s.prefetch => s.prefetch = true,
-                t if s.tile == 0 => s.tile = t.strip_prefix("tiles").and_then(|n| n.parse().ok()).filter(|&n| n > 0 && GpuSchedule::tile_ok(n)).ok_or_else(bad)?,
+                t if s.tile == 0 => s.tile = t.strip_prefix("tiles").and_then(number).filter(|&n| n > 0 && GpuSchedule::tile_ok(n)).ok_or_else(bad)?,
                 _ => return Err(bad()),
             }
         }
+        // numbers the launch cannot take (a lane width of 3, ...) are unknown names too
+        s.check().map_err(|_| bad())?;
         Ok(s)
     }
+}
+
+/// A number as `Display` writes it in a schedule's name (no sign, no leading zeros).
+fn number(text: &str) -> Option<usize> {
+    text.parse::<usize>().ok().filter(|n| n.to_string() == text)
 }
 
 #[cfg(feature = "cuda")]
@@ -297,7 +304,7 @@ mod tests {
         for s in GpuSchedule::ALL.iter().chain(&more).chain(&chunks).chain(&tiles).chain(&blocks) {
             assert_eq!(s.to_string().parse::<GpuSchedule>(), Ok(*s), "{s}");
         }
-        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "warpscan+streamout+streamout", "rows+streamout", "rows+tiles16+prefetch+prefetch", "rows+chunks1", "rows+chunks12", "rows+chunks512", "rows+chunksx", "rows+chunks+chunks8", "rows+tiles3", "rows+tiles64", "rows+block", "rows+block48", "rows+block512", "rows+block16", "warpscan+block64+block64", "rows+block64+tiles16", "warpscan+block64+streamout", "+block64", "block64"] {
+        for bad in ["", "row", "lanes0", "lanesx", "rows+tiles", "rows+tiles0", "rows+prefetch", "rows+chunks+chunks", "warpscan+chunks", "warpscan+streamout+streamout", "rows+streamout", "rows+tiles16+prefetch+prefetch", "rows+chunks1", "rows+chunks12", "rows+chunks512", "rows+chunksx", "rows+chunks+chunks8", "rows+tiles3", "rows+tiles64", "rows+block", "rows+block48", "rows+block512", "rows+block16", "warpscan+block64+block64", "rows+block64+tiles16", "warpscan+block64+streamout", "+block64", "block64", "rows+block+64", "rows+block064", "lanes3", "lanes32", "rows+chunks08", "lanes04", "rows+tiles016", "rows+chunks+8"] {
             let e = bad.parse::<GpuSchedule>().unwrap_err();
             assert!(e.contains("unknown GPU schedule") && e.contains("lanes4"), "{bad}: {e}");
         }

@@ -56,6 +56,7 @@ pub fn chunks_within(want: usize, extent: usize) -> usize {
 /// chunks (when `gpu.chunked` and the kernel is [`chunkable`]); with `gpu.warp_scan`, kernels
 /// that qualify run a warp per row.
 pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
+    debug_assert!(gpu.check().is_ok(), "{:?}", gpu.check());
     let schedule = &gpu.kernel();
     let (chunked, tile) = (gpu.chunked, gpu.tiling());
     let mut text = arch.header();
