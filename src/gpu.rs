@@ -198,32 +198,27 @@ impl GpuCode {
     /// (tiles and chunks named only where some kernel uses them, the block size where it is not
     /// the default).
     pub fn describe(&self) -> String {
+        if self.entries.iter().any(|e| matches!(e, Launch::Warp(_))) {
+            return self.sched.to_string();
+        }
+        // the schedule as it ran, named as any schedule is (the block size kept)
         let chunks = self.entries.iter().find_map(|e| match e {
             Launch::Chunked { chunks, .. } => Some(*chunks),
             Launch::Plain(_) | Launch::Warp(_) => None,
         });
-        if self.entries.iter().any(|e| matches!(e, Launch::Warp(_))) {
-            return self.sched.to_string();
-        }
         let lanes = self.kirs.iter().any(|k| ssmc_ptx::emit::lanes_per_row(k, &self.schedule) > 1);
-        let mut s = match self.sched.lane_width {
-            w if w == 0 || !lanes => "rows".to_string(),
-            1 => "lanes".to_string(),
-            w => format!("lanes{w}"),
+        let tiled = self.kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &self.sched));
+        let ran = GpuSchedule {
+            lane_width: if lanes { self.sched.lane_width } else { 0 },
+            chunked: chunks.is_some(),
+            chunks: chunks.unwrap_or(0),
+            tile: if tiled { self.sched.tile } else { 0 },
+            prefetch: tiled && self.sched.prefetch,
+            warp_scan: false,
+            stream_out: false,
+            block: self.sched.block,
         };
-        if let Some(c) = chunks {
-            s += &format!("+chunks{c}");
-        }
-        if self.kirs.iter().any(|k| ssmc_ptx::emit::tiled(k, &self.sched)) {
-            s += &format!("+tiles{}", self.sched.tile);
-            if self.sched.prefetch {
-                s += "+prefetch";
-            }
-        }
-        if self.sched.block > 0 {
-            s += &format!("+block{}", self.sched.block);
-        }
-        s
+        ran.to_string()
     }
 }
 

@@ -5,13 +5,12 @@
 use proptest::prelude::*;
 use ssmc::ir::gen::{random_graph, GenOptions};
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, random_variant, Tolerance, EXAMPLES};
+use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::{HostTensor, TensorMap};
 use ssmc::{Backend, Fusion, Layer};
 use ssmc_kernel::Schedule;
-use std::collections::BTreeMap;
 
 
 
@@ -249,8 +248,7 @@ proptest! {
     fn random_graphs_match_the_oracle(seed in any::<u64>(), ops in 1usize..12) {
         let g = random_graph(seed, GenOptions { ops, partial_ops: false });
         let layer = Layer::from_graph(g).unwrap();
-        let sizes = ssmc::ir::gen::random_sizes(layer.graph(), seed, 6);
-        let d: BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+        let d = random_dims(&layer, seed, 6);
         let x = random_inputs(layer.graph(), &d, DType::F32, seed).unwrap();
         prop_assume!(fair_for_f32(&layer, &x));
         check(&layer, &x, &format!("seed {seed}\n{}", ssmc::ir::print::print(layer.graph())));
@@ -264,8 +262,7 @@ fn a_thousand_random_graphs_match_the_oracle() {
     for seed in 0..1000u64 {
         let g = random_graph(seed, GenOptions { ops: 12, partial_ops: false });
         let layer = Layer::from_graph(g).unwrap();
-        let sizes = ssmc::ir::gen::random_sizes(layer.graph(), seed, 6);
-        let d: BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+        let d = random_dims(&layer, seed, 6);
         let x = random_inputs(layer.graph(), &d, DType::F32, seed).unwrap();
         if fair_for_f32(&layer, &x) {
             fair += 1;
@@ -284,7 +281,7 @@ fn random_ssm_variants_match_the_oracle() {
         let text = random_variant(seed);
         convs += text.contains("conv1d") as usize;
         let layer = Layer::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        let (b, d, l, n) = (1 + seed as usize % 3, 1 + (seed as usize * 7) % 40, 1 + (seed as usize * 37) % 200, 1 + (seed as usize * 5) % 24);
+        let (b, d, l, n) = variant_shape(seed);
         let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, seed).unwrap();
         if fair_for_f32(&layer, &x) {
             fair += 1;

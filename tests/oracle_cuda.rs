@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, random_variant, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Fusion, GpuSchedule, Layer};
@@ -69,12 +69,11 @@ fn every_example_matches_the_oracle_on_the_gpu() {
 fn random_graphs_match_the_oracle_on_the_gpu() {
     // the CPU's random graphs (every op, random shapes and wiring; those whose f32 evaluation is
     // well conditioned), fused and unfused, under the autotuner and under every schedule
-    use ssmc::ir::gen::{random_graph, random_sizes, GenOptions};
+    use ssmc::ir::gen::{random_graph, GenOptions};
     let mut fair = 0;
     for seed in 0..100u64 {
         let layer = Layer::from_graph(random_graph(seed, GenOptions { ops: 12, partial_ops: false })).unwrap();
-        let sizes = random_sizes(layer.graph(), seed, 6);
-        let d: std::collections::BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+        let d = random_dims(&layer, seed, 6);
         let x = random_inputs(layer.graph(), &d, DType::F32, seed).unwrap();
         if !fair_for_f32(&layer, &x) {
             continue;
@@ -107,8 +106,8 @@ fn random_ssm_variants_match_the_oracle_on_the_gpu() {
     for seed in 0..24u64 {
         let text = random_variant(seed);
         let layer = Layer::parse(&text).unwrap();
-        let n = 1 + (seed as usize * 5) % 24;
-        let shapes = [(1 + seed as usize % 3, 1 + (seed as usize * 7) % 40, 1 + (seed as usize * 37) % 200, n), (2, 64, 300, n)];
+        let shape = variant_shape(seed);
+        let shapes = [shape, (2, 64, 300, shape.3)];
         for (b, d, l, n) in shapes {
             for dtype in [DType::F32, DType::BF16] {
                 let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, seed).unwrap();

@@ -3,7 +3,7 @@
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
 mod common;
-use common::{example, random_variant, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{example, random_dims, random_variant, variant_shape, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::{Fusion, GpuSchedule};
 use std::collections::BTreeMap;
@@ -428,14 +428,13 @@ fn each_warp_of_a_block_gets_its_region_of_shared_memory() {
 fn random_graphs_assemble_under_every_schedule() {
     // the generator's graphs (every op, random shapes and wiring) at sizes up to 6 and, so that
     // seq loops are long enough for tiles, chunks and the warp scan, up to 160, fused and not
-    use ssmc::ir::gen::{random_graph, random_sizes, GenOptions};
+    use ssmc::ir::gen::{random_graph, GenOptions};
     let Some(ptxas) = ptxas() else { return };
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for seed in 0..24u64 {
         let layer = ssmc::Layer::from_graph(random_graph(seed, GenOptions { ops: 10, partial_ops: false })).unwrap();
         for max in [6, 160] {
-            let sizes = random_sizes(layer.graph(), seed, max);
-            let d: BTreeMap<String, usize> = layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect();
+            let d = random_dims(&layer, seed, max);
             for (fusion, schedules) in [(Fusion::On, &GpuSchedule::ALL[..]), (Fusion::Off, &GpuSchedule::ALL[..2])] {
                 for &schedule in schedules {
                     for dtype in [DType::F32, DType::BF16] {
@@ -464,7 +463,7 @@ fn random_ssm_variants_assemble_under_every_schedule() {
         let text = random_variant(seed);
         let layer = ssmc::Layer::parse(&text).unwrap();
         let mut d = sizes(2, 64, 300);
-        d.insert("state".into(), 1 + (seed as usize * 5) % 24);
+        d.insert("state".into(), variant_shape(seed).3);
         for schedule in GpuSchedule::ALL {
             for dtype in [DType::F32, DType::BF16] {
                 let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &d, dtype, schedule).unwrap();

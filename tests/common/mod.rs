@@ -177,3 +177,15 @@ pub fn random_variant(seed: u64) -> String {
     let decls: Vec<String> = decls.iter().map(|d| format!("    {d}\n")).collect();
     format!("layer Variant{seed} {{\n    dims {dims};\n{}\n{body}}}\n", decls.concat())
 }
+
+/// The generator's random extents for `layer`'s dims (up to `max`), by dim name.
+pub fn random_dims(layer: &Layer, seed: u64, max: usize) -> BTreeMap<String, usize> {
+    let sizes = ssmc::ir::gen::random_sizes(layer.graph(), seed, max);
+    layer.graph().dims().map(|(id, n)| (n.to_string(), sizes[id.index()])).collect()
+}
+
+/// The (batch, dim, len, state) [`random_variant`]`(seed)` is checked at: up to 3, 40, 200, 24.
+pub fn variant_shape(seed: u64) -> (usize, usize, usize, usize) {
+    let s = seed as usize;
+    (1 + s % 3, 1 + (s * 7) % 40, 1 + (s * 37) % 200, 1 + (s * 5) % 24)
+}
