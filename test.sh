@@ -12,5 +12,7 @@ fi
 "$SSMC_PTXAS" --version | tail -1
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
+# the ssm! variants example: each layer the same graph as its .ssm file, the CPU JIT against the oracle
+cargo run --locked --example variants
 # the cuda runtime without a GPU: clean errors, no panics (cudarc loads the driver lazily)
 cargo test --locked --features cuda --test cuda_errors --test oracle_cuda

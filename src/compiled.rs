@@ -276,13 +276,12 @@ impl CompiledLayer {
                         keys[o] = Some(key);
                         t.into_bytes()
                     }
-                    None => vec![0u8; n],
+                    None => zeroed(n)?,
                 },
-                // `vec!` of zeros is `calloc`: fresh pages come zeroed from the system, not
-                // written twice
-                (_, None) if scratch[i].is_empty() => vec![0u8; n],
+                (_, None) if scratch[i].is_empty() => zeroed(n)?,
                 (_, None) => {
                     let mut v = std::mem::take(&mut scratch[i]);
+                    v.try_reserve_exact(n.saturating_sub(v.len())).map_err(|_| out_of_memory(n))?;
                     v.resize(n, 0);
                     v
                 }
@@ -358,4 +357,17 @@ impl CompiledLayer {
         }
         Ok(())
     }
+}
+
+/// `n` zeroed bytes, or an `Err` where the system will not give them. `vec!` of zeros is
+/// `calloc` (fresh pages come zeroed from the system, not written twice) but aborts the process
+/// when the allocation fails; a fallible reservation of the same size asks first, touching no
+/// page.
+fn zeroed(n: usize) -> Result<Vec<u8>, Error> {
+    Vec::<u8>::new().try_reserve_exact(n).map_err(|_| out_of_memory(n))?;
+    Ok(vec![0u8; n])
+}
+
+fn out_of_memory(n: usize) -> Error {
+    IrError::new(format!("out of memory making a buffer of {n} bytes")).into()
 }

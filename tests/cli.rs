@@ -219,6 +219,35 @@ fn check_reports_a_spec_error_with_file_line_col() {
 }
 
 #[test]
+fn specs_too_deep_or_too_long_are_one_line_errors() {
+    let dir = TempDir::new("check-too-deep");
+    let layer = |e: String| format!("layer L {{\n    dims n;\n    input x: [n];\n    output y = {e};\n}}\n");
+    let cases = [
+        (format!("{}x{}", "(".repeat(100_000), ")".repeat(100_000)), "nested more than 64 deep"),
+        (format!("{}x{}", "exp(".repeat(100_000), ")".repeat(100_000)), "nested more than 64 deep"),
+        (vec!["x"; 100_000].join(" + "), "longer than 2048 tokens"),
+        ("1e309 * x".to_string(), "the number `1e309` is out of range of f64"),
+    ];
+    for (i, (expr, needle)) in cases.into_iter().enumerate() {
+        let spec = dir.write(&format!("deep{i}.ssm"), layer(expr));
+        let line = fails(&["check".into(), p(&spec)], 1, &[needle]);
+        assert!(line.starts_with(&format!("error: {}:4:", p(&spec))), "{line}");
+    }
+}
+
+#[test]
+fn values_too_large_to_make_are_one_line_errors() {
+    // two inputs of 2^21 values whose outer product would have 2^42
+    let dir = TempDir::new("run-too-large");
+    let spec = dir.write("outer.ssm", "layer O {\n    dims n, m;\n    input x: [n];\n    input y: [m];\n    output z = x * y;\n}\n");
+    for backend in ["interp", "cpu"] {
+        let args = ["run", &p(&spec), "--backend", backend, "--random", "--dims", "n=2097152,m=2097152"];
+        let line = fails(&args, 1, &["a value over [n=2097152, m=2097152] would have more than 2^40 elements"]);
+        assert!(line.contains("outer.ssm:5:"), "{line}");
+    }
+}
+
+#[test]
 fn check_reports_a_syntax_error_with_file_line_col() {
     let dir = TempDir::new("check-syntax");
     let spec = dir.write("syntax.ssm", "layer L {\n    dims n;\n    input x: [n]\n    output y = x;\n}\n");

@@ -236,11 +236,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let spec = cli.command.spec().to_path_buf();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // a graph error at a node the spec wrote names the file, like the spec's own errors
+        Err(Error::Ir(e)) if e.span.is_some() => {
+            eprintln!("error: {}:{e}", spec.display());
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// The spec file every command reads.
+    fn spec(&self) -> &std::path::Path {
+        match self {
+            Command::Check { spec }
+            | Command::Compile { spec, .. }
+            | Command::Explain { spec, .. }
+            | Command::Run { spec, .. }
+            | Command::Bench { spec, .. } => spec,
         }
     }
 }

@@ -36,6 +36,8 @@ pub fn infer(g: &Graph, op: &Op) -> Result<Shape> {
             }
             Ok(decl.layout.clone())
         }
+        // no text writes back an infinity or a NaN as a number
+        Op::Const(v) if !v.is_finite() => Err(IrError::new(format!("the constant {v} is not a finite number"))),
         Op::Const(_) => Ok(Shape::scalar()),
         Op::Unary(_, x) => Ok(shape(*x).canonical()),
         Op::Binary(_, a, b) => Ok(Shape::union([shape(*a), shape(*b)])),

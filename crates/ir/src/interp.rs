@@ -107,8 +107,27 @@ pub fn bind_dims<'a>(g: &Graph, shapes: impl IntoIterator<Item = (&'a str, &'a [
             }
         }
     }
-    Ok(DimSizes(sizes))
+    let sizes = DimSizes(sizes);
+    // Past this, element counts and byte offsets wrap: in kernels' index arithmetic as much as
+    // in allocations. Small inputs can make a large value (an outer product).
+    for (i, node) in g.nodes().iter().enumerate() {
+        let dims = node.shape.dims();
+        let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(sizes.get(d).unwrap_or(1)));
+        if count.is_none_or(|n| n > MAX_ELEMENTS) {
+            let sizes = dims.iter().map(|&d| format!("{}={}", g.dim_name(d), sizes.get(d).unwrap_or(1))).collect::<Vec<_>>();
+            return Err(IrError::new(format!(
+                "a value over [{}] would have more than 2^40 elements, too large to make",
+                sizes.join(", ")
+            ))
+            .at(Some(NodeId(i as u32)), node.span));
+        }
+    }
+    Ok(sizes)
 }
+
+/// The most elements one value may have (2^40: 4 TiB of `f32`), far past any machine's memory
+/// and far below where a count or byte offset wraps.
+pub const MAX_ELEMENTS: usize = 1 << 40;
 
 /// Every node's value, for callers that inspect intermediates (plans, tests).
 #[derive(Clone, Debug)]
@@ -191,7 +210,11 @@ impl Ctx<'_> {
         let dims = out.dims();
         let ext = self.sizes.extents(self.g, out)?;
         let len: usize = ext.iter().product();
-        let mut data = vec![0.0; len];
+        let mut data = Vec::new();
+        // an Err where memory runs short, not an abort (bind_dims bounded the count)
+        data.try_reserve_exact(len)
+            .map_err(|_| IrError::new(format!("out of memory making a value of {len} elements ({} bytes)", 8 * len)))?;
+        data.resize(len, 0.0);
         match op {
             Op::Input(_) => unreachable!("inputs are bound, not evaluated"),
             Op::Const(v) => data[0] = *v,

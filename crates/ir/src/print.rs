@@ -1,7 +1,9 @@
 //! The canonical text of a graph: `.ssm` source that parses back to the same graph.
 //!
 //! One statement per named node; an unnamed node used once is written inline in its user when
-//! that keeps the definition order (so parsing recreates the nodes in the same order).
+//! that keeps the definition order (so parsing recreates the nodes in the same order), up to
+//! [`INLINE_DEPTH`] deep and [`INLINE_NODES`] nodes a statement, so that printed statements stay
+//! well inside the parser's limits on nesting and length however long a chain is.
 
 use crate::graph::{Graph, NodeId};
 use crate::op::{BinaryOp, Op, UnaryOp};
@@ -29,8 +31,18 @@ pub fn print_annotated(g: &Graph) -> String {
     Printer::new(g, true).run()
 }
 
+/// How deep inline operands nest in one printed statement.
+pub const INLINE_DEPTH: usize = 16;
+
+/// How many nodes one printed statement writes inline.
+pub const INLINE_NODES: usize = 64;
+
 struct Printer<'a> {
     g: &'a Graph,
+    /// Inline operands open around the one being written.
+    depth: usize,
+    /// Nodes the current statement may still write inline.
+    budget: usize,
     uses: Vec<usize>,
     names: Vec<String>,
     inlined: Vec<bool>,
@@ -43,7 +55,7 @@ impl<'a> Printer<'a> {
         let outs = g.outputs();
         let inline_outputs = outs.windows(2).all(|w| w[0].node < w[1].node)
             && outs.iter().all(|o| !matches!(g.node(o.node).op, Op::Input(_)));
-        let mut p = Printer { g, uses: g.use_counts(), names: vec![], inlined: vec![false; g.nodes().len()], inline_outputs, annotate };
+        let mut p = Printer { g, depth: 0, budget: 0, uses: g.use_counts(), names: vec![], inlined: vec![false; g.nodes().len()], inline_outputs, annotate };
         p.names = p.assign_names();
         p
     }
@@ -137,6 +149,7 @@ impl<'a> Printer<'a> {
             return s;
         }
         let mut cursor = id.0 as i64 - 1;
+        self.budget = INLINE_NODES;
         let expr = self.expr(id, &mut cursor);
         match self.output_of(id) {
             Some(o) => format!("output {o} = {expr};"),
@@ -146,14 +159,18 @@ impl<'a> Printer<'a> {
 
     /// The operand as text: inline if it is the node just before in definition order.
     fn operand(&mut self, id: NodeId, cursor: &mut i64) -> (String, Option<u8>) {
-        if id.0 as i64 == *cursor && self.can_inline(id) {
+        if id.0 as i64 == *cursor && self.can_inline(id) && self.depth < INLINE_DEPTH && self.budget > 0 {
             self.inlined[id.index()] = true;
+            self.budget -= 1;
             *cursor -= 1;
             let prec = match &self.g.node(id).op {
                 Op::Binary(b, ..) => precedence(*b),
                 _ => None,
             };
-            (self.expr(id, cursor), prec)
+            self.depth += 1;
+            let text = self.expr(id, cursor);
+            self.depth -= 1;
+            (text, prec)
         } else {
             (self.names[id.index()].clone(), None)
         }

@@ -180,6 +180,65 @@ fn unary_ops_by_hand() {
 }
 
 #[test]
+fn binary_ops_by_hand() {
+    let cases: [(BinaryOp, f64, f64, f64); 6] = [
+        (BinaryOp::Add, 2.0, 3.5, 5.5),
+        (BinaryOp::Sub, 2.0, 3.5, -1.5),
+        (BinaryOp::Mul, -2.0, 3.5, -7.0),
+        (BinaryOp::Div, 3.0, -4.0, -0.75),
+        (BinaryOp::Max, -2.0, 1.0, 1.0),
+        (BinaryOp::Min, -2.0, 1.0, -2.0),
+    ];
+    for (op, a, b, want) in cases {
+        let mut g = Graph::new("b");
+        let ai = g.input("a", InputKind::Input, &[], None).unwrap();
+        let bi = g.input("b", InputKind::Input, &[], None).unwrap();
+        let y = g.binary(op, ai, bi).unwrap();
+        g.add_output("y", y).unwrap();
+        let out = evaluate(&g, &[("a", &t(&[], &[a])), ("b", &t(&[], &[b]))]).unwrap();
+        close(&out["y"].data, &[want]);
+        // the operands' order is kept (sub, div) and both orders of max and min agree
+        let back = evaluate(&g, &[("a", &t(&[], &[b])), ("b", &t(&[], &[a]))]).unwrap();
+        let swapped = match op {
+            BinaryOp::Sub => -want,
+            BinaryOp::Div => 1.0 / want,
+            _ => want,
+        };
+        close(&back["y"].data, &[swapped]);
+    }
+}
+
+#[test]
+fn constants_are_finite_numbers() {
+    let mut g = Graph::new("c");
+    for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        let e = g.constant(v).unwrap_err();
+        assert!(e.message.contains("is not a finite number"), "{}", e.message);
+    }
+    assert!(g.constant(f64::MAX).is_ok());
+}
+
+#[test]
+fn values_too_large_to_make_are_errors_naming_their_dims() {
+    // an outer product of two small inputs
+    let mut g = Graph::new("outer");
+    let n = g.add_dim("n").unwrap();
+    let m = g.add_dim("m").unwrap();
+    let x = g.input("x", InputKind::Input, &[n], None).unwrap();
+    let y = g.input("y", InputKind::Input, &[m], None).unwrap();
+    let z = g.binary(BinaryOp::Mul, x, y).unwrap();
+    g.add_output("z", z).unwrap();
+    let big = 1usize << 21;
+    let e = bind_dims(&g, [("x", &[big][..]), ("y", &[big][..])]).unwrap_err();
+    assert_eq!(e.message, "a value over [n=2097152, m=2097152] would have more than 2^40 elements, too large to make");
+    assert_eq!(e.node, Some(z));
+    // where a count wraps usize
+    let e = bind_dims(&g, [("x", &[usize::MAX / 2][..]), ("y", &[3][..])]).unwrap_err();
+    assert!(e.message.contains("too large to make"), "{}", e.message);
+    assert!(bind_dims(&g, [("x", &[1 << 20][..]), ("y", &[1 << 20][..])]).is_ok());
+}
+
+#[test]
 fn nan_and_infinity_propagate() {
     let g = scan_graph(false, false);
     let out = evaluate(&g, &[("x", &t(&[3], &[1.0, f64::NAN, 1.0])), ("a", &t(&[], &[0.5]))]).unwrap();

@@ -189,13 +189,15 @@ impl Analysis<Ssm> for SsmAnalysis {
     }
 }
 
-/// The constant value of an elementwise node whose operands are all constants.
+/// The constant value of an elementwise node whose operands are all constants, where it is
+/// finite (an infinity or a NaN stays an expression: a graph's constants are finite numbers).
 fn fold(enode: &Ssm, konst: impl Fn(Id) -> Option<f64>) -> Option<f64> {
-    if let Some((op, x)) = unary_of(enode) {
-        return konst(x).map(|v| op.eval(v));
-    }
-    if let Some((op, a, b)) = binary_of(enode) {
-        return Some(op.eval(konst(a)?, konst(b)?));
-    }
-    None
+    let v = if let Some((op, x)) = unary_of(enode) {
+        op.eval(konst(x)?)
+    } else if let Some((op, a, b)) = binary_of(enode) {
+        op.eval(konst(a)?, konst(b)?)
+    } else {
+        return None;
+    };
+    v.is_finite().then_some(v)
 }

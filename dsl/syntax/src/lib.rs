@@ -32,8 +32,15 @@ pub use ssmc_ir as ir;
 use proc_macro2::TokenStream;
 use ssmc_ir::Graph;
 
+/// How deep brackets may nest in a spec (the layer's braces count).
+pub const MAX_NESTING: usize = 64;
+
+/// How many tokens one statement may have (a bracket pair counts as one).
+pub const MAX_STATEMENT_TOKENS: usize = 2048;
+
 /// Parses a layer from tokens (what `ssm!` receives).
 pub fn parse_tokens(tokens: TokenStream) -> Result<(ast::Layer, Graph), Diagnostics> {
+    check_size(&tokens).map_err(|e| Diagnostics { errors: vec![e], source: None })?;
     let layer: ast::Layer = syn::parse2(tokens)?;
     let graph = lower::lower(&layer).map_err(|errors| Diagnostics { errors, source: None })?;
     Ok((layer, graph))
@@ -51,4 +58,43 @@ pub fn parse_named(name: &str, src: &str) -> Result<Graph, Diagnostics> {
         source: None,
     }.with_source(name, src))?;
     parse_tokens(tokens).map(|(_, g)| g).map_err(|d| d.with_source(name, src))
+}
+
+/// Keeps a spec within [`MAX_NESTING`] and [`MAX_STATEMENT_TOKENS`], the bounds under which
+/// every recursive pass over it (syn's parser, narrowing, lowering) fits a thread's stack: past
+/// them a spec would overflow the stack instead of getting an error. Walks the tokens with a
+/// stack of its own, so the check itself cannot overflow.
+fn check_size(tokens: &TokenStream) -> Result<(), DslError> {
+    use proc_macro2::TokenTree;
+    let mut open = vec![tokens.clone().into_iter()];
+    let mut in_statement = 0;
+    while let Some(level) = open.last_mut() {
+        let Some(tt) = level.next() else {
+            open.pop();
+            continue;
+        };
+        in_statement += 1;
+        if in_statement > MAX_STATEMENT_TOKENS {
+            return Err(DslError::new(
+                tt.span(),
+                format!("a statement longer than {MAX_STATEMENT_TOKENS} tokens; split it with `let`"),
+            ));
+        }
+        match tt {
+            TokenTree::Punct(p) if p.as_char() == ';' => in_statement = 0,
+            TokenTree::Group(g) => {
+                // `open` holds this level and those around it: the group is at depth `open.len()`
+                if open.len() > MAX_NESTING {
+                    return Err(DslError::new(
+                        g.span_open(),
+                        format!("brackets nested more than {MAX_NESTING} deep; split the expression with `let`"),
+                    ));
+                }
+                // a group's own tokens are walked next, then the rest of this level
+                open.push(g.stream().into_iter());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

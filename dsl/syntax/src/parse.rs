@@ -110,8 +110,8 @@ fn expr(e: &syn::Expr) -> syn::Result<Expr> {
             Expr::Name(p.path.get_ident().cloned().expect("checked by the guard"))
         }
         syn::Expr::Lit(l) => match &l.lit {
-            syn::Lit::Float(f) => Expr::Lit(f.base10_parse::<f64>()?, f.span()),
-            syn::Lit::Int(i) => Expr::Lit(i.base10_parse::<f64>()?, i.span()),
+            syn::Lit::Float(f) => Expr::Lit(finite(f.base10_parse::<f64>()?, f.base10_digits(), f.span())?, f.span()),
+            syn::Lit::Int(i) => Expr::Lit(finite(i.base10_parse::<f64>()?, i.base10_digits(), i.span())?, i.span()),
             syn::Lit::Bool(b) => Expr::Name(Ident::new(if b.value { "true" } else { "false" }, b.span)),
             other => return Err(syn::Error::new(other.span(), "expected a number")),
         },
@@ -152,4 +152,13 @@ fn expr(e: &syn::Expr) -> syn::Result<Expr> {
             return Err(syn::Error::new(e.span(), "expected a name, a number, `-`, `+ - * /`, or a call"))
         }
     })
+}
+
+/// A literal's value, which must be a finite `f64` (`1e309` reads as infinity, which no printer
+/// writes back as a number).
+fn finite(v: f64, digits: &str, span: proc_macro2::Span) -> syn::Result<f64> {
+    match v.is_finite() {
+        true => Ok(v),
+        false => Err(syn::Error::new(span, format!("the number `{digits}` is out of range of f64"))),
+    }
 }

@@ -111,12 +111,88 @@ proptest! {
         let ex = examples();
         let (_, src) = &ex[which % ex.len()];
         let text = mutate(src, kind, at, len, TOKENS[tok]);
-        if let Err(d) = parse_str(&text) {
-            prop_assert!(!d.errors.is_empty());
-            for e in &d.errors {
-                prop_assert!(!e.message.is_empty());
+        match parse_str(&text) {
+            Err(d) => {
+                prop_assert!(!d.errors.is_empty());
+                for e in &d.errors {
+                    prop_assert!(!e.message.is_empty());
+                }
+                let _ = d.to_string(); // rendering with carets never panics either
             }
-            let _ = d.to_string(); // rendering with carets never panics either
+            // a mutant that is still a layer prints and parses back like any other
+            Ok(g) => {
+                let printed = print(&g);
+                let back = parse_str(&printed).map_err(|e| TestCaseError::fail(format!("{e}\n{printed}")))?;
+                prop_assert!(g.same_as(&back), "printing changed the mutant:\n{}", printed);
+            }
         }
     }
+}
+
+/// `x + x + ... + x` with `terms` terms, `(((x)))` `depth` deep, and `exp(exp(x))` `depth` deep.
+fn long_specs(terms: usize, depth: usize) -> [String; 3] {
+    let layer = |e: String| format!("layer L {{ dims n; input x: [n]; output y = {e}; }}");
+    [
+        layer(vec!["x"; terms].join(" + ")),
+        layer(format!("{}x{}", "(".repeat(depth), ")".repeat(depth))),
+        layer(format!("{}x{}", "exp(".repeat(depth), ")".repeat(depth))),
+    ]
+}
+
+#[test]
+fn specs_at_the_size_limits_parse_on_a_test_threads_stack() {
+    // a test thread has 2 MiB of stack; the layer's braces are one level of the nesting
+    let limit = ssmc_dsl::MAX_STATEMENT_TOKENS;
+    for spec in long_specs(limit / 2 - 2, ssmc_dsl::MAX_NESTING - 1) {
+        let g = parse_str(&spec).unwrap_or_else(|e| panic!("{e}"));
+        assert!(g.same_as(&parse_str(&print(&g)).unwrap()));
+    }
+}
+
+#[test]
+fn specs_past_the_size_limits_are_errors_at_a_token() {
+    let [long, _, _] = long_specs(ssmc_dsl::MAX_STATEMENT_TOKENS, 1);
+    let e = parse_str(&long).unwrap_err();
+    assert!(e.errors[0].message.contains("longer than 2048 tokens; split it with `let`"), "{e}");
+    assert_eq!(e.errors[0].line_col().0, 1);
+    // far past them, where parsing would overflow any stack
+    for spec in long_specs(200_000, 100_000) {
+        let e = parse_str(&spec).unwrap_err();
+        assert!(e.errors[0].message.contains("split"), "{e}");
+    }
+    let [_, parens, calls] = long_specs(1, ssmc_dsl::MAX_NESTING);
+    for spec in [parens, calls] {
+        let e = parse_str(&spec).unwrap_err();
+        assert!(e.errors[0].message.contains("nested more than 64 deep"), "{e}");
+    }
+}
+
+#[test]
+fn numbers_out_of_range_of_f64_are_errors() {
+    let at = "layer L { dims n; input x: [n]; output y = ".len() + 1;
+    for (lit, col) in [("1e309".to_string(), at), ("-1e309".to_string(), at + 1), ("1".repeat(400), at)] {
+        let spec = format!("layer L {{ dims n; input x: [n]; output y = {lit} * x; }}");
+        let e = parse_str(&spec).unwrap_err();
+        assert!(e.errors[0].message.contains("is out of range of f64"), "{e}");
+        assert_eq!(e.errors[0].line_col(), (1, col));
+    }
+    // the largest finite f64 is a number like any other
+    assert!(parse_str("layer L { dims n; input x: [n]; output y = 1.7976931348623157e308 * x; }").is_ok());
+}
+
+#[test]
+fn long_chains_print_in_statements_the_parser_takes() {
+    // 5000 single-use nodes, each the operand of the next: inlined whole, the printed statement
+    // would nest 5000 deep
+    let mut spec = String::from("layer L { dims n; input x: [n]; let a0 = x;\n");
+    for i in 1..5000 {
+        spec += &format!("let a{i} = exp(a{}) * 0.5;\n", i - 1);
+    }
+    spec += "output y = a4999; }";
+    let g = parse_str(&spec).unwrap();
+    let text = print(&g);
+    let back = parse_str(&text).unwrap_or_else(|e| panic!("{}", e.one_line()));
+    assert!(g.same_as(&back));
+    let widest = text.lines().map(|l| l.matches('(').count()).max().unwrap();
+    assert!(widest <= ssmc_ir::print::INLINE_DEPTH, "a statement nests {widest} deep");
 }
