@@ -745,7 +745,18 @@ fn no_mistake_panics() {
 #[test]
 fn explain_prints_both_plans_the_rules_and_the_costs() {
     let out = ok(&["explain".as_ref(), mamba1().as_os_str()]);
-    for needle in ["unfused: 11 kernels", "fused: 1 kernel,", "rules fired:", "exp-to-exp2", "hoist-exp2-scale-out-of-scan", "e-graph:", "stopped: saturated", "bytes moved:", "x less"] {
+    for needle in [
+        "unfused: 11 kernels",
+        "fused: 1 kernel,",
+        "rules fired:",
+        "exp-to-exp2",
+        "hoist-exp2-scale-out-of-scan",
+        "e-graph:",
+        "stopped: saturated",
+        "bytes moved: 2.22 GB -> 50.70 MB (43.7x less); launches: 11 -> 1",
+        // 11 launches at 64 KiB-equivalent each on top of the bytes, and one
+        "cost (bytes + 65.54 kB per launch): 2.2158e9 -> 5.0770e7",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
 }
@@ -761,6 +772,24 @@ fn explain_json_and_dot() {
     }
     let dot = std::fs::read_to_string(dot).unwrap();
     assert!(dot.starts_with("digraph") && dot.contains("cluster_0"), "{dot}");
+    // at the default sizes: the bytes of both plans and the costs (bytes + 65536 per launch)
+    let out = ok(&["explain", &p(&mamba1()), "--json"]);
+    for needle in [
+        "\"unfused\": {\"kernels\": 11, \"launches\": 11, \"bytes\": 2215063552,",
+        "\"fused\": {\"kernels\": 1, \"launches\": 1, \"bytes\": 50704384,",
+        "\"cost_before\": 2215784448",
+        "\"cost_after\": 50769920",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn explain_is_the_same_in_every_process() {
+    for name in ["mamba1.ssm", "mamba1_conv.ssm", "s4d.ssm"] {
+        let args = ["explain", &p(&example(name)), "--json"];
+        assert_eq!(ok(&args), ok(&args), "{name}");
+    }
 }
 
 #[test]

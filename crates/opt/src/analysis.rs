@@ -26,6 +26,18 @@ pub enum Kind {
     Outs,
 }
 
+impl Kind {
+    /// Which kind a class of equal values takes when its nodes differ: leaves, then pointwise
+    /// ops, then the rest.
+    fn precedence(self) -> u8 {
+        match self {
+            Kind::Leaf => 0,
+            Kind::Elementwise => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// Per-class facts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
@@ -171,7 +183,10 @@ impl Analysis<Ssm> for SsmAnalysis {
             a.konst = b.konst;
             changed_a = true;
         }
-        if a.kind != b.kind && b.kind == Kind::Elementwise && a.kind == Kind::Leaf {
+        // A class's kind is that of its most structured node, whichever class came first: an
+        // identity merges `scan * 1` (elementwise) with its scan, which fusion must still see
+        // as a scan. (Two different structured kinds are never equal values under these rules.)
+        if b.kind.precedence() > a.kind.precedence() {
             a.kind = b.kind;
             changed_a = true;
         }

@@ -97,17 +97,24 @@ fn the_fused_mamba1_uses_exp2_with_the_scale_hoisted_onto_a() {
 
 #[test]
 fn every_example_fuses_into_one_kernel() {
-    for name in EXAMPLES {
+    // one kernel per op that computes a value, unfused
+    let unfused_kernels = [11, 11, 11, 13, 9, 9, 9];
+    for (name, launches) in EXAMPLES.into_iter().zip(unfused_kernels) {
         let g = example(name);
         let opts = Options::at_sizes(&g, &[]);
         let fused = optimize(&g, Fusion::On, &opts).unwrap().plan;
         let unfused = optimize(&g, Fusion::Off, &opts).unwrap().plan;
+        assert_eq!(unfused.kernels.len(), launches, "{name}");
         assert_eq!(fused.kernels.len(), 1, "{name}: {:#?}", fused.notes);
         let k = &fused.kernels[0];
         let inputs: Vec<String> = g.inputs().map(|(_, d)| d.name.clone()).collect();
         assert_eq!(buffer_names(&fused, &k.reads), inputs, "{name} reads every input once");
         let outputs: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
         assert_eq!(buffer_names(&fused, &k.writes), outputs, "{name} writes only its outputs");
+        // the bytes: each input once at its dtype, each output once in f32
+        let elements = |s: &ssmc_ir::Shape| s.dims().iter().map(|d| opts.sizes[d.index()] as u64).product::<u64>();
+        let floor: u64 = fused.buffers.iter().map(|b| 4 * elements(&b.shape)).sum();
+        assert_eq!(fused.bytes(&opts.sizes), floor, "{name}");
         let ratio = unfused.bytes(&opts.sizes) as f64 / fused.bytes(&opts.sizes) as f64;
         assert!(ratio >= 10.0, "{name}: ratio {ratio}");
     }
@@ -123,13 +130,18 @@ fn mamba1_step_writes_out_and_the_final_state_in_one_pass() {
 
 #[test]
 fn optimizing_twice_gives_the_same_plan() {
-    let g = example("mamba1_conv.ssm");
-    let opts = Options::at_sizes(&g, &[]);
-    let a = optimize(&g, Fusion::On, &opts).unwrap();
-    let b = optimize(&g, Fusion::On, &opts).unwrap();
-    assert_eq!(a.plan.kernels, b.plan.kernels);
-    assert!(a.plan.graph.same_as(&b.plan.graph));
-    assert_eq!(a.report.rules_fired, b.report.rules_fired);
+    for name in EXAMPLES {
+        let g = example(name);
+        let opts = Options::at_sizes(&g, &[]);
+        let a = optimize(&g, Fusion::On, &opts).unwrap();
+        let b = optimize(&g, Fusion::On, &opts).unwrap();
+        assert!(!a.report.hit_limit, "{name}: {}", a.report.stop_reason);
+        assert_eq!(a.plan.kernels, b.plan.kernels, "{name}");
+        assert!(a.plan.graph.same_as(&b.plan.graph), "{name}");
+        assert_eq!(a.report.rules_fired, b.report.rules_fired, "{name}");
+        assert_eq!(a.report.iterations.len(), b.report.iterations.len(), "{name}");
+        assert_eq!(a.report.term_cost, b.report.term_cost, "{name}");
+    }
 }
 
 #[test]
@@ -146,7 +158,22 @@ fn a_saturation_limit_falls_back_to_the_best_plan_found_and_says_so() {
     opts.node_limit = 40;
     let limited = optimize(&g, Fusion::On, &opts).unwrap();
     assert!(limited.report.hit_limit, "{}", limited.report.stop_reason);
+    // egg names the count it stopped at, just past the limit
+    assert!(limited.report.stop_reason.starts_with("e-node limit ("), "{}", limited.report.stop_reason);
     check_plan(&g, &limited.plan, &random_inputs(&g, &sizes, 2)).unwrap();
+    // no time at all: the plan is the term as written, every value stored, and still right
+    opts.node_limit = 20_000;
+    opts.time_limit = std::time::Duration::ZERO;
+    let limited = optimize(&g, Fusion::On, &opts).unwrap();
+    assert!(limited.report.hit_limit);
+    assert!(limited.report.stop_reason.starts_with("time limit ("), "{}", limited.report.stop_reason);
+    check_plan(&g, &limited.plan, &random_inputs(&g, &sizes, 3)).unwrap();
+    let unfused = optimize(&g, Fusion::Off, &opts).unwrap();
+    let ex = ssmc_opt::Explanation { unfused: &unfused.plan, fused: &limited.plan, report: &limited.report, sizes: &opts.sizes, launch_bytes: 65536.0 };
+    let text = ex.text();
+    assert!(text.contains("stopped: time limit ("), "{text}");
+    assert!(text.contains("(a limit stopped saturation; the plan is the best found so far)"), "{text}");
+    assert!(ex.json().contains("\"hit_limit\": true"), "{}", ex.json());
 }
 
 #[test]

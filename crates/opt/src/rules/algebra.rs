@@ -8,12 +8,16 @@
 //! | `euler-b-as-mul`               | `disc_b euler dt a b`        | `dt * b` (if `a` adds no dims)  |
 //! | `exp-to-exp2`                  | `exp(x)`                     | `exp2(x * log2 e)`              |
 //! | `hoist-exp2-scale-out-of-scan` | `exp2((x * y) * k)`, k const | `exp2(x * (y * k))` if `y * k` has fewer dims than `x * y` |
+//! | `hoist-exp2-scale-out-of-scan-left` | `exp2((y * x) * k)`, k const | `exp2((y * k) * x)`, the same with `y` on the left |
 //! | `mul-one`, `mul-one-left`      | `x * 1`, `1 * x`             | `x` (these five: if `x` is laid out canonically) |
 //! | `add-zero`, `add-zero-left`    | `x + 0`, `0 + x`             | `x`                             |
 //! | `sub-zero`, `div-one`          | `x - 0`, `x / 1`             | `x`                             |
 //! | `neg-neg`                      | `neg(neg(x))`                | `x`                             |
 //!
-//! Constants are folded by the analysis ([`crate::analysis`]).
+//! Constants are folded by the analysis ([`crate::analysis`]). Other loop invariants need no
+//! rewrite: kernel lowering places each step at the outermost loop level its operands allow
+//! (`ssmc_kernel::kir::Level`), so a value that does not vary along the scanned dim is computed
+//! once per row, outside the scan.
 
 use super::Rewrite;
 use crate::analysis::SsmAnalysis;
@@ -68,6 +72,8 @@ pub fn rules() -> Vec<Rewrite> {
         )
         .expect("valid rewrite"),
         rw!("hoist-exp2-scale-out-of-scan"; "(exp2 (* (* ?x ?y) ?k))" => "(exp2 (* ?x (* ?y ?k)))"
+            if is_const("?k") if invariant_part("?x", "?y")),
+        rw!("hoist-exp2-scale-out-of-scan-left"; "(exp2 (* (* ?y ?x) ?k))" => "(exp2 (* (* ?y ?k) ?x))"
             if is_const("?k") if invariant_part("?x", "?y")),
         rw!("mul-one"; "(* ?x 1.0)" => "?x" if canonical("?x")),
         rw!("mul-one-left"; "(* 1.0 ?x)" => "?x" if canonical("?x")),
