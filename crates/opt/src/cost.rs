@@ -1,6 +1,13 @@
 //! The cost model: bytes moved through memory plus a launch cost per kernel, with arithmetic as a
 //! tie-breaker. [`TermCost`] guides extraction term by term; [`crate::plan::Plan::bytes`] is the
 //! exact count of the chosen plan.
+//!
+//! Extraction's cost is an estimate, in three ways: it is a tree cost (egg's extractor), so a
+//! value used twice counts twice (an input read by two ops counts its bytes twice, though the
+//! plan reads it once); an op's arithmetic counts at the op's own shape, not at the kernel's
+//! iteration space it lands in; and whether a kernel fits the row template the backends lower is
+//! checked only after extraction, when [`crate::plan::Plan::build`] splits one that does not
+//! (with a note). What `explain` reports as bytes and cost is the plan's exact count.
 
 use crate::analysis::{Facts, SsmAnalysis};
 use crate::lang::{tag_input, Ssm};
