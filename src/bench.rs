@@ -336,8 +336,11 @@ pub struct GpuBenchResult {
     pub empty_us: f64,
     /// Largest |gpu - oracle| over both plans on the sample shape.
     pub max_abs_err: f64,
-    /// The autotuner's measurements for the fused plan: (schedule, device us), chosen first.
+    /// The autotuner's measurements for the fused plan: (schedule, device us), chosen first
+    /// (none where `--schedule` chose).
     pub tuning: Vec<(String, f64)>,
+    /// The fused plan's schedule as it ran: the autotuner's choice, or `--schedule`'s.
+    pub schedule: String,
     /// The schedule the autotuner chose for the unfused plan.
     pub unfused_schedule: String,
 }
@@ -386,7 +389,7 @@ impl GpuBenchResult {
             "{{\"dims\": {{{}}}, \"dtype\": \"{}\", \"schedule\": \"{}\", \"tuning\": \"{}\", \"unfused_schedule\": \"{}\", \"fused_us\": {:.2}, \"unfused_us\": {:.2}, \"fused_host_us\": {:.2}, \"fused_stream_us\": {:.3}, \"empty_stream_us\": {:.3}, \"fused_graph_us\": {}, \"empty_graph_us\": {}, \"speedup\": {:.3}, \"floor_us\": {:.2}, \"copy_gbps\": {:.1}, \"ex2_per_s\": {:.4e}, \"empty_us\": {:.2}, \"floor_bytes\": {}, \"exp_evals\": {}, \"max_abs_err\": {:e}}}",
             dims.join(", "),
             self.dtype,
-            self.tuning.first().map_or("rows", |t| t.0.as_str()),
+            self.schedule,
             self.tuning.iter().map(|(n, t)| format!("{n} {t:.1} us")).collect::<Vec<_>>().join(", "),
             self.unfused_schedule,
             self.fused_us,
@@ -550,6 +553,8 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         empty_us,
         max_abs_err,
         tuning: fused.prepare_gpu(&x)?.tuning.clone(),
+        // a schedule given with `--schedule` has no tuning to name it (this said `rows`)
+        schedule: fused.prepare_gpu(&x)?.describe(),
         unfused_schedule: unfused.prepare_gpu(&x)?.describe(),
     })
 }
