@@ -535,6 +535,7 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let xs = random_inputs(layer.graph(), &sample_dims, opts.dtype, opts.seed ^ 1)?;
     let want = layer.eval(&xs)?;
     let max_abs_err = max_diff(&fused.run(&xs)?, &want).max(max_diff(&unfused.run(&xs)?, &want));
+    let code = fused.prepare_gpu(&x)?;
     Ok(GpuBenchResult {
         dims: dims.clone(),
         dtype: opts.dtype,
@@ -552,9 +553,9 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         ex2_per_s,
         empty_us,
         max_abs_err,
-        tuning: fused.prepare_gpu(&x)?.tuning.clone(),
         // a schedule given with `--schedule` has no tuning to name it (this said `rows`)
-        schedule: fused.prepare_gpu(&x)?.describe(),
+        schedule: code.describe(),
+        tuning: code.tuning.clone(),
         unfused_schedule: unfused.prepare_gpu(&x)?.describe(),
     })
 }

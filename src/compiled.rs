@@ -361,10 +361,14 @@ impl CompiledLayer {
 
 /// `n` zeroed bytes, or an `Err` where the system will not give them. `vec!` of zeros is
 /// `calloc` (fresh pages come zeroed from the system, not written twice) but aborts the process
-/// when the allocation fails; a fallible reservation of the same size asks first, touching no
-/// page.
+/// when the allocation fails; for a buffer of a GiB or more, a fallible reservation of the same
+/// size asks first, touching no page. (Smaller ones are not probed: a probe is a second mapping
+/// and unmapping, and freeing a mapped block under 32 MiB raises glibc's threshold for mapping
+/// fresh ones.)
 fn zeroed(n: usize) -> Result<Vec<u8>, Error> {
-    Vec::<u8>::new().try_reserve_exact(n).map_err(|_| out_of_memory(n))?;
+    if n >= 1 << 30 {
+        Vec::<u8>::new().try_reserve_exact(n).map_err(|_| out_of_memory(n))?;
+    }
     Ok(vec![0u8; n])
 }
 

@@ -116,8 +116,9 @@ pub fn bind_dims<'a>(g: &Graph, shapes: impl IntoIterator<Item = (&'a str, &'a [
         if count.is_none_or(|n| n > MAX_ELEMENTS) {
             let sizes = dims.iter().map(|&d| format!("{}={}", g.dim_name(d), sizes.get(d).unwrap_or(1))).collect::<Vec<_>>();
             return Err(IrError::new(format!(
-                "a value over [{}] would have more than 2^40 elements, too large to make",
-                sizes.join(", ")
+                "a value over [{}] would have more than 2^{} elements, too large to make",
+                sizes.join(", "),
+                MAX_ELEMENTS.trailing_zeros()
             ))
             .at(Some(NodeId(i as u32)), node.span));
         }

@@ -34,8 +34,9 @@ pub fn print_annotated(g: &Graph) -> String {
 /// How deep inline operands nest in one printed statement.
 pub const INLINE_DEPTH: usize = 16;
 
-/// How many nodes one printed statement writes inline.
-pub const INLINE_NODES: usize = 64;
+/// How many nodes one printed statement writes inline (a node prints as at most 16 tokens, so a
+/// statement stays under the parser's 1024).
+pub const INLINE_NODES: usize = 48;
 
 struct Printer<'a> {
     g: &'a Graph,

@@ -27,13 +27,15 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Which kind a class of equal values takes when its nodes differ: leaves, then pointwise
-    /// ops, then the rest.
+    /// Which kind a class of equal values takes when its nodes differ: the kind of the op that
+    /// computes it, before a pointwise op of it (`scan * 1`), before a stored copy of it (`mat`),
+    /// before a leaf.
     fn precedence(self) -> u8 {
         match self {
-            Kind::Leaf => 0,
-            Kind::Elementwise => 1,
-            _ => 2,
+            Kind::Leaf | Kind::Outs => 0,
+            Kind::Mat => 1,
+            Kind::Elementwise => 2,
+            Kind::Scan(..) | Kind::Sum(_) | Kind::Conv(_) | Kind::Final => 3,
         }
     }
 }
@@ -183,14 +185,19 @@ impl Analysis<Ssm> for SsmAnalysis {
             a.konst = b.konst;
             changed_a = true;
         }
-        // A class's kind is that of its most structured node, whichever class came first: an
-        // identity merges `scan * 1` (elementwise) with its scan, which fusion must still see
-        // as a scan. (Two different structured kinds are never equal values under these rules.)
+        // A class's kind is its computing node's, whichever class came first: identities merge
+        // `scan * 1` (elementwise) and `mat(scan)` with the scan, which fusion must still see as
+        // a scan. (Between two computing kinds, which no law makes equal, the first is kept.)
         if b.kind.precedence() > a.kind.precedence() {
             a.kind = b.kind;
             changed_a = true;
         }
-        DidMerge(changed_a, a.konst != b.konst || a.kind != b.kind)
+        // the scan a stored copy or a pointwise op of it came from, for `final`'s shape
+        if a.scan_dim.is_none() && b.scan_dim.is_some() {
+            a.scan_dim = b.scan_dim;
+            changed_a = true;
+        }
+        DidMerge(changed_a, a.konst != b.konst || a.kind != b.kind || a.scan_dim != b.scan_dim)
     }
 
     fn modify(egraph: &mut EGraph<Ssm, Self>, id: Id) {

@@ -133,10 +133,21 @@ fn a_sum_over_the_scanned_dim_is_split_off_and_the_plan_says_why() {
 
 #[test]
 fn a_scan_times_one_is_still_a_scan_to_fusion() {
-    // `mul-one` makes `scan * 1` and the scan one class, which keeps the scan's kind (the
-    // analysis' precedence), so the sum takes it in by the scan's law
+    // `mul-one` makes `scan * 1`, `mat(scan)` and the scan one class; the analysis gives it the
+    // scan's kind whichever way egg unions them (this order passed before that rule too), so
+    // the sum takes it in by the scan's law
     let o = run("output o = sum(scan(a, c, l) * 1.0, n);");
     assert!(fired(&o, "mul-one"));
     assert!(fired(&o, "fuse-scan-into-sum"), "{:?}", o.report.rules_fired);
+    assert_eq!(o.plan.kernels.len(), 1);
+}
+
+#[test]
+fn a_scan_used_through_an_identity_and_by_final_state_keeps_its_final_shape() {
+    // `mul-one` merges `h * 1` with `h`; the class keeps the scan's dim whichever way egg
+    // unions them, so `final_state`'s shape stays that of one state (a debug assertion checks
+    // every merge keeps shapes)
+    let o = run("let h = scan(a, c, l); output o = h * 1.0; output s = final_state(h);");
+    assert!(fired(&o, "mul-one"));
     assert_eq!(o.plan.kernels.len(), 1);
 }

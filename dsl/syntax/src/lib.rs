@@ -35,8 +35,10 @@ use ssmc_ir::Graph;
 /// How deep brackets may nest in a spec (the layer's braces count).
 pub const MAX_NESTING: usize = 64;
 
-/// How many tokens one statement may have (a bracket pair counts as one).
-pub const MAX_STATEMENT_TOKENS: usize = 2048;
+/// How many tokens one statement may have (a bracket pair counts as one, and its contents count
+/// too). The statements that recurse deepest, a run of prefix `-`, parse at 1536 tokens on a
+/// 2 MiB test thread and overflow it at 2044: this leaves half again as much.
+pub const MAX_STATEMENT_TOKENS: usize = 1024;
 
 /// Parses a layer from tokens (what `ssm!` receives).
 pub fn parse_tokens(tokens: TokenStream) -> Result<(ast::Layer, Graph), Diagnostics> {
@@ -81,7 +83,10 @@ fn check_size(tokens: &TokenStream) -> Result<(), DslError> {
             ));
         }
         match tt {
-            TokenTree::Punct(p) if p.as_char() == ';' => in_statement = 0,
+            // only the `;` that ends a statement in the layer's body (the top level and the
+            // braces): syn reads expressions with `;` inside brackets (`m!(;)`, `[x; n]`), and
+            // an expression of those pieces must count as one statement
+            TokenTree::Punct(p) if p.as_char() == ';' && open.len() <= 2 => in_statement = 0,
             TokenTree::Group(g) => {
                 // `open` holds this level and those around it: the group is at depth `open.len()`
                 if open.len() > MAX_NESTING {

@@ -139,6 +139,15 @@ fn long_specs(terms: usize, depth: usize) -> [String; 3] {
     ]
 }
 
+/// Statements whose parse recurses once a token: `- - ... - x` (prefix operators) and
+/// `x = x = ... = x` (assignment, which syn reads right to left before the layer language
+/// rejects it), `tokens` tokens long with `output y = ;`.
+fn deepest_specs(tokens: usize) -> [String; 2] {
+    let layer = |e: String| format!("layer L {{ dims n; input x: [n]; output y = {e}; }}");
+    let n = tokens - 4;
+    [layer(format!("{}x", "- ".repeat(n - 1))), layer(vec!["x"; (n + 1) / 2].join(" = "))]
+}
+
 #[test]
 fn specs_at_the_size_limits_parse_on_a_test_threads_stack() {
     // a test thread has 2 MiB of stack; the layer's braces are one level of the nesting
@@ -147,18 +156,35 @@ fn specs_at_the_size_limits_parse_on_a_test_threads_stack() {
         let g = parse_str(&spec).unwrap_or_else(|e| panic!("{e}"));
         assert!(g.same_as(&parse_str(&print(&g)).unwrap()));
     }
+    let [minus, assign] = deepest_specs(limit);
+    let g = parse_str(&minus).unwrap_or_else(|e| panic!("{e}"));
+    assert!(g.same_as(&parse_str(&print(&g)).unwrap()));
+    // reaches the language's check, which rejects `=` in an expression
+    let e = parse_str(&assign).unwrap_err();
+    assert!(!e.errors[0].message.contains("split"), "{e}");
 }
 
 #[test]
 fn specs_past_the_size_limits_are_errors_at_a_token() {
     let [long, _, _] = long_specs(ssmc_dsl::MAX_STATEMENT_TOKENS, 1);
     let e = parse_str(&long).unwrap_err();
-    assert!(e.errors[0].message.contains("longer than 2048 tokens; split it with `let`"), "{e}");
+    assert!(e.errors[0].message.contains("longer than 1024 tokens; split it with `let`"), "{e}");
     assert_eq!(e.errors[0].line_col().0, 1);
     // far past them, where parsing would overflow any stack
     for spec in long_specs(200_000, 100_000) {
         let e = parse_str(&spec).unwrap_err();
         assert!(e.errors[0].message.contains("split"), "{e}");
+    }
+    for spec in deepest_specs(ssmc_dsl::MAX_STATEMENT_TOKENS + 1) {
+        let e = parse_str(&spec).unwrap_err();
+        assert!(e.errors[0].message.contains("longer than 1024 tokens"), "{e}");
+    }
+    // a `;` inside brackets does not end the statement: `m!(;)` and `[x; 1]` are Rust
+    // expressions syn reads, and a long enough chain of them must still be refused
+    for piece in ["m!(;)", "[x; 1]"] {
+        let chain = vec![piece; 3000].join(" = ");
+        let e = parse_str(&format!("layer L {{ dims n; input x: [n]; output y = {chain}; }}")).unwrap_err();
+        assert!(e.errors[0].message.contains("longer than 1024 tokens"), "{piece}: {e}");
     }
     let [_, parens, calls] = long_specs(1, ssmc_dsl::MAX_NESTING);
     for spec in [parens, calls] {
@@ -181,18 +207,44 @@ fn numbers_out_of_range_of_f64_are_errors() {
 }
 
 #[test]
-fn long_chains_print_in_statements_the_parser_takes() {
-    // 5000 single-use nodes, each the operand of the next: inlined whole, the printed statement
-    // would nest 5000 deep
-    let mut spec = String::from("layer L { dims n; input x: [n]; let a0 = x;\n");
-    for i in 1..5000 {
-        spec += &format!("let a{i} = exp(a{}) * 0.5;\n", i - 1);
+fn long_chains_and_wide_trees_print_in_statements_the_parser_takes() {
+    use ssmc_ir::{BinaryOp, Graph, InputKind, UnaryOp};
+    // unnamed nodes used once, each defined just before its user: inlined whole, the chain
+    // would print as one statement nesting 5000 deep, and the tree as one of some 3000 tokens
+    let mut g = Graph::new("L");
+    let n = g.add_dim("n").unwrap();
+    let x = g.input("x", InputKind::Input, &[n], None).unwrap();
+    let mut v = x;
+    for _ in 0..5000 {
+        let e = g.unary(UnaryOp::Exp, v).unwrap();
+        let half = g.constant(0.5).unwrap();
+        v = g.binary(BinaryOp::Mul, e, half).unwrap();
     }
-    spec += "output y = a4999; }";
-    let g = parse_str(&spec).unwrap();
+    g.add_output("chain", v).unwrap();
+    fn tree(g: &mut Graph, x: ssmc_ir::NodeId, depth: usize) -> ssmc_ir::NodeId {
+        if depth == 0 {
+            return g.unary(UnaryOp::Exp, x).unwrap();
+        }
+        let l = tree(g, x, depth - 1);
+        let r = tree(g, x, depth - 1);
+        g.binary(BinaryOp::Add, l, r).unwrap()
+    }
+    let t = tree(&mut g, x, 10);
+    g.add_output("tree", t).unwrap();
     let text = print(&g);
+    // the parser's limits hold for every printed statement, so it reads the text back
     let back = parse_str(&text).unwrap_or_else(|e| panic!("{}", e.one_line()));
     assert!(g.same_as(&back));
-    let widest = text.lines().map(|l| l.matches('(').count()).max().unwrap();
-    assert!(widest <= ssmc_ir::print::INLINE_DEPTH, "a statement nests {widest} deep");
+    let nesting = |l: &str| {
+        l.chars().fold((0i32, 0i32), |(d, most), c| match c {
+            '(' => (d + 1, most.max(d + 1)),
+            ')' => (d - 1, most),
+            _ => (d, most),
+        }).1 as usize
+    };
+    let deepest = text.lines().map(nesting).max().unwrap();
+    assert!(deepest <= ssmc_ir::print::INLINE_DEPTH + 1, "a statement nests {deepest} deep");
+    let longest = text.lines().map(|l| l.split_whitespace().count()).max().unwrap();
+    assert!(longest < ssmc_dsl::MAX_STATEMENT_TOKENS / 2, "a statement has {longest} words");
+    assert!(text.lines().count() > 5000 * 2 / ssmc_ir::print::INLINE_DEPTH, "{} lines", text.lines().count());
 }
