@@ -26,6 +26,7 @@ pub mod analysis;
 pub mod convert;
 pub mod cost;
 pub mod explain;
+pub mod extract;
 pub mod lang;
 pub mod plan;
 pub mod rules;
@@ -35,7 +36,7 @@ pub use plan::{Buffer, BufferId, BufferKind, Fusion, Kernel, Plan, Space};
 
 use analysis::SsmAnalysis;
 use cost::{CostModel, TermCost};
-use egg::{Extractor, Runner, StopReason};
+use egg::{Runner, StopReason};
 use ssmc_ir::{DType, Graph, IrError};
 use std::time::Duration;
 
@@ -123,8 +124,7 @@ pub fn optimize(g: &Graph, fusion: Fusion, opts: &Options) -> Result<Optimized, 
     };
     report.folded = runner.egraph.analysis.folded;
     let model = CostModel::new(g, opts.sizes.clone(), opts.input_dtype);
-    let extractor = Extractor::new(&runner.egraph, TermCost { egraph: &runner.egraph, model: &model });
-    let (cost, best) = extractor.find_best(runner.roots[0]);
+    let (cost, best) = extract::cheapest(&runner.egraph, runner.roots[0], TermCost { egraph: &runner.egraph, model: &model });
     report.term_cost = cost;
     let rebuilt = convert::from_term(g, &best)?;
     let plan = Plan::build(rebuilt.graph, rebuilt.stored, Fusion::On, opts.input_dtype)?;

@@ -219,3 +219,30 @@ fn random_graphs_exercise_kernel_splitting() {
     }
     assert!(split >= 5, "only {split} of 1000 random graphs needed a split");
 }
+
+/// `extract::cheapest` finds the costs egg's own extractor finds (which sweeps every class until
+/// none improves): on random graphs and every example, saturated as `optimize` saturates them.
+#[test]
+fn the_worklist_extractor_finds_egg_extractors_costs() {
+    use ssmc_opt::analysis::SsmAnalysis;
+    use ssmc_opt::cost::{CostModel, TermCost};
+    let graphs: Vec<Graph> = (0..200)
+        .map(|seed| random_graph(seed, GenOptions { ops: 16, partial_ops: true }))
+        .chain(EXAMPLES.iter().map(|name| example(name)))
+        .collect();
+    for g in &graphs {
+        let opts = Options::at_sizes(g, &[]);
+        let runner: egg::Runner<ssmc_opt::lang::Ssm, SsmAnalysis, ()> = egg::Runner::new(SsmAnalysis::new(g))
+            .with_iter_limit(opts.iter_limit)
+            .with_node_limit(opts.node_limit)
+            .with_expr(&ssmc_opt::convert::to_term(g))
+            .run(&ssmc_opt::rules::all());
+        let model = CostModel::new(g, opts.sizes.clone(), opts.input_dtype);
+        let eg = &runner.egraph;
+        let (ours, term) = ssmc_opt::extract::cheapest(eg, runner.roots[0], TermCost { egraph: eg, model: &model });
+        let (egg_cost, _) = egg::Extractor::new(eg, TermCost { egraph: eg, model: &model }).find_best(runner.roots[0]);
+        assert_eq!(ours, egg_cost, "{}", ssmc_ir::print::print(g));
+        // and the term is one of the root class's, at that cost
+        assert_eq!(eg.find(eg.lookup_expr(&term).expect("the term is in the e-graph")), eg.find(runner.roots[0]));
+    }
+}
