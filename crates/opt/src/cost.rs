@@ -2,7 +2,7 @@
 //! tie-breaker. [`TermCost`] guides extraction term by term; [`crate::plan::Plan::bytes`] is the
 //! exact count of the chosen plan.
 //!
-//! Extraction's cost is an estimate, in three ways: it is a tree cost (egg's extractor), so a
+//! Extraction's cost is an estimate, in three ways: it is a tree cost ([`crate::extract`]), so a
 //! value used twice counts twice (an input read by two ops counts its bytes twice, though the
 //! plan reads it once); an op's arithmetic counts at the op's own shape, not at the kernel's
 //! iteration space it lands in; and whether a kernel fits the row template the backends lower is
