@@ -88,9 +88,9 @@ const TUNE_MARGIN: f64 = 0.99;
 /// memory; tiles with the scan cut into chunks, at the default chunk count and at half and
 /// twice it; lanes over the inner dim; a warp per row) are each timed on these inputs (those
 /// within 3% of the fastest again, with more calls), then (where more than one applies) the
-/// fastest at half and twice the default threads per block
-/// and, where it stages tiles, at half and twice its tile; the fastest is kept (the autotuner; a variant only where it is 1%
-/// faster than the schedule it varies), and the choice is cached with the code.
+/// fastest at half and twice the default threads per block and, where it stages tiles, at half
+/// and twice its tile; the fastest is kept (the autotuner; a variant only where it is 1% faster
+/// than the schedule it varies), and the choice is cached with the code.
 /// `force` skips the tuning.
 pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMap, force: Option<GpuSchedule>) -> Result<GpuCode, Error> {
     let mut plan = plan.clone();
@@ -139,7 +139,8 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     let mut timed = Vec::new();
     for code in variants {
         let code = Arc::new(code);
-        timed.push((code.clone(), measure(&code, 3)?));
+        let t = measure(&code, 3)?;
+        timed.push((code, t));
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
     // schedules tied with the fastest (a median of 3 calls cannot order them) are timed again,
@@ -159,7 +160,8 @@ pub fn load(gpu: &Gpu, plan: &ssmc_opt::Plan, sizes: &[usize], inputs: &TensorMa
     let tiles = [first.tile / 2, first.tile * 2].map(|t| GpuSchedule { tile: t, ..first });
     for s in blocks.chain(tiles.into_iter().filter(|s| tiled && s.tile > 0 && GpuSchedule::tile_ok(s.tile))) {
         let code = Arc::new(load_with(gpu, &plan, sizes, s)?);
-        timed.push((code.clone(), measure(&code, 3)?));
+        let t = measure(&code, 3)?;
+        timed.push((code, t));
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
     // a variant displaces the schedule it came from only when 1% faster: within that, the

@@ -31,19 +31,18 @@ pub fn cheapest<CF: CostFunction<Ssm, Cost = f64>>(egraph: &EGraph<Ssm, SsmAnaly
         }
     }
     let root = egraph.find(root);
-    let node = |id: Id| best_node(egraph, &costs, &mut cost, egraph.find(id)).expect("every class reached from the root has a cost").1;
-    let mut node = node;
+    let mut node = |id: Id| best_node(egraph, &costs, &mut cost, egraph.find(id)).expect("every class reached from the root has a cost").1.clone();
     let term = node(root).build_recexpr(node);
     (costs[&root], term)
 }
 
 /// The first of class `id`'s nodes whose children all have costs, at the least cost.
-fn best_node<CF: CostFunction<Ssm, Cost = f64>>(
-    egraph: &EGraph<Ssm, SsmAnalysis>,
+fn best_node<'a, CF: CostFunction<Ssm, Cost = f64>>(
+    egraph: &'a EGraph<Ssm, SsmAnalysis>,
     costs: &HashMap<Id, f64>,
     cost: &mut CF,
     id: Id,
-) -> Option<(f64, Ssm)> {
+) -> Option<(f64, &'a Ssm)> {
     let mut best: Option<(f64, &Ssm)> = None;
     for n in egraph[id].iter() {
         if !n.all(|c| costs.contains_key(&egraph.find(c))) {
@@ -54,5 +53,5 @@ fn best_node<CF: CostFunction<Ssm, Cost = f64>>(
             best = Some((c, n));
         }
     }
-    best.map(|(c, n)| (c, n.clone()))
+    best
 }
