@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The autotuner's re-timing of tied schedules (session 19): five autotuned decode steps at batch 1, batch 16 and 64,
-# the two thinnest bf16 prefill shapes, then the GPU tests that go through the autotuner. Run as carry/s19.sh on the device.
+# The autotuner's re-timing of tied schedules: five autotuned decode steps at batch 1, batch 16 and 64,
+# the two thinnest bf16 prefill shapes, then the GPU tests that go through the autotuner. Copy it into carry/ with
+# the ssmc and oracle_cuda binaries and run `bash carry/autotune_ties.sh` on the GPU machine (writes under $OUT).
 set -u
 export SSMC_ROOT=$PWD SSMC_REQUIRE_GPU=1
 for i in 1 2 3 4 5; do

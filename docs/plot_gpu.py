@@ -1,5 +1,5 @@
 """Draws docs/gpu_prefill.svg from a `gpu_run.sh` prefill run (the argument; default the newest,
-docs/data/h200_prefill_session18_final.jsonl): ssmc fused, ssmc unfused and the reference CUDA
+docs/data/h200_prefill.jsonl): ssmc fused, ssmc unfused and the reference CUDA
 kernel's times (from the issue) per shape, log scale. No dependencies."""
 import json, math, os, sys
 
@@ -8,7 +8,7 @@ REF = {  # reference selective_scan forward on the same H200 (L2 flushed, median
     (1, 1536, 2048, 16): (126.7, 68.1), (8, 1536, 2048, 16): (876.5, 447.0), (8, 4096, 2048, 16): (2289.6, 1161.5),
     (1, 4096, 8192, 16): (1345.5, 714.4), (16, 2048, 4096, 16): (4702.0, 2289.2),
 }
-src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "data", "h200_prefill_session18_final.jsonl")
+src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "data", "h200_prefill.jsonl")
 rows = [json.loads(l) for l in open(src)]
 bars = []
 for r in rows:
