@@ -482,8 +482,8 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         run.launch()?;
         gpu.sync()?;
         let dev = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || run.launch())?;
-        let stream = if streamed { stream_us(gpu, || Ok(gpu.clear(&mut flush)?), || run.launch())? } else { f64::NAN };
-        let graph = if streamed { graph_us(gpu, || Ok(gpu.clear(&mut flush)?), || run.launch()).unwrap_or(f64::NAN) } else { f64::NAN };
+        let stream = if streamed { stream_us(gpu, || Ok(gpu.clear(&mut flush)?), || Ok(run.launch()?))? } else { f64::NAN };
+        let graph = if streamed { graph_us(gpu, || Ok(gpu.clear(&mut flush)?), || Ok(run.launch()?)).unwrap_or(f64::NAN) } else { f64::NAN };
         let mut host = Vec::new();
         for _ in 0..opts.reps.max(3) {
             gpu.sync()?;
@@ -502,13 +502,13 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
     let src = gpu.zeros_f32(n)?;
     let mut dst = gpu.zeros_f32(n)?;
     gpu.copy(&src, &mut dst)?;
-    let copy_us = median_device_us(gpu, 5, || Ok(()), || Ok(gpu.copy(&src, &mut dst)?))?;
+    let copy_us = median_device_us(gpu, 5, || Ok::<(), Error>(()), || Ok(gpu.copy(&src, &mut dst)?))?;
     let copy_gbps = 2.0 * (n * 4) as f64 / (copy_us * 1e-6) / 1e9;
     // ex2 rate: 8 independent chains per thread
     let threads: u64 = 132 * 2048;
     let module = gpu.load(&ex2_rate_ptx(), &["ex2rate".to_string()])?;
     let out = gpu.zeros_f32(threads as usize)?;
-    let ex2_kernel = || Ok(gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?);
+    let ex2_kernel = || Ok::<(), Error>(gpu.launch(&module, 0, &[&out], &[threads as usize * 4], threads, 1, 256)?);
     ex2_kernel()?;
     let ex2_us = median_device_us(gpu, 5, || Ok(()), ex2_kernel)?;
     let ex2_per_s = (threads * 8 * EX2_ITERS) as f64 / (ex2_us * 1e-6);

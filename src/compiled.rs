@@ -103,7 +103,7 @@ impl CompiledLayer {
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let code = Arc::new(crate::gpu::load(gpu, &self.plan, &key.sizes, inputs, self.gpu_force)?);
+        let code = ssmc_ptx::load(gpu, &self.plan, &key.sizes, inputs, self.gpu_force)?;
         cache.insert(key, code.clone());
         Ok(code)
     }
@@ -113,7 +113,7 @@ impl CompiledLayer {
         let gpu = self.gpu.as_ref().ok_or_else(|| IrError::new("this layer was compiled for the CPU"))?;
         let code = self.prepare_gpu(inputs)?;
         let key = self.key(inputs)?;
-        crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)
+        Ok(crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)?)
     }
 
     /// Fixes the GPU schedule instead of letting the autotuner time the candidates.
@@ -185,7 +185,7 @@ impl CompiledLayer {
         if self.gpu.is_some() {
             let mut run = self.gpu_run(inputs)?;
             run.launch()?;
-            return run.outputs(inputs, out_dtype);
+            return Ok(run.outputs(inputs, out_dtype)?);
         }
         let mut out = TensorMap::new();
         self.run_cpu(inputs, out_dtype, &mut out)?;

@@ -21,14 +21,14 @@
 
 pub mod bench;
 pub mod compiled;
-pub mod dump;
+pub use ssmc_kernel::dump;
 pub mod gpu;
 pub mod random;
 
 pub use compiled::{Backend, CompiledLayer};
 pub use ssmc_opt::Fusion;
 pub use ssmc_kernel::Schedule;
-pub use ssmc_ptx::GpuSchedule;
+pub use ssmc_ptx::{Block, Chunks, GpuSchedule, LaneWidth, ScheduleError, Tiles};
 
 pub use ssmc_dsl as dsl;
 pub use ssmc_ir as ir;
@@ -62,9 +62,12 @@ pub enum Error {
         /// The dtype given.
         got: DType,
     },
+    /// A GPU schedule's number out of its range, or an unknown schedule name.
+    #[error(transparent)]
+    Schedule(#[from] ssmc_ptx::ScheduleError),
     /// The GPU backend failed (not built in, no driver, launch or memory errors).
-    #[error("{0}")]
-    Gpu(String),
+    #[error(transparent)]
+    Gpu(#[from] ssmc_ptx::GpuError),
     /// A spec file could not be read.
     #[error("{path}: {source}")]
     File {

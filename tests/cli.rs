@@ -651,7 +651,8 @@ fn usage_errors_without_a_subcommand_or_spec() {
     fails(&["frobnicate", "x.ssm"], 2, &["frobnicate"]);
     fails(&["compile", "/nonexistent/x.ssm"], 1, &["/nonexistent/x.ssm"]);
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mamba1.ssm");
-    fails(&["compile", spec, "--tile", "3"], 1, &["tile 3", "power of two up to 32"]);
+    fails(&["compile", spec, "--tile", "3"], 1, &["--tile 3", "1, 2, 4, 8, 16 or 32"]);
+    fails(&["compile", spec, "--lanes", "--tile", "8"], 2, &["--tile", "--lanes"]);
     fails(&["compile", spec, "--warp-scan", "--chunked"], 2, &["--warp-scan", "--chunked"]);
     fails(&["compile", spec, "--lanes", "3"], 1, &["lane width 3", "1, 2, 4, 8 or 16"]);
     fails(&["compile", spec, "--lanes", "0"], 1, &["--lanes 0", "1, 2, 4, 8 or 16"]);
@@ -678,7 +679,7 @@ fn compile_prints_the_warp_scan_when_asked() {
     assert!(!ptx.contains("wscan"));
     // lanes over the state: 16 lanes a row, or 4 lanes of 4 states each
     for (lanes, levels) in [(&["--lanes"][..], 4), (&["--lanes", "4"][..], 2)] {
-        let mut args = vec!["compile", spec, "--tile", "0", "--dims", "batch=1,dim=8,len=1,state=16"];
+        let mut args = vec!["compile", spec, "--dims", "batch=1,dim=8,len=1,state=16"];
         args.extend_from_slice(lanes);
         let ptx = ok(&args);
         assert_eq!(ptx.matches("shfl.sync.bfly").count(), levels, "{lanes:?}: {ptx}");

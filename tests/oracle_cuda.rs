@@ -8,7 +8,7 @@ mod common;
 use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
-use ssmc::{Backend, Fusion, GpuSchedule, Layer};
+use ssmc::{Backend, Block, Chunks, Fusion, GpuSchedule, LaneWidth, Layer, Tiles};
 
 
 
@@ -159,7 +159,8 @@ fn check_chunked(layer: &Layer, counts: &[usize], shapes: &[(usize, usize, usize
     for base in [GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN] {
         for &chunks in counts {
             let Some(compiled) = compile(layer, Fusion::On) else { return };
-            let schedule = GpuSchedule { chunks, ..base };
+            let chunks = if chunks == 0 { Chunks::FILL } else { Chunks::exactly(chunks).unwrap() };
+            let schedule = GpuSchedule::Chunked { chunks, tiles: base.tiles(), block: base.block() };
             let compiled = compiled.with_gpu_schedule(schedule);
             check(layer, &compiled, shapes, &[DType::F32, DType::BF16], seed, &schedule.to_string());
         }
@@ -180,8 +181,8 @@ fn block_and_tile_sizes_the_autotuner_tries_match_the_oracle() {
     // room for 32 states' regions, so that kernel runs a thread per row
     let layer = example("mamba1.ssm");
     let bases = [GpuSchedule::WARP_SCAN, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES4];
-    let blocks = bases.iter().flat_map(|&s| [32, 64, 256].map(|block| GpuSchedule { block, ..s }));
-    let tiles = [8, 32].map(|tile| GpuSchedule { tile, ..GpuSchedule::TILED });
+    let blocks = bases.iter().flat_map(|&s| [32, 64, 256].map(|b| s.with_block(Block::new(b).unwrap())));
+    let tiles = [8, 32].map(|t| GpuSchedule::TILED.with_tiles(Some(Tiles::new(t, true).unwrap())));
     for schedule in blocks.chain(tiles) {
         let Some(compiled) = compile(&layer, Fusion::On) else { return };
         let compiled = compiled.with_gpu_schedule(schedule);
@@ -231,7 +232,7 @@ fn lane_blocks_with_vectors_match_the_oracle() {
     // lengths a multiple of the lanes a row: `B` and `C` move as vectors of four steps and the
     // sums reduce-scatter once a block (4, 8 and 16 lanes a row; 5 and 12 states leave lanes
     // idle); 203: partial blocks, per-step sums
-    let more = [8, 16].map(|w| GpuSchedule { lane_width: w, ..GpuSchedule::LANES });
+    let more = [8, 16].map(|w| GpuSchedule::Lanes { width: LaneWidth::new(w).unwrap(), block: Block::DEFAULT });
     for name in ["mamba1.ssm", "mamba1_step.ssm", "s4d.ssm"] {
         let layer = example(name);
         for schedule in [GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].iter().chain(&more) {
@@ -295,7 +296,7 @@ fn lanes_owning_runs_of_states_match_the_oracle() {
         let layer = example(name);
         for width in [2, 4, 8, 16] {
             let Some(compiled) = compile(&layer, Fusion::On) else { return };
-            let compiled = compiled.with_gpu_schedule(GpuSchedule { lane_width: width, ..GpuSchedule::LANES });
+            let compiled = compiled.with_gpu_schedule(GpuSchedule::Lanes { width: LaneWidth::new(width).unwrap(), block: Block::DEFAULT });
             let shapes = [(3, 9, 1, 16), (2, 9, 33, 32), (1, 5, 1, 64), (2, 3, 7, 8), (1, 4, 5, 12)];
             check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 10, &format!("{name} lanes{width}"));
         }

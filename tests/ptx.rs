@@ -5,7 +5,7 @@
 mod common;
 use common::{example, random_dims, random_variant, variant_shape, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
-use ssmc::{Fusion, GpuSchedule};
+use ssmc::{Block, Chunks, Fusion, GpuSchedule, LaneWidth, ScheduleError, Tiles};
 use std::collections::BTreeMap;
 
 
@@ -142,7 +142,7 @@ fn lanes_of_four_states_move_the_state_in_16_byte_vectors() {
         for (layer, len) in [(&step, 1), (&example("mamba1.ssm"), 64)] {
             let mut d = sizes(2, 40, len);
             d.insert("state".into(), 32);
-            let ptx = ssmc::gpu::ptx(layer, Fusion::On, &d, DType::BF16, GpuSchedule { lane_width: width, ..GpuSchedule::LANES }).unwrap();
+            let ptx = ssmc::gpu::ptx(layer, Fusion::On, &d, DType::BF16, GpuSchedule::Lanes { width: LaneWidth::new(width).unwrap(), block: Block::DEFAULT }).unwrap();
             // one step: one sum over 32 / width lanes (a seq loop sums a block of steps)
             if len == 1 {
                 assert_eq!(ptx.matches("shfl.sync.bfly").count(), (32 / width).trailing_zeros() as usize, "lanes{width}: {ptx}");
@@ -176,12 +176,19 @@ fn lane_blocks_load_b_and_c_as_vectors_and_reduce_once_a_block() {
 }
 
 #[test]
-fn a_tile_size_that_does_not_divide_a_warp_is_an_error() {
-    let layer = example("mamba1.ssm");
-    for tile in [3, 48, 64] {
-        let schedule = GpuSchedule { tile, ..GpuSchedule::TILED };
-        let e = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 128), DType::F32, schedule).unwrap_err();
-        assert!(e.to_string().contains("power of two up to 32"), "{e}");
+fn a_schedule_cannot_hold_a_number_the_launch_cannot_take() {
+    for tile in [0, 3, 48, 64] {
+        assert_eq!(Tiles::new(tile, true), Err(ScheduleError::Tile(tile)));
+    }
+    for block in [16, 48, 512] {
+        let e = Block::new(block).unwrap_err();
+        assert!(e.to_string().contains("32, 64, 128 or 256"), "{e}");
+    }
+    for k in [1, 3, 512] {
+        assert_eq!(Chunks::exactly(k), Err(ScheduleError::Chunks(k)));
+    }
+    for w in [0, 3, 32] {
+        assert_eq!(LaneWidth::new(w), Err(ScheduleError::LaneWidth(w)));
     }
 }
 
@@ -204,7 +211,7 @@ fn odd_state_counts_fill_warp_shared_tiles_under_a_guard() {
 fn the_warp_scan_runs_each_exp_once_and_combines_lanes_with_shuffles() {
     let Some(ptxas) = ptxas() else { return };
     let layer = example("mamba1.ssm");
-    let per_lane = ssmc_ptx::emit::PER_LANE;
+    let per_lane = ssmc_ptx::PER_LANE;
     for len in [128, 130, 1000] {
         for dtype in [DType::F32, DType::BF16, DType::F16, DType::F64] {
             let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, len), dtype, GpuSchedule::WARP_SCAN).unwrap();
@@ -354,11 +361,21 @@ fn the_warp_scan_reads_a_rows_own_inputs_past_l1_and_shared_ones_through_it() {
     }
 }
 
+/// `base`'s tiles and block with `k` chunks.
+fn chunked(k: usize, base: GpuSchedule) -> GpuSchedule {
+    GpuSchedule::Chunked { chunks: Chunks::exactly(k).unwrap(), tiles: base.tiles(), block: base.block() }
+}
+
+/// `base` with a block of `threads` (0: the default).
+fn block(threads: usize, base: GpuSchedule) -> GpuSchedule {
+    base.with_block(if threads == 0 { Block::DEFAULT } else { Block::new(threads).unwrap() })
+}
+
 #[test]
 fn chunked_scans_take_the_chunk_count_asked_for_held_to_32_steps_a_chunk() {
     let layer = example("mamba1.ssm");
     let chunks_of = |len: usize, schedule: GpuSchedule| -> usize {
-        let kirs = ssmc::gpu::lower_for_gpu(&layer, Fusion::On, &sizes(1, 64, len), DType::F32, 0).unwrap();
+        let kirs = ssmc::gpu::lower_for_gpu(&layer, Fusion::On, &sizes(1, 64, len), DType::F32, GpuSchedule::ROWS).unwrap();
         let m = ssmc_ptx::module(&kirs, &schedule, ssmc_ptx::Arch::SM90);
         m.launches.iter().find_map(|l| match l {
             ssmc_ptx::Launch::Chunked { chunks, .. } => Some(*chunks),
@@ -369,14 +386,14 @@ fn chunked_scans_take_the_chunk_count_asked_for_held_to_32_steps_a_chunk() {
     // the default fills an H200: 64 rows want 1024 chunks and more, held to 2048 / 32
     assert_eq!(chunks_of(2048, GpuSchedule::CHUNKED), 64);
     for k in [2, 8, 32, 64] {
-        assert_eq!(chunks_of(2048, GpuSchedule { chunks: k, ..GpuSchedule::CHUNKED }), k);
-        assert_eq!(chunks_of(2048, GpuSchedule { chunks: k, ..GpuSchedule::CHUNKED_LEAN }), k);
+        assert_eq!(chunks_of(2048, chunked(k, GpuSchedule::CHUNKED)), k);
+        assert_eq!(chunks_of(2048, chunked(k, GpuSchedule::CHUNKED_LEAN)), k);
     }
-    assert_eq!(chunks_of(2048, GpuSchedule { chunks: 256, ..GpuSchedule::CHUNKED }), 64);
-    assert_eq!(chunks_of(100, GpuSchedule { chunks: 8, ..GpuSchedule::CHUNKED }), 2);
+    assert_eq!(chunks_of(2048, chunked(256, GpuSchedule::CHUNKED)), 64);
+    assert_eq!(chunks_of(100, chunked(8, GpuSchedule::CHUNKED)), 2);
     let Some(ptxas) = ptxas() else { return };
     for dtype in [DType::F32, DType::BF16] {
-        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 2048), dtype, GpuSchedule { chunks: 8, ..GpuSchedule::CHUNKED }).unwrap();
+        let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(1, 64, 2048), dtype, chunked(8, GpuSchedule::CHUNKED)).unwrap();
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("8 chunks, {dtype}: {log}"));
     }
 }
@@ -385,7 +402,7 @@ fn chunked_scans_take_the_chunk_count_asked_for_held_to_32_steps_a_chunk() {
 fn each_warp_of_a_block_gets_its_region_of_shared_memory() {
     let layer = example("mamba1.ssm");
     let emit = |d: &BTreeMap<String, usize>, dtype, schedule| ssmc::gpu::ptx(&layer, Fusion::On, d, dtype, schedule).unwrap();
-    let tiled = |block| emit(&sizes(2, 64, 128), DType::F32, GpuSchedule { block, ..GpuSchedule::TILED });
+    let tiled = |threads| emit(&sizes(2, 64, 128), DType::F32, block(threads, GpuSchedule::TILED));
     // 11264 bytes a warp (u, delta, z and out per row, B and C once: above), for 1 and 2 warps
     assert!(tiled(32).contains("tile_smem[11264]"));
     assert!(tiled(64).contains("tile_smem[22528]"));
@@ -394,29 +411,24 @@ fn each_warp_of_a_block_gets_its_region_of_shared_memory() {
     assert!(big.contains("tile_smem[45056]"), "{big}");
     assert_eq!(big.matches("ld.shared.v4.f32").count(), 4 * 5);
     // the warp scan: 4352 bytes a warp at 16 states (the 32 pieces' (P, h) per state, padded)
-    for (block, bytes) in [(32, 4352), (0, 4 * 4352), (256, 8 * 4352)] {
-        let ptx = emit(&sizes(1, 64, 512), DType::BF16, GpuSchedule { block, ..GpuSchedule::WARP_SCAN });
-        assert!(ptx.contains(&format!("wscan_smem[{bytes}]")), "block {block}");
+    for (threads, bytes) in [(32, 4352), (0, 4 * 4352), (256, 8 * 4352)] {
+        let ptx = emit(&sizes(1, 64, 512), DType::BF16, block(threads, GpuSchedule::WARP_SCAN));
+        assert!(ptx.contains(&format!("wscan_smem[{bytes}]")), "block {threads}");
     }
     // 32 states at 256 threads would need 69632 bytes: no warp scan, a thread per row
     let mut d = sizes(1, 64, 512);
     d.insert("state".into(), 32);
-    let kirs = ssmc::gpu::lower_for_gpu(&layer, Fusion::On, &d, DType::F32, 0).unwrap();
-    let warps = |block| {
-        let m = ssmc_ptx::module(&kirs, &GpuSchedule { block, ..GpuSchedule::WARP_SCAN }, ssmc_ptx::Arch::SM90);
+    let kirs = ssmc::gpu::lower_for_gpu(&layer, Fusion::On, &d, DType::F32, GpuSchedule::ROWS).unwrap();
+    let warps = |threads| {
+        let m = ssmc_ptx::module(&kirs, &block(threads, GpuSchedule::WARP_SCAN), ssmc_ptx::Arch::SM90);
         m.launches.iter().filter(|l| matches!(l, ssmc_ptx::Launch::Warp(_))).count()
     };
     assert_eq!((warps(128), warps(256)), (1, 0));
-    // a block size the launch cannot take is an error
-    for block in [16, 48, 512] {
-        let e = ssmc::gpu::ptx(&layer, Fusion::On, &sizes(2, 64, 128), DType::F32, GpuSchedule { block, ..GpuSchedule::TILED }).unwrap_err();
-        assert!(e.to_string().contains("32, 64, 128 or 256"), "{e}");
-    }
     let Some(ptxas) = ptxas() else { return };
     for dtype in [DType::F32, DType::BF16] {
         for schedule in [GpuSchedule::WARP_SCAN, GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::LANES4] {
-            for block in [32, 256] {
-                let schedule = GpuSchedule { block, ..schedule };
+            for threads in [32, 256] {
+                let schedule = block(threads, schedule);
                 let ptx = emit(&sizes(2, 64, 1024), dtype, schedule);
                 ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{schedule} {dtype}: {log}"));
             }

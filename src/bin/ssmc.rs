@@ -51,9 +51,10 @@ enum Command {
         /// least 32 steps a chunk) instead of enough to fill an H200.
         #[arg(long, value_name = "K", requires = "chunked")]
         chunks: Option<usize>,
-        /// Steps per shared-memory tile (0, 1, 2, 4, 8, 16 or 32; 0 reads global memory in place).
-        #[arg(long, default_value_t = ssmc::GpuSchedule::TILED.tile)]
-        tile: usize,
+        /// Steps per shared-memory tile of one thread per row and of chunks (0, 1, 2, 4, 8, 16 or
+        /// 32; 0 reads global memory in place; 16 when not given).
+        #[arg(long, conflicts_with_all = ["lanes", "warp_scan"])]
+        tile: Option<usize>,
         /// Load each tile when it starts instead of a tile ahead (fewer registers).
         #[arg(long)]
         no_prefetch: bool,
@@ -212,7 +213,7 @@ fn gpu_schedule(name: Option<&str>, cuda: bool) -> Result<Option<ssmc::GpuSchedu
     match name {
         None => Ok(None),
         Some(_) if !cuda => Err(ssmc::ir::IrError::new("--schedule picks a GPU schedule: it needs --backend cuda").into()),
-        Some(n) => n.parse().map(Some).map_err(|e: String| ssmc::ir::IrError::new(format!("--schedule: {e}")).into()),
+        Some(n) => n.parse().map(Some).map_err(|e: ssmc::ScheduleError| ssmc::ir::IrError::new(format!("--schedule: {e}")).into()),
     }
 }
 
@@ -295,17 +296,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan, stream_out, block } => {
             let layer = Layer::from_file(&spec)?;
             let given = random::parse_dims(layer.graph(), &dims)?;
-            if lanes == Some(0) {
-                return Err(ssmc::ir::IrError::new("--lanes 0: the width must be 1, 2, 4, 8 or 16").into());
-            }
-            if let Some(k) = chunks.filter(|&k| !ssmc::GpuSchedule::chunks_ok(k)) {
-                return Err(ssmc::ir::IrError::new(format!("--chunks {k}: the count must be a power of two from 2 to 256")).into());
-            }
-            if let Some(b) = block.filter(|&b| !ssmc::GpuSchedule::block_ok(b)) {
-                return Err(ssmc::ir::IrError::new(format!("--block {b}: threads per block must be 32, 64, 128 or 256")).into());
-            }
-            let (chunks, block) = (chunks.unwrap_or(0), block.unwrap_or(0));
-            let schedule = ssmc::GpuSchedule { lane_width: lanes.unwrap_or(0), chunked, chunks, tile, prefetch: !no_prefetch, warp_scan, stream_out, block };
+            let schedule = compile_schedule(lanes, chunked, chunks, tile, no_prefetch, warp_scan, stream_out, block)?;
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }
@@ -454,4 +445,40 @@ fn summary(name: &str, t: &ssmc::runtime::HostTensor) -> String {
         s.push_str(&format!("  non-finite {nonfinite}"));
     }
     s
+}
+
+/// The GPU schedule `ssmc compile`'s flags ask for; a number out of range names its flag.
+#[allow(clippy::too_many_arguments)]
+fn compile_schedule(
+    lanes: Option<usize>,
+    chunked: bool,
+    chunks: Option<usize>,
+    tile: Option<usize>,
+    no_prefetch: bool,
+    warp_scan: bool,
+    stream_out: bool,
+    block: Option<usize>,
+) -> Result<ssmc::GpuSchedule, Error> {
+    use ssmc::{Block, Chunks, GpuSchedule, LaneWidth, Tiles};
+    let flag = |name: &'static str, n: usize| move |e: ssmc::ScheduleError| Error::from(ssmc::ir::IrError::new(format!("{name} {n}: {e}")));
+    let block = match block {
+        Some(b) => Block::new(b).map_err(flag("--block", b))?,
+        None => Block::DEFAULT,
+    };
+    let tiles = match tile.unwrap_or(Tiles::DEFAULT.steps()) {
+        0 => None,
+        t => Some(Tiles::new(t, !no_prefetch).map_err(flag("--tile", t))?),
+    };
+    Ok(match (lanes, chunked, warp_scan) {
+        (Some(w), _, _) => GpuSchedule::Lanes { width: LaneWidth::new(w).map_err(flag("--lanes", w))?, block },
+        (None, true, _) => {
+            let chunks = match chunks {
+                Some(k) => Chunks::exactly(k).map_err(flag("--chunks", k))?,
+                None => Chunks::FILL,
+            };
+            GpuSchedule::Chunked { chunks, tiles, block }
+        }
+        (None, false, true) => GpuSchedule::WarpScan { stream_out, block },
+        (None, false, false) => GpuSchedule::Rows { tiles, block },
+    })
 }

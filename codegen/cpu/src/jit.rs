@@ -72,14 +72,12 @@ pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuErro
             aligns.push(KernelTranslator::translate(&mut b, kir, schedule));
             b.finalize(module.target_config());
         }
-        if std::env::var("SSMC_DUMP").is_ok_and(|v| v.split(',').any(|s| s == "clif")) {
-            eprintln!("; kernel {}\n{}", kir.name, ctx.func.display());
-        }
-        let dump_asm = std::env::var("SSMC_DUMP").is_ok_and(|v| v.split(',').any(|s| s == "asm"));
+        ssmc_kernel::dump::dump("clif", &kir.name, || ctx.func.display().to_string());
+        let dump_asm = ssmc_kernel::dump::wants("asm");
         ctx.set_disasm(dump_asm);
         module.define_function(id, &mut ctx).map_err(|e| CpuError::Jit(format!("kernel {}: {e:?}", kir.name)))?;
         if let (true, Some(code)) = (dump_asm, ctx.compiled_code()) {
-            eprintln!("; kernel {} (machine code)\n{}", kir.name, code.vcode.clone().unwrap_or_default());
+            ssmc_kernel::dump::dump("asm", &kir.name, || code.vcode.clone().unwrap_or_default());
         }
         module.clear_context(&mut ctx);
         ids.push(id);

@@ -2,6 +2,7 @@
 //! sizes under a [`Schedule`] into the loop-level [`Kir`] the emitters translate.
 #![warn(missing_docs)]
 
+pub mod dump;
 pub mod kir;
 pub mod lower;
 pub mod schedule;

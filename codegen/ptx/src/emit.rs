@@ -10,73 +10,62 @@
 //! Files: the thread's layout and loops here; `steps` selects the instructions of one step;
 //! `memory` addresses and loads; `tiles` and `lanes` the two staged seq loops.
 
-use crate::chunked::{ChunkPass, Chunked};
 use crate::isa::fimm;
 use crate::regs::Regs;
 use ssmc_kernel::{Access, Kir, Level, Schedule, Step, V};
 use std::collections::HashMap;
 
+mod chunked;
 mod lanes;
 mod memory;
+mod rows;
 mod steps;
 mod tiles;
 mod warpscan;
-pub use tiles::{Tiling, BLOCK};
-pub use warpscan::{warp_scannable, WarpScan, PER_LANE};
+pub(crate) use chunked::{chunkable, combine_entry, entry_chunked, ChunkPass, Chunked};
+pub(crate) use lanes::{lanes_per_row, Lane};
+pub(crate) use tiles::Tiling;
+pub(crate) use warpscan::{regions_fit, warp_scannable, WarpScan};
+pub use warpscan::PER_LANE;
 use std::fmt::Write;
 
 /// The entry point name of kernel `i`.
-pub fn entry_name(k: &Kir, i: usize) -> String {
+pub(crate) fn entry_name(k: &Kir, i: usize) -> String {
     format!("{}_{i}", k.name)
 }
 
-/// One kernel: `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)`.
-/// With `tiling.steps > 0`, the seq loop runs in tiles of that many steps staged through shared
-/// memory where that applies (see [`Tiling`]).
-pub fn entry(k: &Kir, name: &str, schedule: &Schedule, tiling: Tiling) -> String {
-    translate(k, name, schedule, None, 0, tiling, None)
+/// How a kernel's threads map onto its rows: each mapping's prologue, seq loop and shared
+/// memory live in its own module.
+pub(crate) enum Mapping {
+    /// One thread per row (`rows`; with tiles, `tiles`).
+    Rows,
+    /// One thread per (row, chunk) of a scan cut into chunks (`chunked`).
+    Chunked(Chunked),
+    /// Lanes over the inner dim (`lanes`); the lane's registers are set by its prologue.
+    Lanes(Lane),
+    /// A warp per row, its lanes over seq (`warpscan`).
+    Warp(WarpScan),
 }
 
-/// Kernel `k` under `gpu`'s warp scan (one warp per row; see [`warp_scannable`]), or `None`
-/// where it does not qualify, or where its combine's shared memory for a block's warps would
-/// not fit ([`warpscan::regions_fit`]).
-pub fn entry_warp(k: &Kir, name: &str, gpu: &crate::GpuSchedule) -> Option<String> {
-    let schedule = gpu.kernel();
-    let ws = WarpScan { stream_out: gpu.stream_out, ..warp_scannable(k, &schedule)? };
-    let tiling = Tiling { steps: 0, ..gpu.tiling() };
-    warpscan::regions_fit(k.inner.unwrap_or(1), tiling.warps).then(|| translate(k, name, &schedule, None, 0, tiling, Some(ws)))
-}
-
-/// Whether kernel `k` under `gpu` stages tiles through shared memory.
-pub fn tiled(k: &Kir, gpu: &crate::GpuSchedule) -> bool {
-    let schedule = gpu.kernel();
-    let chunked = gpu.chunked && crate::chunked::chunkable(k, &schedule).is_some();
-    if chunked && !k.row_count().is_multiple_of(32) {
-        return false;
-    }
-    let lanes = if chunked { 1 } else { lanes_per_row(k, &schedule) };
-    tiles::plan(k, gpu.tiling(), lanes, unrolled(k, &schedule), None).is_some()
-}
-
-/// Whether `k`'s inner dim is unrolled (its states in registers) under `schedule`.
-fn unrolled(k: &Kir, schedule: &Schedule) -> bool {
-    k.inner.is_none_or(|n| n <= schedule.unroll_limit.max(1))
-}
-
-pub(crate) fn translate(
-    k: &Kir,
-    name: &str,
-    schedule: &Schedule,
-    chunked: Option<Chunked>,
-    extra_params: usize,
-    tiling: Tiling,
-    warp: Option<WarpScan>,
-) -> String {
-    let lanes = if chunked.is_some() || warp.is_some() { 1 } else { lanes_per_row(k, schedule) };
+/// One kernel as a PTX `.entry NAME(.param .u64 buf0, ..., .param .u64 rows)` under `mapping`,
+/// its seq loop in tiles staged through shared memory where `tiling` asks for them and they
+/// apply; `extra_params` buffers follow the kernel's (a chunked pass's summaries).
+pub(crate) fn entry(k: &Kir, name: &str, schedule: &Schedule, mapping: Mapping, extra_params: usize, tiling: Tiling) -> String {
+    let lanes = match &mapping {
+        Mapping::Lanes(_) => lanes_per_row(k, schedule),
+        _ => 1,
+    };
+    // lanes that do not apply to this kernel: one thread per row
+    let mapping = if lanes == 1 && matches!(mapping, Mapping::Lanes(_)) { Mapping::Rows } else { mapping };
     // a lane's own run of inner indices is unrolled (it is at most 16 long)
     let lane_width = if lanes > 1 { schedule.lane_width.max(1) } else { 1 };
     let unrolled = unrolled(k, schedule) || lane_width > 1;
-    let tile_plan = if warp.is_some() { None } else { tiles::plan(k, tiling, lanes, unrolled, chunked.as_ref()) };
+    let tile_plan = match &mapping {
+        Mapping::Warp(_) => None,
+        Mapping::Chunked(ch) => tiles::plan(k, tiling, lanes, unrolled, Some(ch)),
+        _ => tiles::plan(k, tiling, lanes, unrolled, None),
+    };
+    let warp = matches!(mapping, Mapping::Warp(_));
     let mut t = Translator {
         w: Regs::default(),
         k,
@@ -93,16 +82,17 @@ pub(crate) fn translate(
         seq_bases: HashMap::new(),
         lanes,
         lane_width,
-        lane: None,
-        chunked,
+        mapping,
         tile: None,
+        tile_at: None,
         rows_param: String::new(),
         valid: None,
         vec_values: HashMap::new(),
-        warp,
         seqvec: None,
+        vec_step: 0,
         ahead: HashMap::new(),
         row_offsets: HashMap::new(),
+        row_guard: None,
         warps: tiling.warps.max(1),
     };
     t.body(tile_plan);
@@ -113,7 +103,7 @@ pub(crate) fn translate(
         .collect();
     s.push_str(&params.join(",\n"));
     s.push_str("\n)\n");
-    if t.warp.is_some() {
+    if warp {
         let _ = writeln!(s, ".maxnreg {}", warpscan::MAX_REGS);
     }
     s.push_str("{\n");
@@ -127,6 +117,21 @@ pub(crate) fn translate(
     s.push_str(&t.w.body);
     s.push_str("}\n");
     s
+}
+
+/// Whether kernel `k` under `schedule`, one thread per row or per (row, chunk) with
+/// `chunked`, stages tiles through shared memory under `tiling`.
+pub(crate) fn tiled(k: &Kir, schedule: &Schedule, tiling: Tiling, chunked: bool) -> bool {
+    if chunked && !k.row_count().is_multiple_of(32) {
+        return false;
+    }
+    let lanes = if chunked { 1 } else { lanes_per_row(k, schedule) };
+    tiles::plan(k, tiling, lanes, unrolled(k, schedule), None).is_some()
+}
+
+/// Whether `k`'s inner dim is unrolled (its states in registers) under `schedule`.
+fn unrolled(k: &Kir, schedule: &Schedule) -> bool {
+    k.inner.is_none_or(|n| n <= schedule.unroll_limit.max(1))
 }
 
 struct Translator<'a> {
@@ -152,55 +157,31 @@ struct Translator<'a> {
     /// Consecutive inner indices per lane (1 unless the lanes each own a run of them; see
     /// [`Translator::lane_run`]).
     lane_width: usize,
-    lane: Option<Lane>,
-    chunked: Option<Chunked>,
+    /// How the kernel's threads map onto its rows.
+    mapping: Mapping,
     /// Tiles staged through shared memory (set up by `tile_setup`).
     tile: Option<tiles::Tile>,
+    /// Inside a tile's steps: this thread's row pointer and its warp's uniform pointer at the
+    /// current step in shared memory.
+    tile_at: Option<(String, String)>,
     /// The `rows` parameter (u64 register).
     rows_param: String,
     /// Whether this thread's row exists, where threads past the end stay alive (tiles).
     valid: Option<String>,
     vec_values: HashMap<memory::VecKey, String>,
-    /// The warp scan (one warp per row, lanes over seq), where it applies.
-    warp: Option<WarpScan>,
-    /// The warp scan's seq-contiguous vectors of the current block.
+    /// The seq-contiguous vectors of the current block (the warp scan, lane blocks).
     seqvec: Option<warpscan::SeqVec>,
+    /// Which of the lane's steps in those vectors is being emitted.
+    vec_step: usize,
     /// Lane blocks: seq-level loads of this lane's step, loaded a block ahead (as stored).
     ahead: HashMap<ssmc_kernel::Access, String>,
     /// 32-bit element offsets of rows by row strides, where the addresses of seq steps start
     /// from the buffers' parameters (the warp scan: [`Self::set_row_offsets`]).
     row_offsets: HashMap<Vec<usize>, String>,
+    /// The guard of row-level stores where it is not the mapping's own (a lane's own step).
+    row_guard: Option<String>,
     /// Warps per block of threads (each its own region of shared memory).
     warps: usize,
-}
-
-/// A thread's place in its row's lane group.
-struct Lane {
-    /// The inner index this lane owns (clamped into range for addressing), or the first of its
-    /// run.
-    i: String,
-    /// Whether the lane owns a real inner index.
-    active: String,
-    /// Whether the row exists.
-    valid: String,
-    /// Whether the row exists (threads past the end stay alive for the shuffles).
-    store_inner: String,
-    /// Whether this lane writes row-level values (lane 0 of a real row).
-    store_row: String,
-    /// Sums over the inner dim stay this lane's partial sums (the caller reduces them).
-    partial_sums: bool,
-}
-
-/// Threads per row for kernel `k`, its sums reduced with `shfl.sync`: with a lane width of 1,
-/// an inner dim of at most 32 spreads over that many lanes (rounded up to a power of two); with
-/// a width `w` > 1, an inner dim of `w` times a power of two from 2 to 32 spreads over that many
-/// lanes, `w` consecutive inner indices each; otherwise one thread per row.
-pub fn lanes_per_row(k: &Kir, schedule: &Schedule) -> u32 {
-    match (k.inner, schedule.lane_width) {
-        (Some(n), 1) if (2..=32).contains(&n) => (n as u32).next_power_of_two(),
-        (Some(n), w) if w > 1 && n % w == 0 && (n / w).is_power_of_two() && (2..=32).contains(&(n / w)) => (n / w) as u32,
-        _ => 1,
-    }
 }
 
 /// The inner index of the value being emitted: a constant when unrolled, a register in a loop.
@@ -228,70 +209,22 @@ impl Translator<'_> {
         w.ins(format!("mov.u32 {tid}, %tid.x"));
         w.ins(format!("mov.u32 {ntid}, %ntid.x"));
         w.ins(format!("mov.u32 {ctaid}, %ctaid.x"));
-        let (a, b, row) = (w.rd(), w.rd(), w.rd());
+        let (a, b, thread) = (w.rd(), w.rd(), w.rd());
         w.ins(format!("mul.wide.u32 {a}, {ctaid}, {ntid}"));
         w.ins(format!("cvt.u64.u32 {b}, {tid}"));
-        w.ins(format!("add.u64 {row}, {a}, {b}"));
+        w.ins(format!("add.u64 {thread}, {a}, {b}"));
         let rows = w.rd();
         w.ins(format!("ld.param.u64 {rows}, [rows]"));
         self.rows_param = rows.clone();
         let done = w.label("exit");
-        // the row before clamping (tiles keep a warp's threads past the end alive)
-        let mut unclamped = row.clone();
-        let row = if self.lanes > 1 {
-            // lanes-over-inner: thread = (row, lane); every thread stays alive for the shuffles
-            let g = self.lanes as u64;
-            let n = self.k.inner.unwrap_or(1) as u64;
-            let (r, lane, last, rc) = (w.rd(), w.rd(), w.rd(), w.rd());
-            w.ins(format!("shr.u64 {r}, {row}, {}", g.trailing_zeros()));
-            w.ins(format!("and.b64 {lane}, {row}, {}", g - 1));
-            w.ins(format!("sub.u64 {last}, {rows}, 1"));
-            w.ins(format!("min.u64 {rc}, {r}, {last}"));
-            let (valid, active, si, sr, zero) = (w.p(), w.p(), w.p(), w.p(), w.p());
-            w.ins(format!("setp.lt.u64 {valid}, {r}, {rows}"));
-            w.ins(format!("setp.lt.u64 {active}, {lane}, {n}"));
-            w.ins(format!("and.pred {si}, {valid}, {active}"));
-            w.ins(format!("setp.eq.u64 {zero}, {lane}, 0"));
-            w.ins(format!("and.pred {sr}, {valid}, {zero}"));
-            let i = w.rd();
-            if self.lane_width > 1 {
-                // every lane owns a full run: lanes x width is the inner extent
-                w.ins(format!("mul.lo.u64 {i}, {lane}, {}", self.lane_width));
-            } else {
-                w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
-            }
-            self.lane = Some(Lane { i, active, valid, store_inner: si, store_row: sr, partial_sums: false });
-            rc
-        } else if let Some(ch) = self.chunked.as_mut() {
-            // thread = chunk * rows + row: a warp's threads share a chunk when rows % 32 == 0
-            let (r, c) = (w.rd(), w.rd());
-            w.ins(format!("rem.u64 {r}, {row}, {rows}"));
-            w.ins(format!("div.u64 {c}, {row}, {rows}"));
-            w.exit_if_ge(&c, &ch.chunks.to_string(), &done);
-            ch.c = c;
-            unclamped = r.clone();
-            r
-        } else if self.warp.is_some() {
-            // thread = row * 32 + lane: a warp per row, all of it alive for the combine
-            let r = w.rd();
-            w.ins(format!("shr.u64 {r}, {row}, 5"));
-            w.exit_if_ge(&r, &rows, &done);
-            r
-        } else if tile_plan.is_some() {
-            // a warp runs while any of its rows exists; the others repeat the last row, unstored
-            let (lane, w0) = (w.rd(), w.rd());
-            w.ins(format!("and.b64 {lane}, {row}, 31"));
-            w.ins(format!("sub.u64 {w0}, {row}, {lane}"));
-            w.exit_if_ge(&w0, &rows, &done);
-            let (valid, last, rc) = (w.p(), w.rd(), w.rd());
-            w.ins(format!("setp.lt.u64 {valid}, {row}, {rows}"));
-            w.ins(format!("sub.u64 {last}, {rows}, 1"));
-            w.ins(format!("min.u64 {rc}, {row}, {last}"));
-            self.valid = Some(valid);
-            rc
-        } else {
-            w.exit_if_ge(&row, &rows, &done);
-            row
+        // this thread's row, and the row before clamping (tiles keep a warp's threads past the
+        // end alive)
+        let (row, unclamped) = match &self.mapping {
+            Mapping::Lanes(_) => (self.lanes_prologue(&thread, &rows), thread.clone()),
+            Mapping::Chunked(_) => self.chunks_prologue(&thread, &rows, &done),
+            Mapping::Warp(_) => (self.warp_prologue(&thread, &rows, &done), thread.clone()),
+            Mapping::Rows if tile_plan.is_some() => (self.tiles_prologue(&thread, &rows, &done), thread.clone()),
+            Mapping::Rows => (self.rows_prologue(&thread, &rows, &done), thread.clone()),
         };
         for i in 0..self.k.buffers.len() {
             let (g, base) = (self.w.rd(), self.w.rd());
@@ -299,16 +232,7 @@ impl Translator<'_> {
             self.w.ins(format!("cvta.to.global.u64 {base}, {g}"));
             self.bases.push(base);
         }
-        if let Some(pass) = self.chunked.as_ref().map(|c| c.pass) {
-            let count = if pass == ChunkPass::Summary { 2 } else { 1 };
-            let first = self.k.buffers.len();
-            for i in first..first + count {
-                let (g, base) = (self.w.rd(), self.w.rd());
-                self.w.ins(format!("ld.param.u64 {g}, [buf{i}]"));
-                self.w.ins(format!("cvta.to.global.u64 {base}, {g}"));
-                self.chunked.as_mut().expect("chunked").extra.push(base);
-            }
-        }
+        self.chunks_params();
         let row_for_slot = row.clone();
         self.row_idx = self.row_indices(&row);
         // every access's row part, once per thread: the loops then only add seq and inner terms
@@ -345,18 +269,11 @@ impl Translator<'_> {
         if let Some(plan) = tile_plan {
             self.tile_setup(plan, &unclamped, &tid);
         }
-        if let Some(ch) = self.chunked.as_ref() {
-            let (k, n) = (ch.chunks, self.k.inner.unwrap_or(1));
-            let c = ch.c.clone();
-            let (a, b) = (self.w.rd(), self.w.rd());
-            self.w.ins(format!("mad.lo.u64 {a}, {row_for_slot}, {k}, {c}"));
-            self.w.ins(format!("mul.lo.u64 {b}, {a}, {}", n * 4));
-            self.chunked.as_mut().expect("chunked").slot = b;
-        }
+        self.chunks_slot(&row_for_slot);
         for v in self.steps_at(Level::Row) {
             self.scalar_step(v);
         }
-        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()).filter(|_| self.lane_width == 1) {
+        if let Some(i) = self.lane_index() {
             self.cur.clear();
             for v in self.steps_at(Level::RowInner) {
                 self.inner_step(v, Inner::Lane(i.clone()));
@@ -394,7 +311,18 @@ impl Translator<'_> {
 
     /// The first inner index of this lane's run, where lanes own runs of inner indices.
     fn lane_run(&self) -> Option<String> {
-        self.lane.as_ref().filter(|_| self.lane_width > 1).map(|l| l.i.clone())
+        match &self.mapping {
+            Mapping::Lanes(l) if self.lane_width > 1 => Some(l.i.clone()),
+            _ => None,
+        }
+    }
+
+    /// The inner index this lane owns, where lanes own one inner index each.
+    fn lane_index(&self) -> Option<String> {
+        match &self.mapping {
+            Mapping::Lanes(l) if self.lane_width == 1 => Some(l.i.clone()),
+            _ => None,
+        }
     }
 
     /// The key of `a`'s row base address: where lanes own runs of inner indices, an access
@@ -453,7 +381,7 @@ impl Translator<'_> {
 
     fn inner_indices(&mut self, mut f: impl FnMut(&mut Self, Inner)) {
         let n = self.static_inner();
-        if let Some(i) = self.lane.as_ref().map(|l| l.i.clone()).filter(|_| self.lane_width == 1) {
+        if let Some(i) = self.lane_index() {
             self.cur.clear();
             f(self, Inner::Lane(i));
             return;
@@ -506,7 +434,10 @@ impl Translator<'_> {
                 match at {
                     Inner::Static(c) => {
                         let h = t.w.f();
-                        let chunk = t.chunked.as_ref().filter(|ch| ch.scan == v).map(|ch| (ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone()));
+                        let chunk = match &t.mapping {
+                            Mapping::Chunked(ch) if ch.scan == v => Some((ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone())),
+                            _ => None,
+                        };
                         match chunk {
                             Some((ChunkPass::Summary, chunk_reg, ..)) => {
                                 // chunk 0 from the scan's own initial state, the others from
@@ -521,7 +452,9 @@ impl Translator<'_> {
                                 }
                                 let p = t.w.f();
                                 t.w.ins(format!("mov.f32 {p}, {}", fimm(1.0)));
-                                t.chunked.as_mut().expect("chunked").prods.insert(c, p);
+                                if let Mapping::Chunked(ch) = &mut t.mapping {
+                                    ch.prods.insert(c, p);
+                                }
                             }
                             Some((ChunkPass::Main, chunk_reg, slot, extra)) => {
                                 // chunk 0 starts from the scan's own initial state
@@ -550,9 +483,10 @@ impl Translator<'_> {
         }
     }
 
-    /// The inner pass of one seq step and the reduction of its sums (left in `scalars`).
-    fn inner_and_sums(&mut self) {
-        let summary = self.chunked.as_ref().is_some_and(|c| c.pass == ChunkPass::Summary);
+    /// The inner pass of one seq step and the reduction of its sums (left in `scalars`; with
+    /// `partial`, each lane's partial sums, which the caller reduces).
+    fn inner_and_sums(&mut self, partial: bool) {
+        let summary = matches!(&self.mapping, Mapping::Chunked(c) if c.pass == ChunkPass::Summary);
         let sums: Vec<V> = if summary {
             vec![]
         } else {
@@ -561,7 +495,7 @@ impl Translator<'_> {
         // an unrolled inner dim of 8 or more sums into 4 partial sums (4 short dependency chains
         // instead of one long one; a float reassociation), added pairwise at the end
         let n = self.k.inner.unwrap_or(1);
-        let parts = if self.unrolled && self.lane.is_none() && n >= 8 { 4 } else { 1 };
+        let parts = if self.unrolled && !matches!(self.mapping, Mapping::Lanes(_)) && n >= 8 { 4 } else { 1 };
         let mut accs: HashMap<V, Vec<String>> = HashMap::new();
         for &s in &sums {
             let regs: Vec<String> = (0..parts).map(|_| self.w.f()).collect();
@@ -599,7 +533,7 @@ impl Translator<'_> {
                     .collect();
             }
             let mut acc = level.pop().expect("one sum");
-            if let Some(lane) = self.lane.as_ref().filter(|l| !l.partial_sums) {
+            if let (Mapping::Lanes(lane), false) = (&self.mapping, partial) {
                 // inactive lanes add nothing; then a butterfly over the row's lanes
                 let active = lane.active.clone();
                 let m = self.w.f();
@@ -618,53 +552,17 @@ impl Translator<'_> {
         }
     }
 
+    /// The seq loop of the thread's mapping.
     fn seq_loop(&mut self) {
-        if self.warp.is_some() {
-            return self.seq_loop_warp_scan();
+        if let Mapping::Warp(ws) = &self.mapping {
+            let ws = ws.clone();
+            return self.seq_loop_warp_scan(&ws);
         }
-        if self.lane_blocks() {
-            return self.seq_loop_lane_blocks();
+        if let (Mapping::Lanes(lane), Some(extent)) = (&self.mapping, self.lane_blocks()) {
+            let lane = lane.clone();
+            return self.seq_loop_lane_blocks(&lane, extent);
         }
-        let (extent, reverse) = self.k.seq.unwrap_or((1, false));
-        // the steps this thread walks: all, or its chunk's
-        let (start, end) = match self.chunked.as_ref().map(|ch| (ch.c.clone(), ch.len)) {
-            Some((c, len)) => {
-                let (lo, hi) = (self.w.rd(), self.w.rd());
-                self.w.ins(format!("mul.lo.u64 {lo}, {c}, {len}"));
-                self.w.ins(format!("add.u64 {hi}, {lo}, {len}"));
-                self.w.ins(format!("min.u64 {hi}, {hi}, {extent}"));
-                (lo, hi)
-            }
-            None => ("0".to_string(), extent.to_string()),
-        };
-        if self.tile.is_some() {
-            return self.seq_loop_tiles(start, end);
-        }
-        if extent == 1 && self.chunked.is_none() {
-            // one step, straight-line: ptxas can issue every load of the kernel up front
-            let l = self.w.rd();
-            self.w.ins(format!("mov.u64 {l}, 0"));
-            self.set_l(Some(l));
-            self.one_step();
-            self.set_l(None);
-            return;
-        }
-        let t = self.w.rd();
-        self.w.ins(format!("mov.u64 {t}, {start}"));
-        let (head, done) = self.w.loop_head("seq", &t, &end);
-        let l = if reverse {
-            let l = self.w.rd();
-            self.w.ins(format!("sub.u64 {l}, {}, {t}", extent - 1));
-            l
-        } else {
-            t.clone()
-        };
-        self.set_l(Some(l));
-        self.one_step();
-        self.w.ins(format!("add.u64 {t}, {t}, 1"));
-        self.w.ins(format!("bra {head}"));
-        self.w.put_label(&done);
-        self.set_l(None);
+        self.seq_loop_rows();
     }
 
     /// One seq step at the current `l`: its seq-level values, the inner pass, the sums and the
@@ -686,7 +584,7 @@ impl Translator<'_> {
     /// The rest of a step (inner pass, sums, epilogue), with `pre` from [`Self::step_pre`].
     pub(super) fn step_rest(&mut self, pre: HashMap<V, String>) {
         let saved = std::mem::replace(&mut self.scalars, pre);
-        self.inner_and_sums();
+        self.inner_and_sums(false);
         for v in self.steps_at(Level::SeqPost) {
             self.scalar_step(v);
         }
@@ -694,15 +592,17 @@ impl Translator<'_> {
     }
 
     fn final_level(&mut self) {
-        if let Some((pass, c, slot, extra, chunks, scan)) =
-            self.chunked.as_ref().map(|ch| (ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone(), ch.chunks, ch.scan))
-        {
+        let chunk = match &self.mapping {
+            Mapping::Chunked(ch) => Some((ch.pass, ch.c.clone(), ch.slot.clone(), ch.extra.clone(), ch.chunks, ch.scan, ch.prods.clone())),
+            _ => None,
+        };
+        if let Some((pass, c, slot, extra, chunks, scan, prods)) = chunk {
             if pass == ChunkPass::Summary {
                 let (pa, ha) = (self.w.rd(), self.w.rd());
                 self.w.ins(format!("add.u64 {pa}, {}, {slot}", extra[0]));
                 self.w.ins(format!("add.u64 {ha}, {}, {slot}", extra[1]));
                 for i in 0..self.k.inner.unwrap_or(1) {
-                    let p = self.chunked.as_ref().expect("chunked").prods[&i].clone();
+                    let p = prods[&i].clone();
                     let h = self.states[&(scan, i)].clone();
                     self.w.ins(format!("st.global.f32 [{pa}+{}], {p}", i * 4));
                     self.w.ins(format!("st.global.f32 [{ha}+{}], {h}", i * 4));

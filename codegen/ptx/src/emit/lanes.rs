@@ -4,10 +4,10 @@
 //! sums over the inner dim are reduce-scattered once per block.
 
 use super::warpscan::{SeqVec, PER_LANE};
-use super::{Inner, Translator};
+use super::{Inner, Mapping, Translator};
 use crate::isa::fimm;
 use ssmc_ir::DType;
-use ssmc_kernel::{Access, Level, Step, V};
+use ssmc_kernel::{Access, Kir, Level, Schedule, Step, V};
 use std::collections::HashMap;
 
 /// One group of four steps' inner-level vectors: (access, inner index, key, raw registers).
@@ -21,17 +21,75 @@ struct OwnStep {
     values: std::collections::BTreeMap<V, String>,
 }
 
+/// A thread's place in its row's lane group.
+#[derive(Clone, Default)]
+pub(crate) struct Lane {
+    /// The inner index this lane owns (clamped into range for addressing), or the first of its
+    /// run.
+    pub(super) i: String,
+    /// Whether the lane owns a real inner index.
+    pub(super) active: String,
+    /// Whether the row exists.
+    pub(super) valid: String,
+    /// Whether the row exists (threads past the end stay alive for the shuffles).
+    pub(super) store_inner: String,
+    /// Whether this lane writes row-level values (lane 0 of a real row).
+    pub(super) store_row: String,
+}
+
+/// Threads per row for kernel `k`, its sums reduced with `shfl.sync`: with a lane width of 1,
+/// an inner dim of at most 32 spreads over that many lanes (rounded up to a power of two); with
+/// a width `w` > 1, an inner dim of `w` times a power of two from 2 to 32 spreads over that many
+/// lanes, `w` consecutive inner indices each; otherwise one thread per row.
+pub(crate) fn lanes_per_row(k: &Kir, schedule: &Schedule) -> u32 {
+    match (k.inner, schedule.lane_width) {
+        (Some(n), 1) if (2..=32).contains(&n) => (n as u32).next_power_of_two(),
+        (Some(n), w) if w > 1 && n % w == 0 && (n / w).is_power_of_two() && (2..=32).contains(&(n / w)) => (n / w) as u32,
+        _ => 1,
+    }
+}
+
 impl Translator<'_> {
-    /// Whether the seq loop can run in blocks of one step per lane: the seq-level work (loads
-    /// and transcendentals outside the scan, the epilogue and its stores) is then spread over the
-    /// row's lanes instead of repeated by each, and its memory accesses are coalesced.
-    pub(super) fn lane_blocks(&self) -> bool {
-        let Some((extent, reverse)) = self.k.seq else { return false };
+    /// Thread `row * lanes + lane`: every thread stays alive for the shuffles, its row clamped
+    /// into range; sets the lane's registers.
+    pub(super) fn lanes_prologue(&mut self, thread: &str, rows: &str) -> String {
+        let g = self.lanes as u64;
+        let n = self.k.inner.unwrap_or(1) as u64;
+        let w = &mut self.w;
+        let (r, lane, last, rc) = (w.rd(), w.rd(), w.rd(), w.rd());
+        w.ins(format!("shr.u64 {r}, {thread}, {}", g.trailing_zeros()));
+        w.ins(format!("and.b64 {lane}, {thread}, {}", g - 1));
+        w.ins(format!("sub.u64 {last}, {rows}, 1"));
+        w.ins(format!("min.u64 {rc}, {r}, {last}"));
+        let (valid, active, si, sr, zero) = (w.p(), w.p(), w.p(), w.p(), w.p());
+        w.ins(format!("setp.lt.u64 {valid}, {r}, {rows}"));
+        w.ins(format!("setp.lt.u64 {active}, {lane}, {n}"));
+        w.ins(format!("and.pred {si}, {valid}, {active}"));
+        w.ins(format!("setp.eq.u64 {zero}, {lane}, 0"));
+        w.ins(format!("and.pred {sr}, {valid}, {zero}"));
+        let i = w.rd();
+        if self.lane_width > 1 {
+            // every lane owns a full run: lanes x width is the inner extent
+            w.ins(format!("mul.lo.u64 {i}, {lane}, {}", self.lane_width));
+        } else {
+            w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
+        }
+        self.mapping = Mapping::Lanes(Lane { i, active, valid, store_inner: si, store_row: sr });
+        rc
+    }
+
+    /// The seq extent where the seq loop can run in blocks of one step per lane: the seq-level
+    /// work (loads and transcendentals outside the scan, the epilogue and its stores) is then
+    /// spread over the row's lanes instead of repeated by each, and its memory accesses are
+    /// coalesced.
+    pub(super) fn lane_blocks(&self) -> Option<usize> {
+        let (extent, reverse) = self.k.seq?;
         let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
-        self.lane.is_some()
+        let ok = matches!(self.mapping, Mapping::Lanes(_))
             && !reverse
             && extent > 1
-            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)));
+        ok.then_some(extent)
     }
 
     /// The seq loop in blocks of `lanes` steps: lane `j` computes the seq-level values of step
@@ -44,8 +102,7 @@ impl Translator<'_> {
     /// partial sum until the walk's end, where one reduce-scatter per `lanes` steps (each level
     /// halves the steps a lane holds) hands each lane its steps' totals: `lanes - 1` shuffles
     /// per `lanes` steps instead of `log2(lanes)` per step.
-    pub(super) fn seq_loop_lane_blocks(&mut self) {
-        let (extent, _) = self.k.seq.expect("checked by lane_blocks");
+    pub(super) fn seq_loop_lane_blocks(&mut self, lane: &Lane, extent: usize) {
         let g = self.lanes as usize;
         let vectors = extent.is_multiple_of(g.max(8));
         // steps a block, and steps a lane owns in it
@@ -68,13 +125,13 @@ impl Translator<'_> {
         }
         let (mut scalar_ahead, mut vector_ahead) = (vec![], vec![]);
         if vectors {
-            (scalar_ahead, vector_ahead) = self.lane_block_loads(&own, per_lane, block);
+            (scalar_ahead, vector_ahead) = self.lane_block_loads(lane, extent, &own, per_lane, block);
         }
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, 0"));
         let (head, done) = self.w.loop_head("seqb", &t, &extent.to_string());
         let saved = self.scalars.clone();
-        let mine: Vec<OwnStep> = (0..per_lane).map(|r| self.own_step(&t, &own, r, &saved, scalar_ahead.get(r))).collect();
+        let mine: Vec<OwnStep> = (0..per_lane).map(|r| self.own_step(extent, &t, &own, r, &saved, scalar_ahead.get(r))).collect();
         self.scalars = saved.clone();
         let sums: Vec<V> = self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect();
         // the seq-level values the walk uses: operands of the inner steps and of the sums
@@ -103,7 +160,7 @@ impl Translator<'_> {
                     let prefetched = vector_ahead[j / PER_LANE].iter().map(|(_, _, key, regs)| (key.clone(), regs.clone())).collect();
                     self.seqvec = Some(SeqVec { prefetched, ..SeqVec::new(tj.clone(), true) });
                 }
-                self.seqvec.as_mut().expect("set").i = j % PER_LANE;
+                self.vec_step = j % PER_LANE;
             }
             self.set_l(Some(tj));
             for (&v, x) in mine[j / g].values.iter().filter(|(v, _)| walked.contains(v)) {
@@ -112,14 +169,12 @@ impl Translator<'_> {
                 self.scalars.insert(v, b);
             }
             if vectors {
-                self.lane.as_mut().expect("lane mode").partial_sums = true;
-                self.inner_and_sums();
-                self.lane.as_mut().expect("lane mode").partial_sums = false;
+                self.inner_and_sums(true);
                 for &s in &sums {
                     parts.entry(s).or_default().push(self.scalars[&s].clone());
                 }
             } else {
-                self.inner_and_sums();
+                self.inner_and_sums(false);
                 let is_me = self.w.p();
                 self.w.ins(format!("setp.eq.u64 {is_me}, {own}, {j}"));
                 for &s in &sums {
@@ -132,17 +187,17 @@ impl Translator<'_> {
         }
         self.seqvec = None;
         if vectors {
-            self.lane_block_loads_next(&own, &t, block, &scalar_ahead, &vector_ahead);
+            self.lane_block_loads_next(extent, &own, &t, block, &scalar_ahead, &vector_ahead);
         }
         for s in &sums {
             let Some(part) = parts.remove(s) else { continue };
             for (r, steps) in part.chunks(g).enumerate() {
-                let total = self.reduce_scatter(steps.to_vec(), &upper);
+                let total = self.reduce_scatter(lane, steps.to_vec(), &upper);
                 kept[r].insert(*s, total);
             }
         }
         for (step, kept) in mine.into_iter().zip(kept) {
-            self.own_epilogue(step, kept, &saved);
+            self.own_epilogue(lane, step, kept, &saved);
         }
         self.scalars = saved;
         self.w.ins(format!("add.u64 {t}, {t}, {block}"));
@@ -153,8 +208,7 @@ impl Translator<'_> {
 
     /// The `r`-th step this lane owns in the block from `t` (`t + r lanes + own`): its seq-level
     /// values, from the registers loaded a block ahead (`ahead`) where there are some.
-    fn own_step(&mut self, t: &str, own: &str, r: usize, saved: &HashMap<V, String>, ahead: Option<&Vec<(Access, String)>>) -> OwnStep {
-        let (extent, _) = self.k.seq.expect("lane blocks");
+    fn own_step(&mut self, extent: usize, t: &str, own: &str, r: usize, saved: &HashMap<V, String>, ahead: Option<&Vec<(Access, String)>>) -> OwnStep {
         let (lj, l, valid) = (self.w.rd(), self.w.rd(), self.w.p());
         self.w.ins(format!("add.u64 {lj}, {t}, {}", r * self.lanes as usize));
         self.w.ins(format!("add.u64 {lj}, {lj}, {own}"));
@@ -174,28 +228,26 @@ impl Translator<'_> {
 
     /// The epilogue of a step this lane owns, with its sums' totals (`sums`): row-level stores by
     /// every lane of a real row whose step exists (not only lane 0).
-    fn own_epilogue(&mut self, step: OwnStep, sums: HashMap<V, String>, saved: &HashMap<V, String>) {
+    fn own_epilogue(&mut self, lane: &Lane, step: OwnStep, sums: HashMap<V, String>, saved: &HashMap<V, String>) {
         self.set_l(Some(step.l));
         self.scalars = saved.clone();
         self.scalars.extend(step.values);
         self.scalars.extend(sums);
         let valid_row = self.w.p();
-        let lane = self.lane.as_mut().expect("lane mode");
-        let saved_store_row = lane.store_row.clone();
-        self.w.ins(format!("and.pred {valid_row}, {}, {}", lane.valid.clone(), step.valid));
-        lane.store_row = valid_row;
+        self.w.ins(format!("and.pred {valid_row}, {}, {}", lane.valid, step.valid));
+        self.row_guard = Some(valid_row);
         for v in self.steps_at(Level::SeqPost) {
             self.scalar_step(v);
         }
-        self.lane.as_mut().expect("lane mode").store_row = saved_store_row;
+        self.row_guard = None;
     }
 
     /// Each lane's partial sums of a block's steps (`parts[j]`: step `j`) reduced over the
     /// row's lanes, lane `j` ending with step `j`'s total: per level (`upper`: the xor offset
     /// and whether this lane keeps the upper half of the steps it holds), each lane sends the
     /// half it gives up to its partner and adds the half it receives.
-    fn reduce_scatter(&mut self, mut parts: Vec<String>, upper: &[(usize, String)]) -> String {
-        let active = self.lane.as_ref().expect("lane mode").active.clone();
+    fn reduce_scatter(&mut self, lane: &Lane, mut parts: Vec<String>, upper: &[(usize, String)]) -> String {
+        let active = lane.active.clone();
         if (self.lanes as usize) * self.lane_width != self.k.inner.unwrap_or(1) {
             // lanes past the inner extent add nothing
             for p in parts.iter_mut() {
@@ -225,8 +277,7 @@ impl Translator<'_> {
     /// owns, its seq-level inputs (raw registers by access; not `f64`, which is narrowed on
     /// load), and per group of four steps each seq-contiguous inner-level input's vectors at the
     /// lane's inner indices (access, index, its key in [`SeqVec::prefetched`], raw registers).
-    fn lane_block_loads(&mut self, own: &str, per_lane: usize, block: usize) -> (Vec<Vec<(Access, String)>>, Vec<VectorLoads>) {
-        let (extent, _) = self.k.seq.expect("lane blocks");
+    fn lane_block_loads(&mut self, lane: &Lane, extent: usize, own: &str, per_lane: usize, block: usize) -> (Vec<Vec<(Access, String)>>, Vec<VectorLoads>) {
         let mut accesses: Vec<Access> = vec![];
         for v in self.steps_at(Level::SeqPre) {
             let Step::Load(a) = &self.k.steps[v].1 else { continue };
@@ -253,7 +304,7 @@ impl Translator<'_> {
             })
             .collect();
         self.set_l(None);
-        let lane_i = self.lane.as_ref().expect("lane mode").i.clone();
+        let lane_i = lane.i.clone();
         let ats: Vec<(Inner, usize)> =
             if self.lane_width > 1 { (0..self.lane_width).map(|c| (Inner::Static(c), c)).collect() } else { vec![(Inner::Lane(lane_i), 0)] };
         let mut vectors: Vec<(Access, Inner, (Access, Option<usize>))> = vec![];
@@ -281,8 +332,8 @@ impl Translator<'_> {
 
     /// The next block's loads (that from `t + block`) into the registers of
     /// [`Self::lane_block_loads`], clamped into range after the last block.
-    fn lane_block_loads_next(&mut self, own: &str, t: &str, block: usize, scalars: &[Vec<(Access, String)>], vectors: &[VectorLoads]) {
-        let (extent, _) = self.k.seq.expect("lane blocks");
+    #[allow(clippy::too_many_arguments)]
+    fn lane_block_loads_next(&mut self, extent: usize, own: &str, t: &str, block: usize, scalars: &[Vec<(Access, String)>], vectors: &[VectorLoads]) {
         let next = self.w.rd();
         self.w.ins(format!("add.u64 {next}, {t}, {block}"));
         for (r, regs) in scalars.iter().enumerate() {

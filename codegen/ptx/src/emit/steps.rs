@@ -1,8 +1,7 @@
 //! Instruction selection: one kernel-IR step into PTX instructions at the current row, seq
 //! step and inner index (values, loads and stores, the discretizations, the scan update, convs).
 
-use super::{Inner, Translator};
-use crate::chunked::ChunkPass;
+use super::{ChunkPass, Inner, Mapping, Translator};
 use crate::isa::{self, fimm};
 use ssmc_ir::{GateKind, Method};
 use ssmc_kernel::{Axis, Level, Step, V};
@@ -24,7 +23,7 @@ impl Translator<'_> {
 
     pub(super) fn emit(&mut self, v: V, at: Inner, outer: bool) -> Option<String> {
         let step = self.k.steps[v].1.clone();
-        if let Some(ch) = &self.chunked {
+        if let Mapping::Chunked(ch) = &self.mapping {
             if ch.pass == ChunkPass::Summary && !ch.needed.contains(&v) {
                 return None;
             }
@@ -51,7 +50,7 @@ impl Translator<'_> {
                 let x = op(self, x);
                 // the f32 warp scan keeps softplus's ratio form: with the compensated one,
                 // ptxas spilled 108 bytes there instead of 88 (7% slower on the H200)
-                let ratio = self.warp.as_ref().is_some_and(|ws| !ws.narrow);
+                let ratio = matches!(&self.mapping, Mapping::Warp(ws) if !ws.narrow);
                 isa::unary(&mut self.w, u, &x, ratio)
             }
             Step::Binary(b, x, y) => {
@@ -136,7 +135,7 @@ impl Translator<'_> {
                         d
                     }
                     _ => {
-                        if let (Some(ch), Inner::Static(c)) = (&self.chunked, &here) {
+                        if let (Mapping::Chunked(ch), Inner::Static(c)) = (&self.mapping, &here) {
                             if ch.pass == ChunkPass::Summary && ch.scan == v {
                                 let p = ch.prods[c].clone();
                                 self.w.ins(format!("mul.f32 {p}, {p}, {a}"));
@@ -211,11 +210,11 @@ impl Translator<'_> {
                 if self.tile_write(&a, &val) {
                     return None;
                 }
-                let guard = match (&self.lane, &here, &self.valid) {
-                    (Some(l), Inner::Lane(_) | Inner::Static(_), _) => format!("@{} ", l.store_inner),
-                    (Some(l), _, _) => format!("@{} ", l.store_row),
-                    (None, _, Some(valid)) => format!("@{valid} "),
-                    (None, _, None) => String::new(),
+                let guard = match (&self.mapping, &here, &self.valid) {
+                    (Mapping::Lanes(l), Inner::Lane(_) | Inner::Static(_), _) => format!("@{} ", l.store_inner),
+                    (Mapping::Lanes(l), _, _) => format!("@{} ", self.row_guard.as_ref().unwrap_or(&l.store_row)),
+                    (_, _, Some(valid)) => format!("@{valid} "),
+                    (_, _, None) => String::new(),
                 };
                 if self.seq_vec_store(&a, &here, &val, &guard) || self.vec_store(&a, &here, &val, &guard) {
                     return None;

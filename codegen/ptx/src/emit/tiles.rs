@@ -10,13 +10,9 @@
 //! inside one batch) are staged once per warp as `[T][stride]` and read with broadcast
 //! `ld.shared.v4`. Only `bar.warp.sync` is needed: a warp never reads another warp's region.
 
-use super::{Inner, Translator};
-use crate::chunked::Chunked;
+use super::{Chunked, Inner, Translator};
 use ssmc_kernel::{Access, Kir, Level, Step};
 
-/// Threads per block unless the schedule says otherwise ([`crate::GpuSchedule::block`]); the
-/// tile layout gives each of a block's warps a region.
-pub const BLOCK: u32 = 128;
 /// Steps per iteration of the loop over a full tile.
 const UNROLL: usize = 4;
 /// Static shared memory one block may use.
@@ -46,7 +42,7 @@ pub(crate) struct Stage {
 
 /// How a kernel's seq loop is tiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Tiling {
+pub(crate) struct Tiling {
     /// Steps per tile (0: no tiles; else a divisor of 32).
     pub steps: usize,
     /// Issue each tile's global loads into registers before the previous tile's steps (hides
@@ -71,6 +67,8 @@ pub(crate) struct TilePlan {
     pub(crate) prefetch: bool,
     /// Warps per block (one region each).
     pub(crate) warps: usize,
+    /// The seq dim's extent and whether the scan runs in reverse.
+    seq: (usize, bool),
 }
 
 /// Whether `a` has the same address for all 32 rows of a warp: its trailing zero-stride row
@@ -90,7 +88,7 @@ fn warp_uniform(k: &Kir, a: &Access) -> bool {
 /// (lanes, no seq dim, a seq shorter than a tile, chunks that split a warp, nothing to stage).
 pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked: Option<&Chunked>) -> Option<TilePlan> {
     let steps = tiling.steps;
-    let (extent, _) = k.seq?;
+    let (extent, reverse) = k.seq?;
     if steps == 0 || 32 % steps != 0 || lanes != 1 || extent < steps {
         return None;
     }
@@ -101,7 +99,7 @@ pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked:
     let mut per_row: Vec<(Access, bool)> = vec![];
     let mut uniform: Vec<(Access, usize)> = vec![];
     for (v, (level, step)) in k.steps.iter().enumerate() {
-        if chunked.is_some_and(|c| c.pass == crate::chunked::ChunkPass::Summary && !c.needed.contains(&v)) {
+        if chunked.is_some_and(|c| c.pass == super::ChunkPass::Summary && !c.needed.contains(&v)) {
             continue;
         }
         match (level, step) {
@@ -143,10 +141,11 @@ pub(crate) fn plan(k: &Kir, tiling: Tiling, lanes: u32, unrolled: bool, chunked:
     for (a, n) in uniform {
         add(a, StageKind::Uniform { n }, steps * stride * 4);
     }
-    (!stages.is_empty()).then_some(TilePlan { steps, stages, warp_bytes: used, stride, prefetch: tiling.prefetch, warps })
+    (!stages.is_empty()).then_some(TilePlan { steps, stages, warp_bytes: used, stride, prefetch: tiling.prefetch, warps, seq: (extent, reverse) })
 }
 
 /// A tiled kernel's registers.
+#[derive(Clone)]
 pub(crate) struct Tile {
     pub(crate) plan: TilePlan,
     /// `lane / T`: the row (per-row stages) or inner index (uniform) this lane fills (u64).
@@ -162,14 +161,28 @@ pub(crate) struct Tile {
     row_ptr0: String,
     /// The warp's region (u32).
     warp_base: String,
-    /// During a tile's steps: the shared addresses of step `j` (per-row, uniform).
-    at: Option<(String, String)>,
     /// Per stage, per fill instruction: its guard (`@p ` where the lanes past a uniform
     /// stage's last inner index fill nothing, else empty), computed once per thread.
     guards: Vec<Vec<String>>,
 }
 
 impl Translator<'_> {
+    /// One thread per row, a warp alive while any of its rows exists: the others repeat the
+    /// last row, unstored (their `valid` is false).
+    pub(super) fn tiles_prologue(&mut self, thread: &str, rows: &str, done: &str) -> String {
+        let w = &mut self.w;
+        let (lane, w0) = (w.rd(), w.rd());
+        w.ins(format!("and.b64 {lane}, {thread}, 31"));
+        w.ins(format!("sub.u64 {w0}, {thread}, {lane}"));
+        w.exit_if_ge(&w0, rows, done);
+        let (valid, last, rc) = (w.p(), w.rd(), w.rd());
+        w.ins(format!("setp.lt.u64 {valid}, {thread}, {rows}"));
+        w.ins(format!("sub.u64 {last}, {rows}, 1"));
+        w.ins(format!("min.u64 {rc}, {thread}, {last}"));
+        self.valid = Some(valid);
+        rc
+    }
+
     /// Sets up the tile registers (once per thread): `row` is this thread's row before clamping.
     pub(super) fn tile_setup(&mut self, plan: TilePlan, row: &str, tid: &str) {
         let t = plan.steps as u64;
@@ -243,13 +256,12 @@ impl Translator<'_> {
                     .collect(),
             })
             .collect();
-        self.tile = Some(Tile { plan, sub, jj, warp_row0, fill, row_ptr0, warp_base: base, at: None, guards });
+        self.tile = Some(Tile { plan, sub, jj, warp_row0, fill, row_ptr0, warp_base: base, guards });
     }
 
     /// The seq loop, tile by tile: stage, walk the tile's steps, flush.
-    pub(super) fn seq_loop_tiles(&mut self, start: String, end: String) {
-        let (extent, reverse) = self.k.seq.expect("tiles need a seq dim");
-        let tile = self.tile.as_ref().expect("tiled");
+    pub(super) fn seq_loop_tiles(&mut self, tile: &Tile, start: String, end: String) {
+        let (extent, reverse) = tile.plan.seq;
         let (steps, jj) = (tile.plan.steps, tile.jj.clone());
         let t = self.w.rd();
         self.w.ins(format!("mov.u64 {t}, {start}"));
@@ -271,11 +283,11 @@ impl Translator<'_> {
         };
         // software pipelining: the first tile's loads before the loop, each next tile's issued
         // before the current tile's steps, so their latency hides behind the steps
-        let regs = self.fill_regs();
-        let prefetch = self.tile.as_ref().expect("tiled").plan.prefetch;
+        let regs = self.fill_regs(tile);
+        let prefetch = tile.plan.prefetch;
         if prefetch {
             let lel0 = lane_step(self, &t, 0);
-            self.tile_issue(&lel0, &regs);
+            self.tile_issue(tile, &lel0, &regs);
         }
         let (head, done) = self.w.loop_head("tile", &t, &end);
         let count = self.w.rd();
@@ -286,13 +298,13 @@ impl Translator<'_> {
         self.w.ins(format!("setp.lt.u64 {in_tile}, {jj}, {count}"));
         self.w.ins("bar.warp.sync -1");
         if !prefetch {
-            self.tile_issue(&lel, &regs);
+            self.tile_issue(tile, &lel, &regs);
         }
-        self.tile_commit(&regs);
+        self.tile_commit(tile, &regs);
         self.w.ins("bar.warp.sync -1");
         if prefetch {
             let next = lane_step(self, &t, steps);
-            self.tile_issue(&next, &regs);
+            self.tile_issue(tile, &next, &regs);
         }
         // the tile's steps: a full tile UNROLL steps per iteration (so that ptxas interleaves
         // the independent parts of neighbouring steps: an in-order warp otherwise waits out each
@@ -303,24 +315,23 @@ impl Translator<'_> {
             let full = self.w.p();
             self.w.ins(format!("setp.ne.u64 {full}, {count}, {steps}"));
             self.w.ins(format!("@{full} bra {rolled}"));
-            self.tile_steps(&t, &count, unroll);
+            self.tile_steps(tile, &t, &count, unroll);
             self.w.ins(format!("bra {steps_done}"));
         }
         self.w.put_label(&rolled);
-        self.tile_steps(&t, &count, 1);
+        self.tile_steps(tile, &t, &count, 1);
         self.w.put_label(&steps_done);
         self.set_l(None);
         self.w.ins("bar.warp.sync -1");
-        self.tile_flush(&lel, &in_tile);
+        self.tile_flush(tile, &lel, &in_tile);
         self.w.ins(format!("add.u64 {t}, {t}, {steps}"));
         self.w.ins(format!("bra {head}"));
         self.w.put_label(&done);
     }
 
     /// The steps `t + j` for `j < count`, `unroll` per loop iteration (`count` a multiple).
-    fn tile_steps(&mut self, t: &str, count: &str, unroll: usize) {
-        let (extent, reverse) = self.k.seq.expect("tiles need a seq dim");
-        let tile = self.tile.as_ref().expect("tiled");
+    fn tile_steps(&mut self, tile: &Tile, t: &str, count: &str, unroll: usize) {
+        let (extent, reverse) = tile.plan.seq;
         let (row_ptr0, warp_base, stride) = (tile.row_ptr0.clone(), tile.warp_base.clone(), tile.plan.stride);
         let (j, rp, up) = (self.w.rd(), self.w.r(), self.w.r());
         self.w.ins(format!("mov.u64 {j}, 0"));
@@ -342,16 +353,16 @@ impl Translator<'_> {
             self.w.ins(format!("add.u32 {rpu}, {rp}, {}", u * 4));
             self.w.ins(format!("add.u32 {upu}, {up}, {}", u * stride * 4));
             self.set_l(Some(l.clone()));
-            self.tile.as_mut().expect("tiled").at = Some((rpu.clone(), upu.clone()));
+            self.tile_at = Some((rpu.clone(), upu.clone()));
             let values = self.step_pre();
             pre.push((l, rpu, upu, values));
         }
         for (l, rpu, upu, values) in pre {
             self.set_l(Some(l));
-            self.tile.as_mut().expect("tiled").at = Some((rpu, upu));
+            self.tile_at = Some((rpu, upu));
             self.step_rest(values);
         }
-        self.tile.as_mut().expect("tiled").at = None;
+        self.tile_at = None;
         self.w.ins(format!("add.u64 {j}, {j}, {unroll}"));
         self.w.ins(format!("add.u32 {rp}, {rp}, {}", unroll * 4));
         self.w.ins(format!("add.u32 {up}, {up}, {}", unroll * stride * 4));
@@ -369,8 +380,7 @@ impl Translator<'_> {
 
     /// The global address lane `sub + k R` of the warp fills from, for per-row stage `s`
     /// (`k` counted in rows).
-    fn row_source(&mut self, s: usize, r0: usize, seq_off: &str) -> String {
-        let tile = self.tile.as_ref().expect("tiled");
+    fn row_source(&mut self, tile: &Tile, s: usize, r0: usize, seq_off: &str) -> String {
         let stage = tile.plan.stages[s].clone();
         let (g, sub) = (tile.fill[s].1.clone(), tile.sub.clone());
         let size = self.k.buffers[stage.access.buffer].dtype.size();
@@ -393,21 +403,16 @@ impl Translator<'_> {
     }
 
     /// Registers for one tile's fill: per stage, one per fill instruction (none for stores).
-    fn fill_regs(&mut self) -> Vec<Vec<String>> {
-        let tile = self.tile.as_ref().expect("tiled");
+    fn fill_regs(&mut self, tile: &Tile) -> Vec<Vec<String>> {
         let counts: Vec<(usize, ssmc_ir::DType)> =
             tile.plan.stages.iter().zip(&tile.guards).map(|(s, g)| (g.len(), self.k.buffers[s.access.buffer].dtype)).collect();
         counts.into_iter().map(|(count, dtype)| (0..count).map(|_| self.raw_reg(dtype)).collect()).collect()
     }
 
-    fn fill_guard(&self, s: usize, k: usize) -> String {
-        self.tile.as_ref().expect("tiled").guards[s][k].clone()
-    }
-
     /// Issues the global loads of the tile whose lane-`jj` step is `lel` into `regs` (nothing
     /// waits for them here).
-    fn tile_issue(&mut self, lel: &str, regs: &[Vec<String>]) {
-        let plan = self.tile.as_ref().expect("tiled").plan.clone();
+    fn tile_issue(&mut self, tile: &Tile, lel: &str, regs: &[Vec<String>]) {
+        let plan = &tile.plan;
         let rows_per = 32 / plan.steps;
         for (s, stage) in plan.stages.iter().enumerate() {
             let a = &stage.access;
@@ -417,17 +422,17 @@ impl Translator<'_> {
                 StageKind::PerRow { store: false } => {
                     let so = self.seq_offset(a, lel);
                     for (k, r) in regs[s].iter().enumerate() {
-                        let addr = self.row_source(s, k * rows_per, &so);
+                        let addr = self.row_source(tile, s, k * rows_per, &so);
                         self.load_raw(dtype, r, &addr, "");
                     }
                 }
                 StageKind::Uniform { .. } => {
                     let so = self.seq_offset(a, lel);
-                    let g = self.tile.as_ref().expect("tiled").fill[s].1.clone();
+                    let g = tile.fill[s].1.clone();
                     let base = self.w.rd();
                     self.w.ins(format!("add.u64 {base}, {g}, {so}"));
                     for (k, r) in regs[s].iter().enumerate() {
-                        let guard = self.fill_guard(s, k);
+                        let guard = tile.guards[s][k].clone();
                         self.load_raw(dtype, r, &format!("{base}+{}", k * rows_per * a.inner * size), &guard);
                     }
                 }
@@ -436,16 +441,16 @@ impl Translator<'_> {
     }
 
     /// Stores the values in `regs` (from [`Self::tile_issue`]) to the warp's region.
-    fn tile_commit(&mut self, regs: &[Vec<String>]) {
-        let plan = self.tile.as_ref().expect("tiled").plan.clone();
+    fn tile_commit(&mut self, tile: &Tile, regs: &[Vec<String>]) {
+        let plan = &tile.plan;
         let rows_per = 32 / plan.steps;
         for (s, stage) in plan.stages.iter().enumerate() {
             let dtype = self.k.buffers[stage.access.buffer].dtype;
-            let sh = self.tile.as_ref().expect("tiled").fill[s].0.clone();
+            let sh = tile.fill[s].0.clone();
             for (k, r) in regs[s].iter().enumerate() {
                 let v = self.widen(dtype, r);
                 let (guard, at) = match stage.kind {
-                    StageKind::Uniform { .. } => (self.fill_guard(s, k), k * rows_per * 4),
+                    StageKind::Uniform { .. } => (tile.guards[s][k].clone(), k * rows_per * 4),
                     StageKind::PerRow { .. } => (String::new(), k * rows_per * (plan.steps + 1) * 4),
                 };
                 self.w.ins(format!("{guard}st.shared.f32 [{sh}+{at}], {v}"));
@@ -453,8 +458,8 @@ impl Translator<'_> {
         }
     }
 
-    fn tile_flush(&mut self, lel: &str, in_tile: &str) {
-        let plan = self.tile.as_ref().expect("tiled").plan.clone();
+    fn tile_flush(&mut self, tile: &Tile, lel: &str, in_tile: &str) {
+        let plan = &tile.plan;
         let rows_per = 32 / plan.steps;
         let rows = self.rows_param.clone();
         for (s, stage) in plan.stages.iter().enumerate() {
@@ -462,14 +467,13 @@ impl Translator<'_> {
                 continue;
             }
             let so = self.seq_offset(&stage.access, lel);
-            let sh = self.tile.as_ref().expect("tiled").fill[s].0.clone();
+            let sh = tile.fill[s].0.clone();
             for k in 0..plan.steps {
                 let r0 = k * rows_per;
                 let v = self.w.f();
                 self.w.ins(format!("ld.shared.f32 {v}, [{sh}+{}]", r0 * (plan.steps + 1) * 4));
-                let addr = self.row_source(s, r0, &so);
+                let addr = self.row_source(tile, s, r0, &so);
                 // the source row must exist (the last warp may run past the rows)
-                let tile = self.tile.as_ref().expect("tiled");
                 let (w0, sub) = (tile.warp_row0.clone(), tile.sub.clone());
                 let (r, ok, p) = (self.w.rd(), self.w.p(), self.w.p());
                 self.w.ins(format!("add.u64 {r}, {w0}, {sub}"));
@@ -481,24 +485,24 @@ impl Translator<'_> {
         }
     }
 
-    fn stage_of(&self, a: &Access, store: bool) -> Option<usize> {
+    /// Where a tile's step is being emitted, the stage holding `a` (as loaded, or as stored
+    /// with `store`) and the step's row and uniform pointers in shared memory.
+    fn stage_of(&self, a: &Access, store: bool) -> Option<(Stage, String, String)> {
         let tile = self.tile.as_ref()?;
-        tile.at.as_ref()?;
-        tile.plan.stages.iter().position(|s| {
+        let (rp, up) = self.tile_at.clone()?;
+        let stage = tile.plan.stages.iter().find(|s| {
             s.access == *a
                 && match s.kind {
                     StageKind::PerRow { store: st } => st == store,
                     StageKind::Uniform { .. } => !store,
                 }
-        })
+        })?;
+        Some((stage.clone(), rp, up))
     }
 
     /// A staged load of the current step (from shared memory), or `None` if `a` is not staged.
     pub(super) fn tile_read(&mut self, a: &Access, at: &Inner) -> Option<String> {
-        let s = self.stage_of(a, false)?;
-        let tile = self.tile.as_ref().expect("tiled");
-        let stage = tile.plan.stages[s].clone();
-        let (rp, up) = tile.at.clone().expect("in a tile");
+        let (stage, rp, up) = self.stage_of(a, false)?;
         match stage.kind {
             StageKind::PerRow { .. } => {
                 let d = self.w.f();
@@ -523,11 +527,8 @@ impl Translator<'_> {
 
     /// Writes `val` to the staged copy of `a` (flushed after the tile); false if not staged.
     pub(super) fn tile_write(&mut self, a: &Access, val: &str) -> bool {
-        let Some(s) = self.stage_of(a, true) else { return false };
-        let tile = self.tile.as_ref().expect("tiled");
-        let offset = tile.plan.stages[s].offset;
-        let rp = tile.at.as_ref().expect("in a tile").0.clone();
-        self.w.ins(format!("st.shared.f32 [{rp}+{offset}], {val}"));
+        let Some((stage, rp, _)) = self.stage_of(a, true) else { return false };
+        self.w.ins(format!("st.shared.f32 [{rp}+{}], {val}", stage.offset));
         true
     }
 

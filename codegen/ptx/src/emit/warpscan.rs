@@ -16,7 +16,7 @@
 //! (pieces, combine and sums of half the states each, the steps' sums carried across): the
 //! combine then moves half the bytes per step ([`WarpScan::passes`]).
 
-use super::{Inner, Translator};
+use super::{Inner, Mapping, Translator};
 use crate::isa::fimm;
 use ssmc_ir::{BinaryOp, DType};
 use ssmc_kernel::{Access, Kir, Level, Schedule, Step, V};
@@ -28,11 +28,13 @@ pub const PER_LANE: usize = 4;
 /// Registers per thread the warp scan's entries are held to (`.maxnreg`): 12 warps fit an SM,
 /// so the 1536 rows of a batch of Mamba's smaller layers run in one wave on an H200 (132 SMs).
 /// Left alone, ptxas hoists every vector load of a block and takes 254.
-pub const MAX_REGS: usize = 168;
+pub(crate) const MAX_REGS: usize = 168;
 
 /// What the warp scan needs to know about a kernel (from [`warp_scannable`]).
 #[derive(Clone, Debug)]
-pub struct WarpScan {
+pub(crate) struct WarpScan {
+    /// The seq dim's extent.
+    pub extent: usize,
     /// The scan step.
     pub scan: V,
     /// The products `x * h` the sums consume: (product step, `x`, its sum step).
@@ -65,7 +67,7 @@ pub struct WarpScan {
     /// of 8 steps the registers run out).
     pub passes: usize,
     /// The lanes' vectors of outputs stored past L1 (`st.global.L1::no_allocate`; the
-    /// schedule's choice, [`crate::GpuSchedule::WARP_SCAN_STREAM`]).
+    /// schedule's choice, [`crate::GpuSchedule::WarpScan`]).
     pub stream_out: bool,
 }
 
@@ -73,7 +75,7 @@ pub struct WarpScan {
 /// inner level, the inner dim unrolled, no conv, no second scan, and every use of the state
 /// either its final value or a product `x * h` (with `x` independent of the state) summed over
 /// the inner dim: the consumers are then linear in the state, which the combine relies on.
-pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
+pub(crate) fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     let (extent, reverse) = k.seq?;
     let n = k.inner?;
     if reverse || extent < 64 || n > schedule.unroll_limit.max(1) || schedule.lane_width > 0 {
@@ -110,7 +112,7 @@ pub fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     let plain = k.steps.iter().enumerate().any(|(v, (_, st))| matches!(st, Step::Sum(_)) && !products.iter().any(|&(_, _, s)| s == v));
     let two = narrow && n.is_multiple_of(2) && (8..=32).contains(&n) && !plain && extent.is_multiple_of(32 * 2 * PER_LANE);
     let (per_lane, passes) = if two { (2 * PER_LANE, 2) } else { (PER_LANE, 1) };
-    Some(WarpScan { scan, products, narrow, state_major: !narrow, per_lane, passes, stream_out: false })
+    Some(WarpScan { extent, scan, products, narrow, state_major: !narrow, per_lane, passes, stream_out: false })
 }
 
 /// The shared-memory combine's name for its array, and the bytes per state in a warp's region:
@@ -179,8 +181,6 @@ struct Pieces {
 
 /// Seq-contiguous accesses of the current block, one vector per lane.
 pub(super) struct SeqVec {
-    /// Which of the lane's steps is being emitted.
-    pub(super) i: usize,
     /// The first step of the lane's piece, clamped so that the vector stays in range.
     pub(super) base: String,
     /// Loaded values per (access, inner index), one per step.
@@ -200,7 +200,7 @@ pub(super) struct SeqVec {
 impl SeqVec {
     /// Vectors from step `base` on, nothing loaded or prefetched yet.
     pub(super) fn new(base: String, inner_only: bool) -> Self {
-        SeqVec { i: 0, base, loads: HashMap::new(), stores: HashMap::new(), prefetched: HashMap::new(), addrs: HashMap::new(), inner_only }
+        SeqVec { base, loads: HashMap::new(), stores: HashMap::new(), prefetched: HashMap::new(), addrs: HashMap::new(), inner_only }
     }
 }
 
@@ -208,7 +208,10 @@ impl SeqVec {
 impl Translator<'_> {
     /// Consecutive steps per lane of the warp scan's vectors (the lane blocks': [`PER_LANE`]).
     pub(super) fn per_lane(&self) -> usize {
-        self.warp.as_ref().map_or(PER_LANE, |w| w.per_lane)
+        match &self.mapping {
+            Mapping::Warp(ws) => ws.per_lane,
+            _ => PER_LANE,
+        }
     }
 
     /// Whether `a` moves as one vector of a lane's steps ([`Self::per_lane`]): contiguous in
@@ -220,11 +223,6 @@ impl Translator<'_> {
         let strides_ok = a.row.iter().all(|s| s % pl == 0) && a.inner.is_multiple_of(pl);
         let dtype_ok = matches!(self.k.buffers[a.buffer].dtype, DType::F32 | DType::BF16 | DType::F16);
         a.seq == 1 && extent.is_multiple_of(pl) && strides_ok && dtype_ok
-    }
-
-    /// [`Self::seq_vector_ok`] inside the warp scan's loop.
-    fn seq_vector(&self, a: &Access) -> bool {
-        self.seqvec.is_some() && self.seq_vector_ok(a)
     }
 
     /// The address of `a` (at inner index `at`) at step `base`, its seq part computed once per
@@ -301,10 +299,10 @@ impl Translator<'_> {
 
     /// `a` at the current step from the lane's vector (prefetched, or loaded at its first step).
     pub(super) fn seq_vec_load(&mut self, a: &Access, at: &Inner) -> Option<String> {
-        if !self.seq_vector(a) {
+        if !self.seq_vector_ok(a) {
             return None;
         }
-        let sv = self.seqvec.as_ref().expect("checked");
+        let sv = self.seqvec.as_ref()?;
         let c = match at {
             Inner::Static(c) => Some(*c),
             Inner::Lane(_) => Some(0),
@@ -312,7 +310,7 @@ impl Translator<'_> {
             _ => return None,
         };
         let key = (a.clone(), c.filter(|_| a.inner != 0));
-        let i = sv.i;
+        let i = self.vec_step;
         if let Some(vals) = sv.loads.get(&key) {
             return Some(vals[i].clone());
         }
@@ -326,26 +324,29 @@ impl Translator<'_> {
             }
         };
         let v = vals[i].clone();
-        self.seqvec.as_mut().expect("checked").loads.insert(key, vals);
+        if let Some(sv) = self.seqvec.as_mut() {
+            sv.loads.insert(key, vals);
+        }
         Some(v)
     }
 
     /// Stores `val` to `a` as part of the lane's vector (written at its last step, under
     /// `guard`); false where `a` does not vectorize.
     pub(super) fn seq_vec_store(&mut self, a: &Access, at: &Inner, val: &str, guard: &str) -> bool {
-        let inner_only = self.seqvec.as_ref().is_some_and(|sv| sv.inner_only);
         let pl = self.per_lane();
-        if inner_only || !matches!(at, Inner::None) || !self.seq_vector(a) || a.inner != 0 || self.k.buffers[a.buffer].dtype != DType::F32 {
+        let stream_out = matches!(&self.mapping, Mapping::Warp(ws) if ws.stream_out);
+        if !matches!(at, Inner::None) || !self.seq_vector_ok(a) || a.inner != 0 || self.k.buffers[a.buffer].dtype != DType::F32 {
             return false;
         }
-        let sv = self.seqvec.as_mut().expect("checked");
+        let Some(sv) = self.seqvec.as_mut().filter(|sv| !sv.inner_only) else { return false };
         let vals = sv.stores.entry(a.clone()).or_default();
         vals.push(val.to_string());
         if vals.len() == pl {
-            let vals = sv.stores.remove(a).expect("present");
+            let vals = std::mem::take(vals);
+            sv.stores.remove(a);
             let base = sv.base.clone();
             let addr = self.vector_addr(a, &Inner::None, &base);
-            let hint = if self.warp.as_ref().is_some_and(|w| w.stream_out) { ".L1::no_allocate" } else { "" };
+            let hint = if stream_out { ".L1::no_allocate" } else { "" };
             for (at, width, part) in parts_of_16_bytes(&addr, &vals) {
                 self.w.ins(format!("{guard}st.global{hint}.v{width}.f32 [{at}], {{{part}}}"));
             }
@@ -356,7 +357,7 @@ impl Translator<'_> {
     /// The `.shared` array of the shared-memory combine, where the kernel uses it.
     pub(super) fn warp_decl(&self) -> Option<String> {
         let n = self.k.inner.unwrap_or(1);
-        (self.warp.is_some() && n <= 32).then(|| format!("\t.shared .align 16 .b8 {SMEM}[{}];\n", region_bytes(n) * self.warps))
+        (matches!(self.mapping, Mapping::Warp(_)) && n <= 32).then(|| format!("\t.shared .align 16 .b8 {SMEM}[{}];\n", region_bytes(n) * self.warps))
     }
 
     /// The combine through shared memory: lane `j` writes its piece's `(P, h)` per state (one
@@ -451,9 +452,8 @@ impl Translator<'_> {
     /// state registers (the same value in every lane), or, with the shared-memory combine, in
     /// lane `c`'s carry register for state `c`; either way the final steps read it from the
     /// state registers.
-    pub(super) fn seq_loop_warp_scan(&mut self) {
-        let ws = self.warp.clone().expect("warp scan");
-        let (extent, _) = self.k.seq.expect("warp_scannable");
+    pub(super) fn seq_loop_warp_scan(&mut self, ws: &WarpScan) {
+        let extent = ws.extent;
         let n = self.k.inner.unwrap_or(1);
         let pl = ws.per_lane;
         let block = 32 * pl;
@@ -466,7 +466,7 @@ impl Translator<'_> {
         self.w.ins(format!("setp.eq.u32 {lane0}, {lane32}, 0"));
         self.w.ins(format!("add.u32 {prev}, {lane32}, 31"));
         self.w.ins(format!("and.b32 {prev}, {prev}, 31"));
-        let shared = (n <= 32).then(|| self.shared_setup(&ws, &tid, &lane32));
+        let shared = (n <= 32).then(|| self.shared_setup(ws, &tid, &lane32));
         self.set_row_offsets();
 
         // the seq-level vectors (a row's own inputs, streamed from memory) are loaded a block
@@ -498,13 +498,14 @@ impl Translator<'_> {
         let vbase = self.w.rd();
         self.w.ins(if whole { format!("mov.u64 {vbase}, {first}") } else { format!("min.u64 {vbase}, {first}, {last_base}") });
         self.seqvec = Some(SeqVec { prefetched: prefetched.clone(), ..SeqVec::new(vbase, false) });
+        self.vec_step = 0;
 
         let saved = self.scalars.clone();
         // pieces past the end hold clamped steps where whole vectors skip the identities
         let partial = extent.is_multiple_of(pl) && !extent.is_multiple_of(block);
         let early = shared.as_ref().filter(|_| ws.state_major);
         let pass_states = |p: usize| p * n / ws.passes..(p + 1) * n / ws.passes;
-        let mut pieces = self.lane_pieces(&ws, &first, &saved, whole, early.map(|sh| (sh, partial)), pass_states(0), vec![]);
+        let mut pieces = self.lane_pieces(ws, &first, &saved, whole, early.map(|sh| (sh, partial)), pass_states(0), vec![]);
 
         // the next block's seq-level vectors (clamped into range after the last block)
         if !ahead.is_empty() {
@@ -524,7 +525,7 @@ impl Translator<'_> {
         let mut last_h = vec![];
         for pass in 0..ws.passes {
             if pass > 0 {
-                pieces = self.lane_pieces(&ws, &first, &saved, whole, early.map(|sh| (sh, partial)), pass_states(pass), pieces.steps);
+                pieces = self.lane_pieces(ws, &first, &saved, whole, early.map(|sh| (sh, partial)), pass_states(pass), pieces.steps);
             }
             let (h_in, h_next) = match &shared {
                 Some(sh) => {
@@ -533,12 +534,12 @@ impl Translator<'_> {
                     self.shared_combine(pass_states(pass), stores, sh, ws.narrow)
                 }
                 None => {
-                    let (h_in, lh) = self.shuffle_combine(&ws, &pieces.prod, &pieces.hl, &lane0, &prev);
+                    let (h_in, lh) = self.shuffle_combine(ws, &pieces.prod, &pieces.hl, &lane0, &prev);
                     last_h = lh.clone();
                     (h_in, lh)
                 }
             };
-            self.step_epilogues(&ws, &mut pieces.steps, &h_in, &h_next, pass + 1 == ws.passes);
+            self.step_epilogues(ws, &mut pieces.steps, &h_in, &h_next, pass + 1 == ws.passes);
         }
         self.scalars = saved;
         self.seqvec = None;
@@ -563,6 +564,14 @@ impl Translator<'_> {
             }
         }
         self.valid = Some(lane0);
+    }
+
+    /// Thread `row * 32 + lane`: a warp per row, all of it alive for the combine.
+    pub(super) fn warp_prologue(&mut self, thread: &str, rows: &str, done: &str) -> String {
+        let r = self.w.rd();
+        self.w.ins(format!("shr.u64 {r}, {thread}, 5"));
+        self.w.exit_if_ge(&r, rows, done);
+        r
     }
 
     /// The shared-memory combine's registers: this warp's region, and lane `c`'s carried state
@@ -592,9 +601,8 @@ impl Translator<'_> {
     /// seq-level values, and sums that its local sums start from).
     #[allow(clippy::too_many_arguments)]
     fn lane_pieces(&mut self, ws: &WarpScan, first: &str, saved: &HashMap<V, String>, whole: bool, early: Option<(&Shared, bool)>, states: std::ops::Range<usize>, carried: Vec<StepVals>) -> Pieces {
-        let (extent, _) = self.k.seq.expect("warp_scannable");
         // with whole vectors a lane's steps all exist or none do
-        let vector = extent.is_multiple_of(ws.per_lane);
+        let vector = ws.extent.is_multiple_of(ws.per_lane);
         let dep: HashSet<V> = ws.products.iter().flat_map(|&(m, _, s)| [m, s]).chain([ws.scan]).collect();
         let inner_steps: Vec<V> = self.steps_at(Level::Inner).into_iter().filter(|v| !dep.contains(v)).collect();
         let Step::Scan { a: sa, b: sb, .. } = self.k.steps[ws.scan].1 else { unreachable!() };
@@ -618,7 +626,7 @@ impl Translator<'_> {
         }
         if ws.state_major {
             for (i, st) in steps.iter_mut().enumerate().filter(|(_, st)| st.is_none()) {
-                *st = Some(self.step_head(i, first, saved, whole, ws.products.len()));
+                *st = Some(self.step_head(ws, i, first, saved, whole));
             }
         }
         // the previous block's readers of the combine's rows are done once the warp syncs
@@ -632,12 +640,12 @@ impl Translator<'_> {
         for (c, i) in order {
             if steps[i].is_none() {
                 // (it leaves the step current)
-                steps[i] = Some(self.step_head(i, first, saved, whole, ws.products.len()));
+                steps[i] = Some(self.step_head(ws, i, first, saved, whole));
                 at_step = Some(i);
             }
             let st = steps[i].as_mut().expect("set");
             if at_step != Some(i) {
-                self.seqvec.as_mut().expect("set").i = i;
+                self.vec_step = i;
                 self.set_l(Some(st.l.clone()));
                 at_step = Some(i);
             }
@@ -713,8 +721,8 @@ impl Translator<'_> {
 
     /// Step `i` of the lane's piece: its index (clamped, and whether it exists unless every
     /// block is whole) and its seq-level values.
-    fn step_head(&mut self, i: usize, first: &str, saved: &HashMap<V, String>, whole: bool, products: usize) -> StepVals {
-        let (extent, _) = self.k.seq.expect("warp_scannable");
+    fn step_head(&mut self, ws: &WarpScan, i: usize, first: &str, saved: &HashMap<V, String>, whole: bool) -> StepVals {
+        let (extent, products) = (ws.extent, ws.products.len());
         let (l, valid) = if whole {
             let lc = self.w.rd();
             self.w.ins(format!("add.u64 {lc}, {first}, {i}"));
@@ -726,7 +734,7 @@ impl Translator<'_> {
             self.w.ins(format!("min.u64 {lc}, {lj}, {}", extent - 1));
             (lc, Some(valid))
         };
-        self.seqvec.as_mut().expect("set").i = i;
+        self.vec_step = i;
         self.set_l(Some(l.clone()));
         self.scalars = saved.clone();
         for v in self.steps_at(Level::SeqPre) {
@@ -786,7 +794,7 @@ impl Translator<'_> {
         let saved_valid = self.valid.clone();
         for (i, st) in steps.iter_mut().enumerate() {
             if finish {
-                self.seqvec.as_mut().expect("set").i = i;
+                self.vec_step = i;
                 self.set_l(Some(st.l.clone()));
                 self.scalars = std::mem::take(&mut st.scalars);
             }

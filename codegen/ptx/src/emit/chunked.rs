@@ -3,7 +3,7 @@
 //! chunks with the associative operator, and the main pass rescans each chunk from its true
 //! start state.
 
-use crate::emit::{lanes_per_row, translate, Tiling};
+use super::{entry, lanes_per_row, Mapping, Tiling, Translator};
 use crate::isa::fimm;
 use crate::regs::Regs;
 use ssmc_kernel::{Kir, Level, Schedule, Step, V};
@@ -38,7 +38,7 @@ pub(crate) struct Chunked {
 
 /// The one scan a kernel can be chunked on: a forward scan at the inner level, unrolled, with
 /// no lanes, no second scan and no conv.
-pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
+pub(crate) fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
     let scans: Vec<V> = k.steps.iter().enumerate().filter(|(_, (_, st))| matches!(st, Step::Scan { .. })).map(|(i, _)| i).collect();
     let (extent, reverse) = k.seq?;
     let n = k.inner?;
@@ -52,11 +52,11 @@ pub fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
     ok.then(|| scans[0])
 }
 
-/// One pass of `k` with its seq loop cut into `chunks` pieces: thread `chunk * rows + row` walks
-/// its piece (in tiles where that applies). Parameters: the kernel's buffers, then P and H (`Summary`) or the start states
-/// (`Main`), each `[rows, chunks, inner]` f32, then `rows`.
-pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pass: ChunkPass, tiling: Tiling) -> String {
-    let scan = chunkable(k, schedule).expect("caller checked chunkable");
+/// One pass of `k` with its seq loop cut into `chunks` pieces on `scan` (from [`chunkable`]):
+/// thread `chunk * rows + row` walks its piece (in tiles where that applies). Parameters: the
+/// kernel's buffers, then P and H (`Summary`) or the start states (`Main`), each
+/// `[rows, chunks, inner]` f32, then `rows`.
+pub(crate) fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, scan: V, chunks: usize, pass: ChunkPass, tiling: Tiling) -> String {
     let extent = k.seq.map_or(1, |s| s.0);
     let mut needed = std::collections::HashSet::new();
     let mut stack = vec![scan];
@@ -77,7 +77,48 @@ pub fn entry_chunked(k: &Kir, name: &str, schedule: &Schedule, chunks: usize, pa
         needed,
     };
     let extra = if pass == ChunkPass::Summary { 2 } else { 1 };
-    translate(k, name, schedule, Some(chunked), extra, tiling, None)
+    entry(k, name, schedule, Mapping::Chunked(chunked), extra, tiling)
+}
+
+impl Translator<'_> {
+    /// Thread `chunk * rows + row` (a warp's threads share a chunk when rows % 32 == 0): its
+    /// row and chunk; threads past the last chunk exit.
+    pub(super) fn chunks_prologue(&mut self, thread: &str, rows: &str, done: &str) -> (String, String) {
+        let Translator { w, mapping, .. } = self;
+        let (r, c) = (w.rd(), w.rd());
+        w.ins(format!("rem.u64 {r}, {thread}, {rows}"));
+        w.ins(format!("div.u64 {c}, {thread}, {rows}"));
+        if let Mapping::Chunked(ch) = mapping {
+            w.exit_if_ge(&c, &ch.chunks.to_string(), done);
+            ch.c = c;
+        }
+        (r.clone(), r)
+    }
+
+    /// The extra buffers' base pointers of a chunked pass (P and H, or the start states).
+    pub(super) fn chunks_params(&mut self) {
+        let first = self.k.buffers.len();
+        let Translator { w, mapping, .. } = self;
+        let Mapping::Chunked(ch) = mapping else { return };
+        let count = if ch.pass == ChunkPass::Summary { 2 } else { 1 };
+        for i in first..first + count {
+            let (g, base) = (w.rd(), w.rd());
+            w.ins(format!("ld.param.u64 {g}, [buf{i}]"));
+            w.ins(format!("cvta.to.global.u64 {base}, {g}"));
+            ch.extra.push(base);
+        }
+    }
+
+    /// The byte offset of this (row, chunk)'s slot in the `[rows, chunks, inner]` buffers.
+    pub(super) fn chunks_slot(&mut self, row: &str) {
+        let n = self.k.inner.unwrap_or(1);
+        let Translator { w, mapping, .. } = self;
+        let Mapping::Chunked(ch) = mapping else { return };
+        let (a, b) = (w.rd(), w.rd());
+        w.ins(format!("mad.lo.u64 {a}, {row}, {}, {}", ch.chunks, ch.c));
+        w.ins(format!("mul.lo.u64 {b}, {a}, {}", n * 4));
+        ch.slot = b;
+    }
 }
 
 /// Chunk summaries the combine pass loads before using them.
@@ -87,7 +128,7 @@ const COMBINE_BATCH: usize = 16;
 /// state and carrying `h = P h + H` (the associative operator `(a1,b1) o (a2,b2) = (a1 a2,
 /// a2 b1 + b2)` applied left to right). Parameters: P, H, start states, then the number of
 /// (row, inner index) pairs.
-pub fn combine_entry(name: &str, chunks: usize, inner: usize) -> String {
+pub(crate) fn combine_entry(name: &str, chunks: usize, inner: usize) -> String {
     let mut w = Regs::default();
     let (tid, ntid, ctaid) = (w.r(), w.r(), w.r());
     w.ins(format!("mov.u32 {tid}, %tid.x"));
