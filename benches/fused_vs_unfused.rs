@@ -92,7 +92,7 @@ fn prefill(c: &mut Criterion) {
     let layer = example("mamba1.ssm");
     let fused = layer.compile(Backend::Cpu, Fusion::On).unwrap();
     let unfused = layer.compile(Backend::Cpu, Fusion::Off).unwrap();
-    let unfused_kept = layer.compile(Backend::Cpu, Fusion::Off).unwrap().keep_buffers(true);
+    let unfused_kept = layer.compile(Backend::Cpu, Fusion::Off).unwrap().keep_buffers(true).unwrap();
     let mut group = c.benchmark_group("mamba1");
     group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_millis(500));
     for (b, d, l, n) in [(1, 1536, 2048, 16), (4, 768, 2048, 16)] {

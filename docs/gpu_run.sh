@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root: differential tests, then benchmarks.
 # `bash gpu_run.sh tests` runs only the tests, `bash gpu_run.sh bench` only the benchmarks
-# (together they come near a device call's 10 minutes).
+# (together they come near a device call's 10 minutes). With BASE=path/to/another/ssmc, the
+# benchmarks also run that build, each shape right after this one's (prefill_base.jsonl,
+# decode_base.jsonl), to compare two builds in one run.
 set -u
 export SSMC_ROOT=$PWD SSMC_REQUIRE_GPU=1
 what=${1:-all}
@@ -14,10 +16,12 @@ for shape in 1,1536,2048,16 8,1536,2048,16 8,4096,2048,16 1,4096,8192,16 16,2048
   IFS=, read b d l n <<< "$shape"
   for dt in f32 bf16; do
     timeout 120 ./carry/ssmc bench examples/mamba1.ssm --backend cuda --dims batch=$b,dim=$d,len=$l,state=$n --dtype $dt --reps 9 --json 2>&1 | tee -a $OUT/prefill.jsonl
+    [ -n "${BASE:-}" ] && timeout 120 $BASE bench examples/mamba1.ssm --backend cuda --dims batch=$b,dim=$d,len=$l,state=$n --dtype $dt --reps 9 --json 2>&1 | tee -a $OUT/prefill_base.jsonl
   done
 done
 for b in 1 16 64; do
   timeout 60 ./carry/ssmc bench examples/mamba1_step.ssm --backend cuda --dims batch=$b,dim=4096,len=1,state=16 --dtype f32 --reps 51 --json 2>&1 | tee -a $OUT/decode.jsonl
+  [ -n "${BASE:-}" ] && timeout 60 $BASE bench examples/mamba1_step.ssm --backend cuda --dims batch=$b,dim=4096,len=1,state=16 --dtype f32 --reps 51 --json 2>&1 | tee -a $OUT/decode_base.jsonl
 done
 ./carry/ssmc compile examples/mamba1.ssm --dims batch=8,dim=4096,len=2048,state=16 > $OUT/mamba1.ptx
 # Nsight Compute's device time of every decode-step launch (the autotuner's candidates, 4 each,

@@ -1,11 +1,11 @@
 //! Benchmarks of compiled layers, fused against unfused: warm-up, then the median of repeated
 //! runs; both checked against the oracle; a table, JSON, and an SVG plot for sweeps.
 
-use crate::compiled::{Backend, CompiledLayer};
+use crate::compiled::{Backend, CompiledLayer, Target};
 use crate::gpu::median_device_us;
 use crate::random::random_inputs;
 use crate::{Error, Layer};
-use ssmc_ir::{DType, IrError};
+use ssmc_ir::DType;
 use ssmc_kernel::Schedule;
 use ssmc_opt::Fusion;
 use ssmc_runtime::TensorMap;
@@ -109,15 +109,22 @@ fn sample_of(dims: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
 
 /// Measures `layer` fused and unfused at `dims` on `backend`.
 pub fn bench(layer: &Layer, backend: Backend, dims: &BTreeMap<String, usize>, opts: &BenchOptions) -> Result<BenchResult, Error> {
-    let fused = layer.compile_with(backend, Fusion::On, opts.cpu_schedule)?;
-    let unfused = layer.compile_with(backend, Fusion::Off, opts.cpu_schedule)?;
+    let target = match backend {
+        Backend::Cpu => Target::Cpu { schedule: opts.cpu_schedule, keep_buffers: false },
+        Backend::Cuda => Target::Cuda { schedule: opts.schedule },
+    };
+    let fused = layer.compile_for(target, Fusion::On)?;
+    let unfused = layer.compile_for(target, Fusion::Off)?;
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
     let compile_fused = fused.compile_time(&x)?;
     let compile_unfused = unfused.compile_time(&x)?;
     let (tf, of) = time_runs(&fused, &x, opts.reps, false)?;
     let (tu, ou) = time_runs(&unfused, &x, opts.reps, false)?;
     let (fused_reused, _) = time_runs(&fused, &x, opts.reps, true)?;
-    let unfused = unfused.keep_buffers(true);
+    let unfused = match backend {
+        Backend::Cpu => unfused.keep_buffers(true)?,
+        Backend::Cuda => unfused,
+    };
     let (unfused_reused, _) = time_runs(&unfused, &x, opts.reps, true)?;
     let sample_dims = sample_of(dims);
     let xs = random_inputs(layer.graph(), &sample_dims, opts.dtype, opts.seed ^ 1)?;
@@ -221,7 +228,7 @@ impl BenchResult {
 
 /// `len=256..8192`: the dim and the sizes from `lo` to `hi`, doubling.
 pub fn parse_sweep(text: &str) -> Result<(String, Vec<usize>), Error> {
-    let bad = || IrError::new(format!("--sweep: expected `dim=lo..hi` with 0 < lo <= hi, found `{text}`"));
+    let bad = || Error::Usage(format!("--sweep: expected `dim=lo..hi` with 0 < lo <= hi, found `{text}`"));
     let (dim, range) = text.split_once('=').ok_or_else(bad)?;
     let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
     let (lo, hi): (usize, usize) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
@@ -466,18 +473,15 @@ fn ex2_rate_ptx() -> String {
 
 /// Measures `layer` fused and unfused on the GPU at `dims`.
 pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOptions) -> Result<GpuBenchResult, Error> {
-    let mut fused = layer.compile(Backend::Cuda, Fusion::On)?;
-    if let Some(s) = opts.schedule {
-        fused = fused.with_gpu_schedule(s);
-    }
+    let fused = layer.compile_for(Target::Cuda { schedule: opts.schedule }, Fusion::On)?;
     let unfused = layer.compile(Backend::Cuda, Fusion::Off)?;
-    let gpu = fused.gpu().ok_or_else(|| IrError::new("no GPU"))?;
+    let gpu = fused.gpu().ok_or(Error::WrongBackend { what: "bench_cuda", wants: Backend::Cuda, compiled: Backend::Cpu })?;
     let x = random_inputs(layer.graph(), dims, opts.dtype, opts.seed)?;
     // 256 MiB written before every timed call, so no input is served from L2
     let mut flush = gpu.zeros_f32(64 << 20)?;
     // each compiled layer queues its work to its own stream: its marks must go there too
     let mut time = |c: &CompiledLayer, streamed: bool| -> Result<(f64, f64, f64, f64), Error> {
-        let gpu = c.gpu().ok_or_else(|| IrError::new("no GPU"))?;
+        let gpu = c.gpu().ok_or(Error::WrongBackend { what: "bench_cuda", wants: Backend::Cuda, compiled: Backend::Cpu })?;
         let mut run = c.gpu_run(&x)?;
         run.launch()?;
         gpu.sync()?;

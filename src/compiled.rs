@@ -5,7 +5,7 @@ use crate::{Error, Layer};
 use ssmc_cpu::{Arg, CpuModule};
 use ssmc_ir::{DType, IrError};
 use ssmc_kernel::Schedule;
-use ssmc_ptx::Gpu;
+use ssmc_ptx::{Gpu, GpuCode, GpuRun, GpuSchedule};
 use ssmc_opt::{BufferKind, Fusion, Options, Plan};
 use ssmc_runtime::{HostTensor, TensorMap};
 use std::collections::HashMap;
@@ -28,34 +28,81 @@ struct ShapeKey {
     dtypes: Vec<DType>,
 }
 
+/// A backend and its options: what [`Layer::compile_for`] compiles for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// Cranelift JIT on this CPU.
+    Cpu {
+        /// The kernel schedule (vector width, threads, seq chunks).
+        schedule: Schedule,
+        /// Keep the plan's intermediate buffers between runs, as a caching allocator does (an
+        /// unfused plan then holds them as long as the compiled layer lives). Otherwise every
+        /// run allocates them afresh, as PyTorch's and NumPy's CPU allocators do: a large buffer
+        /// is new memory from the system, paying a page fault per page at its first write. The
+        /// two bracket what an unfused framework implementation pays; `ssmc bench` times both.
+        keep_buffers: bool,
+    },
+    /// PTX on an NVIDIA GPU through the CUDA driver (feature `cuda`).
+    Cuda {
+        /// One schedule for every shape, or `None` for the autotuner's choice per shape.
+        schedule: Option<GpuSchedule>,
+    },
+}
+
+impl From<Backend> for Target {
+    /// The backend with its default options.
+    fn from(b: Backend) -> Target {
+        match b {
+            Backend::Cpu => Target::Cpu { schedule: Schedule::cpu_default(), keep_buffers: false },
+            Backend::Cuda => Target::Cuda { schedule: None },
+        }
+    }
+}
+
 /// A layer compiled for a backend under a fusion choice.
 pub struct CompiledLayer {
     layer: Layer,
     plan: Plan,
+    code: Code,
+}
+
+/// A backend's compiled code, cached per shape and input dtypes.
+enum Code {
+    Cpu(CpuCode),
+    Cuda(CudaCode),
+}
+
+/// The CPU's: JIT modules, and the intermediate buffers kept between runs, by buffer index
+/// (empty where none is kept), when `keep_buffers` (every kernel writes all of a buffer it
+/// writes before any kernel reads it, so stale contents are never seen).
+struct CpuCode {
     schedule: Schedule,
-    cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
-    gpu: Option<Gpu>,
-    gpu_cache: Mutex<HashMap<ShapeKey, Arc<crate::gpu::GpuCode>>>,
-    gpu_force: Option<crate::GpuSchedule>,
-    /// Intermediate buffers kept between CPU runs, by buffer index (empty where none is kept),
-    /// when `keep_buffers` (every kernel writes all of a buffer it writes before any kernel
-    /// reads it, so stale contents are never seen).
-    scratch: Mutex<Vec<Vec<u8>>>,
     keep_buffers: bool,
+    cache: Mutex<HashMap<ShapeKey, Arc<CpuModule>>>,
+    scratch: Mutex<Vec<Vec<u8>>>,
+}
+
+/// The GPU's: the device, and loaded PTX modules.
+struct CudaCode {
+    gpu: Gpu,
+    schedule: Option<GpuSchedule>,
+    cache: Mutex<HashMap<ShapeKey, Arc<GpuCode>>>,
 }
 
 impl Layer {
-    /// Plans the layer (fused or not) for `backend`; machine code is generated on first use at
-    /// each input shape and cached.
+    /// Plans the layer (fused or not) for `backend` with its default options; machine code is
+    /// generated on first use at each input shape and cached.
     pub fn compile(&self, backend: Backend, fusion: Fusion) -> Result<CompiledLayer, Error> {
-        self.compile_with(backend, fusion, Schedule::cpu_default())
+        self.compile_for(backend.into(), fusion)
     }
 
-    /// [`Layer::compile`] with an explicit schedule.
-    pub fn compile_with(&self, backend: Backend, fusion: Fusion, schedule: Schedule) -> Result<CompiledLayer, Error> {
-        let gpu = match backend {
-            Backend::Cpu => None,
-            Backend::Cuda => Some(Gpu::new(0)?),
+    /// [`Layer::compile`] for a backend with explicit options.
+    pub fn compile_for(&self, target: Target, fusion: Fusion) -> Result<CompiledLayer, Error> {
+        let code = match target {
+            Target::Cpu { schedule, keep_buffers } => {
+                Code::Cpu(CpuCode { schedule, keep_buffers, cache: Mutex::new(HashMap::new()), scratch: Mutex::new(Vec::new()) })
+            }
+            Target::Cuda { schedule } => Code::Cuda(CudaCode { gpu: Gpu::new(0)?, schedule, cache: Mutex::new(HashMap::new()) }),
         };
         crate::dump::dump("ir", self.graph().name(), || ssmc_ir::print::print_annotated(self.graph()));
         let plan = self.plan(fusion, &Options::at_sizes(self.graph(), &[]))?.plan;
@@ -67,17 +114,7 @@ impl Layer {
             }
             s
         });
-        Ok(CompiledLayer {
-            layer: self.clone(),
-            plan,
-            schedule,
-            cache: Mutex::new(HashMap::new()),
-            gpu,
-            gpu_cache: Mutex::new(HashMap::new()),
-            gpu_force: None,
-            scratch: Mutex::new(Vec::new()),
-            keep_buffers: false,
-        })
+        Ok(CompiledLayer { layer: self.clone(), plan, code })
     }
 }
 
@@ -95,46 +132,80 @@ impl CompiledLayer {
         })
     }
 
+    /// The backend it was compiled for.
+    pub fn backend(&self) -> Backend {
+        match self.code {
+            Code::Cpu(_) => Backend::Cpu,
+            Code::Cuda(_) => Backend::Cuda,
+        }
+    }
+
+    fn cuda(&self, what: &'static str) -> Result<&CudaCode, Error> {
+        match &self.code {
+            Code::Cuda(c) => Ok(c),
+            Code::Cpu(_) => Err(Error::WrongBackend { what, wants: Backend::Cuda, compiled: Backend::Cpu }),
+        }
+    }
+
+    fn cpu(&self, what: &'static str) -> Result<&CpuCode, Error> {
+        match &self.code {
+            Code::Cpu(c) => Ok(c),
+            Code::Cuda(_) => Err(Error::WrongBackend { what, wants: Backend::Cpu, compiled: Backend::Cuda }),
+        }
+    }
+
     /// The GPU code for these inputs' shapes and dtypes (loaded now, or from the cache).
-    pub fn prepare_gpu(&self, inputs: &TensorMap) -> Result<Arc<crate::gpu::GpuCode>, Error> {
-        let gpu = self.gpu.as_ref().ok_or_else(|| IrError::new("this layer was compiled for the CPU"))?;
+    pub fn prepare_gpu(&self, inputs: &TensorMap) -> Result<Arc<GpuCode>, Error> {
+        let cuda = self.cuda("prepare_gpu")?;
         let key = self.key(inputs)?;
-        let mut cache = self.gpu_cache.lock().map_err(|_| IrError::new("the compiled-code cache was poisoned"))?;
+        let mut cache = cuda.cache.lock().map_err(|_| Error::Poisoned("GPU code cache"))?;
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let code = ssmc_ptx::load(gpu, &self.plan, &key.sizes, inputs, self.gpu_force)?;
+        let code = ssmc_ptx::load(&cuda.gpu, &self.plan, &key.sizes, inputs, cuda.schedule)?;
         cache.insert(key, code.clone());
         Ok(code)
     }
 
-    /// Uploads `inputs` for repeated GPU launches (benchmarks time [`crate::gpu::GpuRun::launch`]).
-    pub fn gpu_run(&self, inputs: &TensorMap) -> Result<crate::gpu::GpuRun<'_>, Error> {
-        let gpu = self.gpu.as_ref().ok_or_else(|| IrError::new("this layer was compiled for the CPU"))?;
+    /// Uploads `inputs` for repeated GPU launches (benchmarks time [`GpuRun::launch`]).
+    pub fn gpu_run(&self, inputs: &TensorMap) -> Result<GpuRun<'_>, Error> {
+        let cuda = self.cuda("gpu_run")?;
         let code = self.prepare_gpu(inputs)?;
         let key = self.key(inputs)?;
-        Ok(crate::gpu::GpuRun::new(gpu, code, &self.plan, &key.sizes, inputs)?)
+        Ok(GpuRun::new(&cuda.gpu, code, &self.plan, &key.sizes, inputs)?)
     }
 
-    /// Fixes the GPU schedule instead of letting the autotuner time the candidates.
-    pub fn with_gpu_schedule(mut self, schedule: crate::GpuSchedule) -> Self {
-        self.gpu_force = Some(schedule);
-        self
+    /// Fixes the GPU schedule instead of letting the autotuner time the candidates (a layer
+    /// compiled for the CPU is an error).
+    pub fn with_gpu_schedule(mut self, schedule: GpuSchedule) -> Result<Self, Error> {
+        match &mut self.code {
+            Code::Cuda(c) => {
+                c.schedule = Some(schedule);
+                c.cache.get_mut().map_err(|_| Error::Poisoned("GPU code cache"))?.clear();
+                Ok(self)
+            }
+            Code::Cpu(_) => Err(Error::WrongBackend { what: "a GPU schedule", wants: Backend::Cuda, compiled: Backend::Cpu }),
+        }
     }
 
-    /// Keeps a CPU plan's intermediate buffers between runs, as a caching allocator does (an
-    /// unfused plan then holds them as long as the compiled layer lives). By default every run
-    /// allocates them afresh, as PyTorch's and NumPy's CPU allocators do: a large buffer is new
-    /// memory from the system, paying a page fault per page at its first write. The two
-    /// bracket what an unfused framework implementation pays; `ssmc bench` times both.
-    pub fn keep_buffers(mut self, keep: bool) -> Self {
-        self.keep_buffers = keep;
-        self
+    /// Keeps a CPU plan's intermediate buffers between runs (see [`Target::Cpu`]); a layer
+    /// compiled for the GPU is an error.
+    pub fn keep_buffers(mut self, keep: bool) -> Result<Self, Error> {
+        match &mut self.code {
+            Code::Cpu(c) => {
+                c.keep_buffers = keep;
+                Ok(self)
+            }
+            Code::Cuda(_) => Err(Error::WrongBackend { what: "keep_buffers", wants: Backend::Cpu, compiled: Backend::Cuda }),
+        }
     }
 
     /// The GPU, when compiled for one.
     pub fn gpu(&self) -> Option<&Gpu> {
-        self.gpu.as_ref()
+        match &self.code {
+            Code::Cuda(c) => Some(&c.gpu),
+            Code::Cpu(_) => None,
+        }
     }
 
     /// Machine code for these inputs' shapes and dtypes (compiled now, or from the cache).
@@ -144,12 +215,13 @@ impl CompiledLayer {
 
     /// [`Self::prepare`], with the dim sizes its check of the inputs bound.
     fn checked_module(&self, inputs: &TensorMap) -> Result<(Arc<CpuModule>, ssmc_ir::interp::DimSizes), Error> {
+        let cpu = self.cpu("CPU machine code")?;
         let sizes = self.layer.check_inputs(inputs)?;
         let key = ShapeKey {
             sizes: sizes.0.iter().map(|s| s.unwrap_or(1)).collect(),
             dtypes: self.layer.graph().inputs().map(|(_, d)| inputs[&d.name].dtype()).collect(),
         };
-        let mut cache = self.cache.lock().map_err(|_| IrError::new("the compiled-code cache was poisoned"))?;
+        let mut cache = cpu.cache.lock().map_err(|_| Error::Poisoned("CPU code cache"))?;
         if let Some(m) = cache.get(&key) {
             return Ok((m.clone(), sizes));
         }
@@ -160,12 +232,12 @@ impl CompiledLayer {
         let kirs = plan
             .kernels
             .iter()
-            .map(|k| ssmc_kernel::lower(&plan, k, &key.sizes, &self.schedule))
+            .map(|k| ssmc_kernel::lower(&plan, k, &key.sizes, &cpu.schedule))
             .collect::<Result<Vec<_>, _>>()?;
         for k in &kirs {
             crate::dump::dump("kir", &k.name, || format!("{k:#?}"));
         }
-        let module = Arc::new(ssmc_cpu::compile(kirs, &self.schedule).map_err(|e| IrError::new(e.to_string()))?);
+        let module = Arc::new(ssmc_cpu::compile(kirs, &cpu.schedule)?);
         cache.insert(key, module.clone());
         Ok((module, sizes))
     }
@@ -182,14 +254,18 @@ impl CompiledLayer {
 
     /// Runs the layer; outputs are rounded to `out_dtype`.
     pub fn run_as(&self, inputs: &TensorMap, out_dtype: DType) -> Result<TensorMap, Error> {
-        if self.gpu.is_some() {
-            let mut run = self.gpu_run(inputs)?;
-            run.launch()?;
-            return Ok(run.outputs(inputs, out_dtype)?);
+        match &self.code {
+            Code::Cuda(_) => {
+                let mut run = self.gpu_run(inputs)?;
+                run.launch()?;
+                Ok(run.outputs(inputs, out_dtype)?)
+            }
+            Code::Cpu(cpu) => {
+                let mut out = TensorMap::new();
+                self.run_cpu(cpu, inputs, out_dtype, &mut out)?;
+                Ok(out)
+            }
         }
-        let mut out = TensorMap::new();
-        self.run_cpu(inputs, out_dtype, &mut out)?;
-        Ok(out)
     }
 
     /// Runs the layer, writing its outputs into the `f32` tensors `outputs` holds from an
@@ -213,13 +289,15 @@ impl CompiledLayer {
     /// # Ok(()) }
     /// ```
     pub fn run_into(&self, inputs: &TensorMap, outputs: &mut TensorMap) -> Result<(), Error> {
-        if self.gpu.is_some() {
-            // the device's outputs are copied back into fresh tensors; the check holds all the same
-            self.check_given_outputs(&self.layer.check_inputs(inputs)?, outputs)?;
-            outputs.extend(self.run(inputs)?);
-            return Ok(());
+        match &self.code {
+            Code::Cuda(_) => {
+                // the device's outputs are copied back into fresh tensors; the check holds all the same
+                self.check_given_outputs(&self.layer.check_inputs(inputs)?, outputs)?;
+                outputs.extend(self.run(inputs)?);
+                Ok(())
+            }
+            Code::Cpu(cpu) => self.run_cpu(cpu, inputs, DType::F32, outputs),
         }
-        self.run_cpu(inputs, DType::F32, outputs)
     }
 
     /// Checks that each output tensor given to [`Self::run_into`] is `f32` of the output's shape
@@ -251,7 +329,7 @@ impl CompiledLayer {
 
     /// The CPU run into `outputs`: each output is made in the bytes of the tensor of its name
     /// there (checked, then taken out with its key and put back), or in a fresh buffer.
-    fn run_cpu(&self, inputs: &TensorMap, out_dtype: DType, outputs: &mut TensorMap) -> Result<(), Error> {
+    fn run_cpu(&self, cpu: &CpuCode, inputs: &TensorMap, out_dtype: DType, outputs: &mut TensorMap) -> Result<(), Error> {
         // one check of the inputs serves the cache lookup and the buffer sizes
         let (module, sizes) = self.checked_module(inputs)?;
         let extent = |s: &ssmc_ir::Shape| -> Vec<usize> { s.dims().iter().map(|d| sizes.get(*d).unwrap_or(1)).collect() };
@@ -261,8 +339,8 @@ impl CompiledLayer {
         let mut keys: Vec<Option<String>> = vec![None; plan.outputs.len()];
         // every buffer the kernels write holds little-endian f32 bytes: outputs become tensors
         // without a copy (a copy of a fresh allocation costs its page faults again)
-        let mut scratch = match self.keep_buffers {
-            true => std::mem::take(&mut *self.scratch.lock().map_err(|_| IrError::new("the kept buffers were poisoned"))?),
+        let mut scratch = match cpu.keep_buffers {
+            true => std::mem::take(&mut *cpu.scratch.lock().map_err(|_| Error::Poisoned("kept buffers"))?),
             false => Vec::new(),
         };
         scratch.resize_with(plan.buffers.len(), Vec::new);
@@ -321,7 +399,7 @@ impl CompiledLayer {
                 for w in written.iter_mut() {
                     args.push(Arg::Write(w));
                 }
-                ssmc_cpu::launch(jit, &mut args, self.schedule.threads).map_err(|e| IrError::new(e.to_string()))?;
+                ssmc_cpu::launch(jit, &mut args, cpu.schedule.threads)?;
             }
             for (w, data) in k.writes.iter().zip(written) {
                 memory[w.0] = data;
@@ -345,13 +423,13 @@ impl CompiledLayer {
                 }
             }
         }
-        if self.keep_buffers {
+        if cpu.keep_buffers {
             for (i, b) in plan.buffers.iter().enumerate() {
                 if b.kind != BufferKind::Input && owner[i].is_none() {
                     scratch[i] = std::mem::take(&mut memory[i]);
                 }
             }
-            if let Ok(mut kept) = self.scratch.lock() {
+            if let Ok(mut kept) = cpu.scratch.lock() {
                 *kept = scratch;
             }
         }
@@ -373,5 +451,5 @@ fn zeroed(n: usize) -> Result<Vec<u8>, Error> {
 }
 
 fn out_of_memory(n: usize) -> Error {
-    IrError::new(format!("out of memory making a buffer of {n} bytes")).into()
+    Error::OutOfMemory { bytes: n }
 }

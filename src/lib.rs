@@ -25,7 +25,7 @@ pub use ssmc_kernel::dump;
 pub mod gpu;
 pub mod random;
 
-pub use compiled::{Backend, CompiledLayer};
+pub use compiled::{Backend, CompiledLayer, Target};
 pub use ssmc_opt::Fusion;
 pub use ssmc_kernel::Schedule;
 pub use ssmc_ptx::{Block, Chunks, GpuSchedule, LaneWidth, ScheduleError, Tiles};
@@ -68,6 +68,31 @@ pub enum Error {
     /// The GPU backend failed (not built in, no driver, launch or memory errors).
     #[error(transparent)]
     Gpu(#[from] ssmc_ptx::GpuError),
+    /// The CPU backend failed (Cranelift refused a kernel, or a launch its buffers).
+    #[error(transparent)]
+    Cpu(#[from] ssmc_cpu::CpuError),
+    /// A call that needs another backend than the layer was compiled for.
+    #[error("{what} needs a layer compiled for {wants:?}; this one is compiled for {compiled:?}")]
+    WrongBackend {
+        /// What was asked.
+        what: &'static str,
+        /// The backend it needs.
+        wants: Backend,
+        /// The backend the layer was compiled for.
+        compiled: Backend,
+    },
+    /// The system would not give a buffer this large.
+    #[error("out of memory making a buffer of {bytes} bytes")]
+    OutOfMemory {
+        /// Its size.
+        bytes: usize,
+    },
+    /// A compiled layer's cache or kept buffers were left poisoned by a panic in another thread.
+    #[error("the compiled layer's {0} was poisoned by a panic in another thread")]
+    Poisoned(&'static str),
+    /// A command-line argument that does not fit (the message names the flag).
+    #[error("{0}")]
+    Usage(String),
     /// A spec file could not be read.
     #[error("{path}: {source}")]
     File {

@@ -2,7 +2,7 @@
 //! its declaration gives (`in lo..hi`, default `-1..1`), reproducibly from a seed.
 
 use crate::Error;
-use ssmc_ir::{DType, Graph, IrError};
+use ssmc_ir::{DType, Graph};
 use ssmc_runtime::{HostTensor, TensorMap};
 use std::collections::BTreeMap;
 
@@ -38,19 +38,19 @@ pub fn parse_dims(graph: &Graph, text: &str) -> Result<BTreeMap<String, usize>, 
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part
             .split_once('=')
-            .ok_or_else(|| IrError::new(format!("--dims: expected `name=size`, found `{part}`")))?;
+            .ok_or_else(|| Error::Usage(format!("--dims: expected `name=size`, found `{part}`")))?;
         let (name, value) = (name.trim(), value.trim());
         if graph.dim(name).is_none() {
             let dims: Vec<&str> = graph.dims().map(|(_, n)| n).collect();
-            return Err(IrError::new(format!("--dims: `{name}` is not a dim of this layer (dims: {})", dims.join(", "))).into());
+            return Err(Error::Usage(format!("--dims: `{name}` is not a dim of this layer (dims: {})", dims.join(", "))).into());
         }
         let size: usize = value
             .parse()
             .ok()
             .filter(|&s| s > 0)
-            .ok_or_else(|| IrError::new(format!("--dims: size of `{name}` must be a positive integer, found `{value}`")))?;
+            .ok_or_else(|| Error::Usage(format!("--dims: size of `{name}` must be a positive integer, found `{value}`")))?;
         if out.insert(name.to_string(), size).is_some() {
-            return Err(IrError::new(format!("--dims: `{name}` is given twice")).into());
+            return Err(Error::Usage(format!("--dims: `{name}` is given twice")).into());
         }
     }
     Ok(out)
@@ -66,12 +66,12 @@ pub fn random_inputs(graph: &Graph, dims: &BTreeMap<String, usize>, dtype: DType
         for &d in decl.layout.dims() {
             let name = graph.dim_name(d);
             let size = dims.get(name).ok_or_else(|| {
-                IrError::new(format!("--dims does not give `{name}`, which input `{}` needs", decl.name))
+                Error::Usage(format!("--dims does not give `{name}`, which input `{}` needs", decl.name))
             })?;
             shape.push(*size);
         }
         let (lo, hi) = decl.range.unwrap_or((-1.0, 1.0));
-        let too_big = || IrError::new(format!("--dims: input `{}` would have shape {shape:?}, too large to make", decl.name));
+        let too_big = || Error::Usage(format!("--dims: input `{}` would have shape {shape:?}, too large to make", decl.name));
         let n = shape.iter().try_fold(1usize, |n, &s| n.checked_mul(s)).ok_or_else(too_big)?;
         let mut values: Vec<f64> = Vec::new();
         values.try_reserve_exact(n).map_err(|_| too_big())?;

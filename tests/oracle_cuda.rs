@@ -30,7 +30,7 @@ fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
 
 /// The fused plan of `layer` under the warp scan, or `None` as [`compile`] says.
 fn warp_scan(layer: &Layer) -> Option<ssmc::CompiledLayer> {
-    compile(layer, Fusion::On).map(|c| c.with_gpu_schedule(GpuSchedule::WARP_SCAN))
+    compile(layer, Fusion::On).map(|c| c.with_gpu_schedule(GpuSchedule::WARP_SCAN).unwrap())
 }
 
 /// ex2.approx and lg2.approx: about 2^-22 relative each.
@@ -55,7 +55,7 @@ fn every_example_matches_the_oracle_on_the_gpu() {
         for fusion in [Fusion::On, Fusion::Off] {
             for schedule in GpuSchedule::ALL {
                 let Some(compiled) = compile(&layer, fusion) else { return };
-                let compiled = compiled.with_gpu_schedule(schedule);
+                let compiled = compiled.with_gpu_schedule(schedule).unwrap();
                 // (2, 64, ..): warps inside one batch (B and C staged once per warp), rows a
                 // multiple of 32 (chunks tiled too); 37 and 3: warps across batches and rows
                 let shapes = [(2, 37, 33, 16), (1, 8, 1, 16), (2, 5, 9, 3), (2, 37, 203, 16), (1, 3, 1000, 5), (2, 64, 301, 16), (3, 32, 70, 6)];
@@ -86,7 +86,7 @@ fn random_graphs_match_the_oracle_on_the_gpu() {
             assert_agree(&tuned.run_as(&x, DType::F64).unwrap(), &want, &RANDOM_TOL, &format!("{what} {fusion:?} autotuned"));
             for schedule in GpuSchedule::ALL {
                 let Some(compiled) = compile(&layer, fusion) else { return };
-                let got = compiled.with_gpu_schedule(schedule).run_as(&x, DType::F64).unwrap();
+                let got = compiled.with_gpu_schedule(schedule).unwrap().run_as(&x, DType::F64).unwrap();
                 assert_agree(&got, &want, &RANDOM_TOL, &format!("{what} {fusion:?} {schedule}"));
             }
         }
@@ -122,7 +122,7 @@ fn random_ssm_variants_match_the_oracle_on_the_gpu() {
                 let runs = GpuSchedule::ALL.map(|s| (Fusion::On, s)).into_iter().chain([(Fusion::Off, GpuSchedule::ROWS)]);
                 for (fusion, schedule) in runs {
                     let Some(compiled) = compile(&layer, fusion) else { return };
-                    let got = compiled.with_gpu_schedule(schedule).run_as(&x, DType::F64).unwrap();
+                    let got = compiled.with_gpu_schedule(schedule).unwrap().run_as(&x, DType::F64).unwrap();
                     assert_agree(&got, &want, &TOL, &format!("{what} {fusion:?} {schedule}"));
                 }
             }
@@ -161,7 +161,7 @@ fn check_chunked(layer: &Layer, counts: &[usize], shapes: &[(usize, usize, usize
             let Some(compiled) = compile(layer, Fusion::On) else { return };
             let chunks = if chunks == 0 { Chunks::FILL } else { Chunks::exactly(chunks).unwrap() };
             let schedule = GpuSchedule::Chunked { chunks, tiles: base.tiles(), block: base.block() };
-            let compiled = compiled.with_gpu_schedule(schedule);
+            let compiled = compiled.with_gpu_schedule(schedule).unwrap();
             check(layer, &compiled, shapes, &[DType::F32, DType::BF16], seed, &schedule.to_string());
         }
     }
@@ -185,7 +185,7 @@ fn block_and_tile_sizes_the_autotuner_tries_match_the_oracle() {
     let tiles = [8, 32].map(|t| GpuSchedule::TILED.with_tiles(Some(Tiles::new(t, true).unwrap())));
     for schedule in blocks.chain(tiles) {
         let Some(compiled) = compile(&layer, Fusion::On) else { return };
-        let compiled = compiled.with_gpu_schedule(schedule);
+        let compiled = compiled.with_gpu_schedule(schedule).unwrap();
         check(&layer, &compiled, &[(2, 64, 1024, 16), (1, 37, 300, 32)], &[DType::F32, DType::BF16], 19, &schedule.to_string());
     }
 }
@@ -196,7 +196,7 @@ fn f16_and_f64_inputs_through_tiles_match_the_oracle() {
         let layer = example(name);
         for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::WARP_SCAN] {
             let Some(compiled) = compile(&layer, Fusion::On) else { return };
-            let compiled = compiled.with_gpu_schedule(schedule);
+            let compiled = compiled.with_gpu_schedule(schedule).unwrap();
             check(&layer, &compiled, &[(2, 64, 301, 16)], &[DType::F16, DType::F64], 6, &format!("{name} {schedule}"));
         }
     }
@@ -209,7 +209,7 @@ fn odd_state_counts_through_warp_shared_tiles_match_the_oracle() {
     let layer = example("mamba1.ssm");
     for schedule in [GpuSchedule::TILED, GpuSchedule::CHUNKED, GpuSchedule::CHUNKED_LEAN, GpuSchedule::WARP_SCAN] {
         let Some(compiled) = compile(&layer, Fusion::On) else { return };
-        let compiled = compiled.with_gpu_schedule(schedule);
+        let compiled = compiled.with_gpu_schedule(schedule).unwrap();
         check(&layer, &compiled, &[(1, 32, 40, 5), (2, 64, 130, 7), (1, 32, 200, 1)], &[DType::F32, DType::BF16], 7, &format!("{schedule}"));
     }
 }
@@ -237,7 +237,7 @@ fn lane_blocks_with_vectors_match_the_oracle() {
         let layer = example(name);
         for schedule in [GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].iter().chain(&more) {
             let Some(compiled) = compile(&layer, Fusion::On) else { return };
-            let compiled = compiled.with_gpu_schedule(*schedule);
+            let compiled = compiled.with_gpu_schedule(*schedule).unwrap();
             let shapes = [(2, 37, 64, 16), (1, 3, 1000, 5), (2, 5, 48, 12), (1, 4, 203, 16), (2, 8, 256, 32)];
             check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16, DType::F16], 9, &format!("{name} {schedule}"));
         }
@@ -296,7 +296,7 @@ fn lanes_owning_runs_of_states_match_the_oracle() {
         let layer = example(name);
         for width in [2, 4, 8, 16] {
             let Some(compiled) = compile(&layer, Fusion::On) else { return };
-            let compiled = compiled.with_gpu_schedule(GpuSchedule::Lanes { width: LaneWidth::new(width).unwrap(), block: Block::DEFAULT });
+            let compiled = compiled.with_gpu_schedule(GpuSchedule::Lanes { width: LaneWidth::new(width).unwrap(), block: Block::DEFAULT }).unwrap();
             let shapes = [(3, 9, 1, 16), (2, 9, 33, 32), (1, 5, 1, 64), (2, 3, 7, 8), (1, 4, 5, 12)];
             check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 10, &format!("{name} lanes{width}"));
         }

@@ -67,7 +67,7 @@ fn assert_close(got: &[f64], want: &[f64], what: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(ssmc::ir::gen::test_cases(24)))]
 
     #[test]
     fn mamba1_oracle_matches_the_formula(b in 1usize..3, d in 1usize..5, l in 1usize..9, n in 1usize..5, seed in any::<u64>()) {

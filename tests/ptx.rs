@@ -31,7 +31,8 @@ fn every_example_assembles_for_sm90() {
         let d: BTreeMap<String, usize> = dims.iter().filter(|(k, _)| layer.graph().dim(k).is_some()).map(|(k, v)| (k.clone(), *v)).collect();
         for fusion in [Fusion::On, Fusion::Off] {
             for dtype in [DType::F32, DType::BF16] {
-                for schedule in GpuSchedule::ALL {
+                // the quick tier: every third schedule
+                for schedule in GpuSchedule::ALL.into_iter().step_by(if ssmc::ir::gen::quick() { 3 } else { 1 }) {
                     let ptx = ssmc::gpu::ptx(&layer, fusion, &d, dtype, schedule).unwrap();
                     let kernels = ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90)
                         .unwrap_or_else(|log| panic!("{name} {fusion:?} {dtype} {schedule}: ptxas failed:\n{log}\n{ptx}"));
@@ -443,7 +444,7 @@ fn random_graphs_assemble_under_every_schedule() {
     use ssmc::ir::gen::{random_graph, GenOptions};
     let Some(ptxas) = ptxas() else { return };
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for seed in 0..24u64 {
+    for seed in 0..ssmc::ir::gen::test_cases(24) as u64 {
         let layer = ssmc::Layer::from_graph(random_graph(seed, GenOptions { ops: 10, partial_ops: false })).unwrap();
         for max in [6, 160] {
             let d = random_dims(&layer, seed, max);
@@ -470,8 +471,8 @@ fn random_ssm_variants_assemble_under_every_schedule() {
     // layers a user would write (common::random_variant) at a shape the warp scan and chunks
     // take; most of them do take the warp scan
     let Some(ptxas) = ptxas() else { return };
-    let mut warp = 0;
-    for seed in 0..20u64 {
+    let (mut warp, n) = (0, ssmc::ir::gen::test_cases(20));
+    for seed in 0..n as u64 {
         let text = random_variant(seed);
         let layer = ssmc::Layer::parse(&text).unwrap();
         let mut d = sizes(2, 64, 300);
@@ -484,7 +485,7 @@ fn random_ssm_variants_assemble_under_every_schedule() {
             }
         }
     }
-    assert!(warp >= 20, "the warp scan took {warp} of 40 (variant, dtype) kernels");
+    assert!(warp >= n, "the warp scan took {warp} of {} (variant, dtype) kernels", 2 * n);
 }
 
 #[test]

@@ -212,8 +212,8 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
 fn gpu_schedule(name: Option<&str>, cuda: bool) -> Result<Option<ssmc::GpuSchedule>, ssmc::Error> {
     match name {
         None => Ok(None),
-        Some(_) if !cuda => Err(ssmc::ir::IrError::new("--schedule picks a GPU schedule: it needs --backend cuda").into()),
-        Some(n) => n.parse().map(Some).map_err(|e: ssmc::ScheduleError| ssmc::ir::IrError::new(format!("--schedule: {e}")).into()),
+        Some(_) if !cuda => Err(Error::Usage("--schedule picks a GPU schedule: it needs --backend cuda".into())),
+        Some(n) => n.parse().map(Some).map_err(|e: ssmc::ScheduleError| Error::Usage(format!("--schedule: {e}"))),
     }
 }
 
@@ -329,16 +329,16 @@ fn run(cli: Cli) -> Result<(), Error> {
             let mut cpu_schedule = ssmc::Schedule::cpu_default();
             match seq_chunk {
                 Some(_) if backend == BenchBackend::Cuda => {
-                    return Err(ssmc::ir::IrError::new("--seq-chunk is a CPU schedule: it needs --backend cpu").into())
+                    return Err(Error::Usage("--seq-chunk is a CPU schedule: it needs --backend cpu".into()))
                 }
-                Some(n) if n % 4 != 0 => return Err(ssmc::ir::IrError::new(format!("--seq-chunk {n}: give a multiple of 4 (or 0 for none)")).into()),
+                Some(n) if n % 4 != 0 => return Err(Error::Usage(format!("--seq-chunk {n}: give a multiple of 4 (or 0 for none)"))),
                 Some(n) => cpu_schedule.seq_chunk = n,
                 None => {}
             }
             let opts = ssmc::bench::BenchOptions { dtype, reps, seed: 0, schedule, cpu_schedule };
             if backend == BenchBackend::Cuda {
                 if sweep.is_some() {
-                    return Err(ssmc::ir::IrError::new("--sweep runs on the cpu backend only").into());
+                    return Err(Error::Usage("--sweep runs on the cpu backend only".into()));
                 }
                 let r = ssmc::bench::bench_cuda(&layer, &base, &opts)?;
                 print!("{}", if json { r.json() + "\n" } else { r.table() });
@@ -352,7 +352,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 Some(text) => {
                     let (dim, sizes) = ssmc::bench::parse_sweep(&text)?;
                     if layer.graph().dim(&dim).is_none() {
-                        return Err(ssmc::ir::IrError::new(format!("--sweep: `{dim}` is not a dim of this layer")).into());
+                        return Err(Error::Usage(format!("--sweep: `{dim}` is not a dim of this layer")));
                     }
                     let mut results = Vec::new();
                     for (i, size) in sizes.iter().enumerate() {
@@ -394,7 +394,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     made
                 }
                 (None, false) => {
-                    return Err(ssmc::ir::IrError::new("give the inputs with --inputs FILE, or use --random --dims ...").into())
+                    return Err(Error::Usage("give the inputs with --inputs FILE, or use --random --dims ...".into()))
                 }
             };
             let outputs = match backend {
@@ -403,7 +403,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     let target = if matches!(backend, Backend::Cpu) { ssmc::Backend::Cpu } else { ssmc::Backend::Cuda };
                     let compiled = layer.compile(target, fusion.into())?;
                     let compiled = match schedule {
-                        Some(s) => compiled.with_gpu_schedule(s),
+                        Some(s) => compiled.with_gpu_schedule(s)?,
                         None => compiled,
                     };
                     compiled.run_as(&inputs, out_dtype)?
@@ -460,7 +460,7 @@ fn compile_schedule(
     block: Option<usize>,
 ) -> Result<ssmc::GpuSchedule, Error> {
     use ssmc::{Block, Chunks, GpuSchedule, LaneWidth, Tiles};
-    let flag = |name: &'static str, n: usize| move |e: ssmc::ScheduleError| Error::from(ssmc::ir::IrError::new(format!("{name} {n}: {e}")));
+    let flag = |name: &'static str, n: usize| move |e: ssmc::ScheduleError| Error::Usage(format!("{name} {n}: {e}"));
     let block = match block {
         Some(b) => Block::new(b).map_err(flag("--block", b))?,
         None => Block::DEFAULT,

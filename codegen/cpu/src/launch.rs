@@ -65,12 +65,10 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
 }
 
 /// Runs rows `0..rows` in `pieces` pieces, taken in turn by the calling thread and `helpers`
-/// pool threads. The caller never sleeps on the pool: a sleeping worker on this 2-vCPU VM takes
-/// tens of microseconds to wake, a decode step's whole time, so a parallel loop the caller
-/// waits on took a batch-1 step (dim 1536) from 30 to 51 us; here the caller works from the
-/// start and runs every piece itself if no helper comes (18 us with one). Taking pieces from
-/// both ends (criterion, a batch-1 decode step, eleven runs each of this and of one shared
-/// counter, alternating): 14.3 to 18.2 us against 14.6 to 19.5, mean 16.9 against 17.9.
+/// pool threads. The caller never sleeps on the pool: a sleeping worker can take as long to
+/// wake as a whole decode step, so the caller works from the start and runs every piece
+/// itself if no helper comes. Pieces are taken from both ends (measured against one shared
+/// counter in docs/benchmarks.md).
 ///
 /// Pieces start on multiples of `align` rows (four, or a row chunk's rows), so kernels that run
 /// rows four at a time (see `translate::KernelTranslator::row_blocks`) or in chunks never

@@ -10,21 +10,12 @@ pub use jit::{compile, CpuModule, JitKernel};
 pub use launch::{launch, Arg};
 
 /// What can go wrong compiling or launching on the CPU.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CpuError {
     /// Cranelift rejected a kernel or this CPU.
+    #[error("cpu backend: {0}")]
     Jit(String),
     /// A launch was refused (buffer count, size or dtype).
+    #[error("cpu launch: {0}")]
     Launch(String),
 }
-
-impl std::fmt::Display for CpuError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CpuError::Jit(m) => write!(f, "cpu backend: {m}"),
-            CpuError::Launch(m) => write!(f, "cpu launch: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for CpuError {}

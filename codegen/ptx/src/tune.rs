@@ -88,8 +88,7 @@ pub fn load(gpu: &Gpu, plan: &Plan, sizes: &[usize], inputs: &TensorMap, force: 
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
     // schedules tied with the fastest (a median of 3 calls cannot order them) are timed again,
-    // 9 calls each: on the H200 a decode step's `lanes` and `lanes2` tied at 4.4 us flushed, and
-    // the one taken ran 1.59 or 1.46 us a step in a CUDA graph
+    // 9 calls each: two decode schedules can tie flushed and differ in a CUDA graph
     let tied = tied_with_fastest(&timed.iter().map(|t| t.1).collect::<Vec<_>>());
     if tied > 1 {
         for entry in &mut timed[..tied] {
@@ -113,8 +112,8 @@ pub fn load(gpu: &Gpu, plan: &Plan, sizes: &[usize], inputs: &TensorMap, force: 
     }
     timed.sort_by(|a, b| a.1.total_cmp(&b.1));
     // a variant displaces the schedule it came from only when 1% faster: within that, the
-    // medians of 3 calls are a tie, and a tie keeps the defaults (on the H200 a decode step's
-    // variant that tied flushed ran 28% slower back to back in a CUDA graph)
+    // medians of 3 calls are a tie, and a tie keeps the defaults (a variant that ties flushed
+    // can run much slower back to back in a CUDA graph)
     let times: Vec<(bool, f64)> = timed.iter().map(|(c, t)| (c.sched == first, *t)).collect();
     let chosen = pick(&times, first_us);
     let mut best = timed.remove(chosen);

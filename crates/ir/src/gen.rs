@@ -145,3 +145,18 @@ pub fn random_inputs(g: &Graph, sizes: &[usize], seed: u64) -> Vec<(String, crat
         })
         .collect()
 }
+
+/// How many random cases a property test runs: `full`, or a tenth of it (at least 2) where
+/// `SSMC_QUICK` is set (`./test.sh quick`, the development tier).
+pub fn test_cases(full: u32) -> u32 {
+    if quick() {
+        (full / 10).max(2)
+    } else {
+        full
+    }
+}
+
+/// Whether `SSMC_QUICK` asks for the quick test tier.
+pub fn quick() -> bool {
+    std::env::var_os("SSMC_QUICK").is_some()
+}

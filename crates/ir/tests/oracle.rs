@@ -298,7 +298,7 @@ fn inputs_that_do_not_fit_are_named() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(ssmc_ir::gen::test_cases(256)))]
 
     /// Random valid graphs pass validation and evaluate without panics, with outputs shaped as
     /// their nodes' shapes say.

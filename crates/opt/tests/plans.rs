@@ -191,7 +191,7 @@ fn explain_json_has_the_documented_fields() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(ssmc_ir::gen::test_cases(96)))]
 
     /// Random valid graphs: both plans, evaluated kernel by kernel, agree with the oracle.
     #[test]
@@ -212,7 +212,7 @@ proptest! {
 #[test]
 fn random_graphs_exercise_kernel_splitting() {
     let mut split = 0;
-    for seed in 0..1000 {
+    for seed in 0..ssmc_ir::gen::test_cases(1000) as u64 {
         let g = random_graph(seed, GenOptions { ops: 16, partial_ops: true });
         let opts = Options::at_sizes(&g, &[]);
         split += usize::from(!optimize(&g, Fusion::On, &opts).unwrap().plan.notes.is_empty());

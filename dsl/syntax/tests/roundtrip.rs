@@ -62,7 +62,7 @@ fn precedence_and_negative_constants_survive_printing() {
 #[test]
 fn every_op_kind_is_covered_by_the_random_graphs() {
     let mut seen = std::collections::BTreeSet::new();
-    for seed in 0..400 {
+    for seed in 0..ssmc_ir::gen::test_cases(400) as u64 {
         for n in random_graph(seed, GenOptions::default()).nodes() {
             seen.insert(match &n.op {
                 Op::Unary(..) => "unary",
@@ -94,7 +94,7 @@ const TOKENS: [&str; 16] =
     ["x", "len", "state", ";", ",", "(", ")", "[", "]", "{", "=", "scan(", "sum(h, len)", "-1e309", "0.5..", "\""];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(ssmc_ir::gen::test_cases(256)))]
 
     #[test]
     fn random_graphs_round_trip(seed in any::<u64>(), ops in 1usize..16) {

@@ -48,7 +48,7 @@ impl KernelTranslator<'_, '_> {
     /// chunk whose seq blocks apply, with the inner dim unrolled into whole vectors, and an
     /// inner level that stores nothing (one that stores every step, as the unfused plan's scan
     /// does, is bound by memory, and walking its rows' lines once per inner vector made it
-    /// slower: 94 to 102 against 89 ms at (1, 1536, 2048, 16)).
+    /// slower).
     pub(super) fn seq_chunks(&self) -> Option<usize> {
         let steps = self.seq_chunk;
         let extent = self.k.seq?.0;
@@ -513,8 +513,8 @@ impl KernelTranslator<'_, '_> {
     }
 
     /// A chunk's first pass: `f` for each group of four steps or rows from `k`, two groups a
-    /// loop iteration where they divide the chunk (one thread, (1, 1536, 2048, 16): 37.3 to 36.8
-    /// ms; decode at batch 16: 359 to 352 us; the third pass gained nothing so).
+    /// loop iteration where they divide the chunk (a little faster for prefill and decode; the
+    /// third pass gained nothing so).
     fn first_pass_groups(&mut self, n: usize, mut f: impl FnMut(&mut Self, Value)) {
         let per = if n.is_multiple_of(8) { 8 } else { 4 };
         self.groups(n, per, |t, k| {

@@ -65,8 +65,7 @@ impl Translator<'_> {
     /// [`Self::row_offsets`]), where every buffer has fewer than 2^31 elements: [`Self::addr`]
     /// then forms a step's address from the buffer's parameter and one 32-bit offset shared by
     /// the buffers laid out alike. For the warp scan this frees the 64-bit row addresses of
-    /// the loop (with 16-bit Mamba inputs, ptxas spilled 48 bytes at 168 registers before and
-    /// none at 165 after; the H200 ran f32 11 to 15% faster, bf16 1 to 2%).
+    /// the loop, so ptxas need not spill them (measured in docs/benchmarks.md).
     pub(super) fn set_row_offsets(&mut self) {
         if self.k.buffers.iter().any(|b| b.len >= 1 << 31) {
             return;

@@ -44,16 +44,14 @@ pub(crate) struct WarpScan {
     /// (its true state) instead of `x h_local + (x P) h_in` (16 fewer instructions a state per
     /// block, the entering and leaving states live together), whole blocks skip the clamps and
     /// step guards, and each step's correction is one chain. With f32 inputs (twice the
-    /// registers per vector) ptxas spills more with these (the last step alone: 68 bytes, 22
-    /// `STL` and 22 `LDL` inside the loop, 12% slower on the H200; the rest: 128 bytes instead
-    /// of 88), so they are left out there.
+    /// registers per vector) ptxas spills more with these, inside the loop, so they are left
+    /// out there.
     pub narrow: bool,
     /// A lane's piece is emitted state by state (each state through the lane's steps, its
     /// `(P, h)` stored for the combine as soon as it is complete) instead of step by step
-    /// (every state at each step). With f32 inputs ptxas then spilled 48 bytes at [`MAX_REGS`]
-    /// instead of 88 (before the rows' 32-bit offsets; none now), and the H200 ran the kernel
-    /// 6 to 9% faster; with 16-bit inputs it was 2 to 4% slower (session 16), so those keep the
-    /// step-by-step order.
+    /// (every state at each step). With f32 inputs ptxas then spills less and the kernel runs
+    /// faster; with 16-bit inputs it ran slower, so those keep the step-by-step order
+    /// (docs/benchmarks.md).
     pub state_major: bool,
     /// Consecutive steps per lane: [`PER_LANE`], or twice that in two passes.
     pub per_lane: usize,
@@ -61,10 +59,8 @@ pub(crate) struct WarpScan {
     /// sums, the steps' sums carried from one to the next. Two passes of 8 steps a lane (blocks
     /// of 256 steps) move half the combine's bytes per step: the 32 pieces' `(P, h)` of half
     /// the states per pass, over twice the steps. Where every seq-indexed input is 16-bit, the
-    /// block whole and the states 8 to 32, an even count, summed only against something (the
-    /// H200, bf16: 1.6% faster at (1, 1536, 2048, 16), 2.9% at (8, 1536, 2048, 16); ptxas
-    /// spilled 48 bytes at [`MAX_REGS`], none since the rows' 32-bit offsets. With f32 vectors
-    /// of 8 steps the registers run out).
+    /// block whole and the states 8 to 32, an even count, summed only against something (a
+    /// little faster there; with f32 vectors of 8 steps the registers run out).
     pub passes: usize,
     /// The lanes' vectors of outputs stored past L1 (`st.global.L1::no_allocate`; the
     /// schedule's choice, [`crate::GpuSchedule::WarpScan`]).
@@ -257,8 +253,7 @@ impl Translator<'_> {
         let ty = if f32 { "f32" } else { "b32" };
         // a row's own input (no other row reads it: every row stride nonzero) is read once and
         // skips L1, which then keeps the inputs rows share (Mamba's B and C, read by every warp
-        // of a batch). The H200, Mamba's u, delta and z so: bf16 1.5% faster at (1, 1536, 2048,
-        // 16) and (8, 1536, 2048, 16), f32 4 and 5% (session 17)
+        // of a batch)
         let hint = if a.row.iter().all(|&s| s != 0) { ".L1::no_allocate" } else { "" };
         for (at, width, part) in parts_of_16_bytes(&addr, &regs) {
             self.w.ins(format!("ld.global.nc{hint}.v{width}.{ty} {{{part}}}, [{at}]"));
