@@ -235,4 +235,19 @@ mod tests {
         assert_eq!(tag_dim(dim_tag(ssmc_ir::DimId(3))), Some(ssmc_ir::DimId(3)));
         assert_eq!("inf".parse::<Real>(), Err(()));
     }
+
+    #[test]
+    fn ops_parse_from_the_irs_names_and_print_back() {
+        let text = "(gate silu (max (sin in:x) -1.5) (- (cos in:x) max))";
+        let e: egg::RecExpr<Ssm> = text.parse().unwrap();
+        let nodes = e.as_ref();
+        assert!(matches!(nodes[0], Ssm::Tag(t) if t.as_str() == "silu"), "a word alone is a tag");
+        assert!(nodes.iter().any(|n| matches!(n, Ssm::Unary(UnaryOp::Sin, _))));
+        assert!(nodes.iter().any(|n| matches!(n, Ssm::Binary(BinaryOp::Max, _))));
+        assert!(nodes.iter().any(|n| matches!(n, Ssm::Binary(BinaryOp::Sub, _))));
+        assert!(nodes.iter().any(|n| matches!(n, Ssm::Tag(t) if t.as_str() == "max")), "and so is `max`");
+        assert_eq!(e.to_string(), text);
+        assert!("(add in:x in:y)".parse::<egg::RecExpr<Ssm>>().is_err(), "terms write `+`");
+        assert!("(sin in:x in:y)".parse::<egg::RecExpr<Ssm>>().is_err(), "sin takes one operand");
+    }
 }
