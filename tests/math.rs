@@ -132,3 +132,42 @@ fn exp2_of_a_checked_product_has_exp2s_error_and_special_values() {
     let nan = exp2_in_scan(&[(0..64).map(|i| if i == 63 { f64::NAN } else { 1.0 }).collect()]);
     assert!(nan[0][63].is_nan());
 }
+
+#[test]
+fn sin_and_cos_absolute_error_below_1e7_for_x_up_to_1e4() {
+    // a wide sweep (its points fall anywhere in their quadrants) and every f32 near the
+    // multiples of pi/2 where the reduction cancels most
+    let mut xs = sweep(-1e4, 1e4, 400_003);
+    for j in -6366i32..=6366 {
+        let m = (f64::from(j) * std::f64::consts::FRAC_PI_2) as f32;
+        let mut v = m;
+        for _ in 0..4 {
+            xs.extend([f64::from(v), f64::from(-v)]);
+            v = f32::from_bits(v.to_bits() + 1);
+        }
+    }
+    let s = max_abs("sin", &xs, f64::sin);
+    let c = max_abs("cos", &xs, f64::cos);
+    println!("sin {s:e} cos {c:e}");
+    assert!(s < 1e-7 && c < 1e-7, "sin {s:e}, cos {c:e}");
+    // near 0, sin keeps its relative accuracy
+    let small: Vec<f64> = sweep(-0.7, 0.7, 20_001).into_iter().filter(|x| *x != 0.0).chain([1e-30, -3e-8, 1e-4]).collect();
+    let r = max_rel("sin", &small, f64::sin);
+    println!("sin rel {r:e}");
+    assert!(r < 2e-7, "sin rel near 0 {r:e}");
+}
+
+#[test]
+fn sin_and_cos_of_large_and_special_arguments() {
+    // accurate up to the limit of the exact reduction, NaN beyond it, at infinity and at NaN
+    let xs = sweep(1e4, 6.5e6, 100_003);
+    let s = max_abs("sin", &xs, f64::sin);
+    let c = max_abs("cos", &xs, f64::cos);
+    println!("large: sin {s:e} cos {c:e}");
+    assert!(s < 1e-7 && c < 1e-7, "sin {s:e}, cos {c:e}");
+    for f in ["sin", "cos"] {
+        assert!(jit(f, &[6.6e6, -1e30, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]).iter().all(|v| v.is_nan()), "{f}");
+    }
+    assert_eq!(jit("sin", &[0.0]), vec![0.0]);
+    assert_eq!(jit("cos", &[0.0]), vec![1.0]);
+}

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use ssmc::ir::gen::{random_graph, GenOptions};
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES};
+use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, ROTARY};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::runtime::{HostTensor, TensorMap};
@@ -37,6 +37,18 @@ fn every_example_matches_the_oracle() {
         for (b, d, l, n) in [(2, 3, 7, 16), (1, 5, 1, 1), (2, 4, 9, 6), (2, 8, 1, 16), (3, 12, 1, 5)] {
             let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), DType::F32, 3).unwrap();
             check(&layer, &x, &format!("{name} ({b},{d},{l},{n})"));
+        }
+    }
+}
+
+#[test]
+fn sin_and_cos_match_the_oracle() {
+    // angles up to 1e4 radians, f32 and bf16, every schedule, fused and not
+    let layer = Layer::parse(ROTARY).unwrap();
+    for (b, d, l, n) in [(2, 3, 7, 16), (1, 5, 1, 1), (2, 4, 9, 6), (1, 2, 70, 5)] {
+        for dtype in [DType::F32, DType::BF16] {
+            let x = random_inputs(layer.graph(), &dims(&layer, b, d, l, n), dtype, 7).unwrap();
+            check(&layer, &x, &format!("rotary {dtype} ({b},{d},{l},{n})"));
         }
     }
 }

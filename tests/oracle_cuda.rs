@@ -5,7 +5,7 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, ROTARY, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Block, Chunks, Fusion, GpuSchedule, LaneWidth, Layer, Tiles};
@@ -62,6 +62,20 @@ fn every_example_matches_the_oracle_on_the_gpu() {
                 check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 4, &format!("{name} {fusion:?} {schedule}"));
             }
         }
+    }
+}
+
+#[test]
+fn sin_and_cos_match_the_oracle_on_the_gpu() {
+    // sin.approx and cos.approx of arguments reduced to [-pi, pi] from up to 1e4 radians, f32
+    // and bf16, fused under every schedule and unfused
+    let layer = Layer::parse(ROTARY).unwrap();
+    let runs = GpuSchedule::ALL.map(|s| (Fusion::On, s)).into_iter().chain([(Fusion::Off, GpuSchedule::ROWS)]);
+    for (fusion, schedule) in runs {
+        let Some(compiled) = compile(&layer, fusion) else { return };
+        let compiled = compiled.with_gpu_schedule(schedule).unwrap();
+        let shapes = [(2, 37, 33, 16), (1, 8, 1, 16), (2, 64, 301, 16), (1, 3, 100, 5)];
+        check(&layer, &compiled, &shapes, &[DType::F32, DType::BF16], 8, &format!("rotary {fusion:?} {schedule}"));
     }
 }
 

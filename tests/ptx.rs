@@ -3,7 +3,7 @@
 //! unless `SSMC_SKIP_PTXAS=1` says it may be skipped.
 
 mod common;
-use common::{example, random_dims, random_variant, variant_shape, EXAMPLES, TWO_READOUTS, two_readouts_products_only};
+use common::{example, random_dims, random_variant, variant_shape, EXAMPLES, ROTARY, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::{Block, Chunks, Fusion, GpuSchedule, LaneWidth, ScheduleError, Tiles};
 use std::collections::BTreeMap;
@@ -64,6 +64,27 @@ fn every_example_assembles_for_sm90() {
         ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("state 80 {fusion:?}: {log}"));
     }
     println!("{}", report.join("\n"));
+}
+
+#[test]
+fn sin_and_cos_reduce_their_argument_and_assemble_under_every_schedule() {
+    let Some(ptxas) = ptxas() else { return };
+    let layer = ssmc::Layer::parse(ROTARY).unwrap();
+    for (fusion, schedules) in [(Fusion::On, &GpuSchedule::ALL[..]), (Fusion::Off, &GpuSchedule::ALL[..2])] {
+        for &schedule in schedules {
+            for dtype in [DType::F32, DType::BF16] {
+                let what = format!("{fusion:?} {schedule} {dtype}");
+                let ptx = ssmc::gpu::ptx(&layer, fusion, &sizes(2, 64, 300), dtype, schedule).unwrap_or_else(|e| panic!("{what}: {e}"));
+                // each reduced to [-pi, pi] (rint(x / 2pi), then x - k 2pi in two parts) first
+                for op in ["sin", "cos"] {
+                    let at = ptx.find(&format!("{op}.approx.f32")).unwrap_or_else(|| panic!("{what}: no {op}"));
+                    let before = &ptx[..at];
+                    assert!(before.contains("cvt.rni.f32.f32") && before.contains("0fC0C90FDB") && before.contains("0f343BBD2E"), "{what}: {op} unreduced");
+                }
+                ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{what}: ptxas failed:\n{log}"));
+            }
+        }
+    }
 }
 
 #[test]
@@ -444,7 +465,7 @@ fn random_graphs_assemble_under_every_schedule() {
     use ssmc::ir::gen::{random_graph, GenOptions};
     let Some(ptxas) = ptxas() else { return };
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for seed in 0..ssmc::ir::gen::test_cases(24) as u64 {
+    for seed in 0..ssmc::ir::gen::test_cases(24).max(8) as u64 {
         let layer = ssmc::Layer::from_graph(random_graph(seed, GenOptions { ops: 10, partial_ops: false })).unwrap();
         for max in [6, 160] {
             let d = random_dims(&layer, seed, max);
@@ -485,7 +506,7 @@ fn random_ssm_variants_assemble_under_every_schedule() {
             }
         }
     }
-    assert!(warp >= n, "the warp scan took {warp} of {} (variant, dtype) kernels", 2 * n);
+    assert!(warp >= n as usize, "the warp scan took {warp} of {} (variant, dtype) kernels", 2 * n);
 }
 
 #[test]

@@ -24,6 +24,23 @@ pub const TWO_READOUTS: &str = "layer TwoReadouts {
     output w = sum(h * E, state);
 }";
 
+/// Sines and cosines as a rotary embedding uses them (Mamba-3 rotates `B` and `C`): `B` and `C`
+/// mixed by an angle per state and step, the angles as large as a long sequence's cumulative
+/// ones, before the scan and before the readout. The angles are inputs, so the kernels' `f32`
+/// and the oracle's `f64` take the sine of the same number.
+pub const ROTARY: &str = "layer Rotary {
+    dims batch, dim, len, state;
+    input u: [batch, dim, len];
+    param A: [dim, state] in -4.0..-0.5;
+    input B: [batch, state, len];
+    input C: [batch, state, len];
+    input theta: [batch, state, len] in -10000.0..10000.0;
+    let c = cos(theta);
+    let s = sin(theta);
+    let h = scan(exp(A), (B * c - C * s) * u, len);
+    output y = sum((C * c + B * s) * h, state);
+}";
+
 /// [`TWO_READOUTS`] without its plain sum: the warp scan may take its states in two passes.
 pub fn two_readouts_products_only() -> String {
     let spec = TWO_READOUTS.replace(" + sum(B, state)", "");

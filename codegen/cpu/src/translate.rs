@@ -845,5 +845,7 @@ fn unary(b: &mut FunctionBuilder, ty: Type, u: UnaryOp, x: Value) -> Value {
             b.ins().fmul(x, s)
         }
         UnaryOp::Tanh => math::tanh(b, ty, x),
+        UnaryOp::Sin => math::sin(b, ty, x),
+        UnaryOp::Cos => math::cos(b, ty, x),
     }
 }

@@ -181,6 +181,25 @@ pub fn tanh(w: &mut Regs, x: &str) -> String {
     series_below(w, x, &xx, &[1.0, -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0], 0.25, &big)
 }
 
+/// `sin x` or `cos x` (`op` is `"sin"` or `"cos"`): the hardware's `sin.approx` / `cos.approx`
+/// (absolute error about 2^-20.9 on [-pi, pi], growing outside it) of `x` reduced to [-pi, pi]
+/// first: `r = x - k 2pi`, `k = rint(x / 2pi)`, with `2pi` in two parts (`C1 = 2pi` rounded to
+/// f32, `C2` the rest rounded) so that `x - k C1` is exact (both multiples of 2^-21 from
+/// `|x| >= 4`, the difference below 8) and `r` errs by rounding once plus `k 6.9e-15`.
+pub fn sin_cos(w: &mut Regs, op: &str, x: &str) -> String {
+    let t = w.f();
+    w.ins(format!("mul.f32 {t}, {x}, {}", fimm(f32::from_bits(0x3E22_F983)))); // 1 / 2pi
+    let k = w.f();
+    w.ins(format!("cvt.rni.f32.f32 {k}, {t}"));
+    let r1 = w.f();
+    w.ins(format!("fma.rn.f32 {r1}, {k}, {}, {x}", fimm(-f32::from_bits(0x40C9_0FDB))));
+    let r = w.f();
+    w.ins(format!("fma.rn.f32 {r}, {k}, {}, {r1}", fimm(-f32::from_bits(0xB43B_BD2E))));
+    let d = w.f();
+    w.ins(format!("{op}.approx.f32 {d}, {r}"));
+    d
+}
+
 /// A binary instruction's text.
 pub fn binary(op: ssmc_ir::BinaryOp) -> &'static str {
     use ssmc_ir::BinaryOp::*;
@@ -226,6 +245,8 @@ pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str, ratio: bool) -> String
             d
         }
         Tanh => tanh(w, x),
+        Sin => sin_cos(w, "sin", x),
+        Cos => sin_cos(w, "cos", x),
     }
 }
 

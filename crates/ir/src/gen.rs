@@ -5,7 +5,7 @@
 //! its seed.
 
 use crate::graph::{Graph, NodeId};
-use crate::op::{BinaryOp, GateKind, InputKind, Method, Op, UnaryOp};
+use crate::op::{BinaryOp, Domain, GateKind, InputKind, Method, Op, UnaryOp};
 use crate::dim::DimId;
 
 /// SplitMix64, enough for choosing ops.
@@ -38,7 +38,7 @@ impl Pick {
 pub struct GenOptions {
     /// How many ops to try adding after the inputs.
     pub ops: usize,
-    /// Include the transcendental ops that can leave their domain (`log`, `sqrt`, ...).
+    /// Include the ops that can leave their domain (`log`, `sqrt`, ...: [`Domain::Partial`]).
     pub partial_ops: bool,
 }
 
@@ -72,10 +72,15 @@ pub fn random_graph(seed: u64, opts: GenOptions) -> Graph {
         g.input(&format!("x{i}"), kind, &layout, None).expect("valid layout");
     }
     let w = g.input("w", InputKind::Param, &[k], None).expect("valid layout");
+    // `Small`-domain ops (sin, cos) are left out: random chains give them arguments far too
+    // large for an f32 kernel to agree with the oracle (see `Domain::Small`); the tests of each
+    // such op give it bounded inputs instead
     let unary: Vec<UnaryOp> = UnaryOp::ALL
         .into_iter()
-        .filter(|u| {
-            opts.partial_ops || !matches!(u, UnaryOp::Log | UnaryOp::Log1p | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip)
+        .filter(|u| match u.domain() {
+            Domain::All => true,
+            Domain::Partial => opts.partial_ops,
+            Domain::Small => false,
         })
         .collect();
     let mut tries = 0;

@@ -43,5 +43,5 @@ pub use dim::{DimId, Shape};
 pub use dtype::DType;
 pub use error::{IrError, Result};
 pub use graph::{Graph, Node, NodeId, Output};
-pub use op::{BinaryOp, GateKind, InputDecl, InputKind, Method, Op, UnaryOp};
+pub use op::{BinaryOp, Domain, GateKind, InputDecl, InputKind, Method, Op, UnaryOp, UnknownOp};
 pub use span::Span;

@@ -2,79 +2,107 @@
 //!
 //! The scalar functions here are the definitions every backend must agree with; the oracle in
 //! [`crate::interp`] applies them over tensors.
+//!
+//! Unary and binary ops are each declared once, in a table (the `unary_ops!` and `binary_ops!`
+//! invocations below): a row gives the variant, its DSL name and the facts later stages read
+//! from it (the random generator's [`Domain`], the optimizer's rough arithmetic cost). Everything
+//! that lists ops (the optimizer's e-graph language and fusion laws, the DSL's names, the
+//! printer) derives from [`UnaryOp::ALL`] and [`BinaryOp::ALL`]; a new op then needs its row, its
+//! `eval` arm here (the oracle) and its lowering in each backend.
 
 use crate::dim::{DimId, Shape};
 use crate::dtype::DType;
 use crate::graph::NodeId;
+use std::fmt;
+use std::str::FromStr;
 
-/// Elementwise functions of one argument.
+/// Which arguments a unary op is fit to be tested on: what [`crate::gen`] draws ops by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
+pub enum Domain {
+    /// Every real number (the result may overflow).
+    All,
+    /// Part of the line: `log` of a negative number or `recip` of 0 leaves the reals.
+    Partial,
+    /// Every real number, but well conditioned in `f32` only for small arguments: `sin` of an
+    /// argument `x` rounded to `f32` is off by up to `|x| 2^-24`, which chains of random ops
+    /// (exponentials, scans) make arbitrarily large.
+    Small,
+}
+
+/// Declares [`UnaryOp`] from one table: `Variant = "dsl name", domain, arithmetic cost;` per op,
+/// each after its doc comment. The order of the rows is [`UnaryOp::ALL`]'s and the derived
+/// `Ord`'s (which the optimizer's e-graph orders nodes by): new ops go at the end.
+macro_rules! unary_ops {
+    ($($(#[doc = $doc:literal])+ $op:ident = $name:literal, $domain:ident, $flops:literal;)+) => {
+        /// Elementwise functions of one argument.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum UnaryOp {
+            $($(#[doc = $doc])+ $op,)+
+        }
+
+        impl UnaryOp {
+            /// Every unary op, in a stable order (the table's).
+            pub const ALL: [UnaryOp; [$($name),+].len()] = [$(UnaryOp::$op),+];
+
+            /// The function's name in the DSL.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(UnaryOp::$op => $name,)+
+                }
+            }
+
+            /// Where the op is fit to be tested (see [`Domain`]).
+            pub fn domain(self) -> Domain {
+                match self {
+                    $(UnaryOp::$op => Domain::$domain,)+
+                }
+            }
+
+            /// Arithmetic per element, roughly (the optimizer's tie-breaker between terms that
+            /// move the same bytes).
+            pub fn flops(self) -> f64 {
+                match self {
+                    $(UnaryOp::$op => $flops,)+
+                }
+            }
+        }
+    };
+}
+
+unary_ops! {
     /// `-x`
-    Neg,
+    Neg = "neg", All, 1.0;
     /// `e^x`
-    Exp,
+    Exp = "exp", All, 8.0;
     /// `2^x`
-    Exp2,
+    Exp2 = "exp2", All, 6.0;
     /// natural logarithm
-    Log,
+    Log = "log", Partial, 8.0;
     /// `ln(1 + x)`
-    Log1p,
+    Log1p = "log1p", Partial, 8.0;
     /// `ln(1 + e^x)`, computed stably for large `|x|`
-    Softplus,
+    Softplus = "softplus", All, 12.0;
     /// `1 / (1 + e^-x)`
-    Sigmoid,
+    Sigmoid = "sigmoid", All, 10.0;
     /// `x * sigmoid(x)`
-    Silu,
+    Silu = "silu", All, 11.0;
     /// hyperbolic tangent
-    Tanh,
+    Tanh = "tanh", All, 10.0;
     /// square root
-    Sqrt,
+    Sqrt = "sqrt", Partial, 4.0;
     /// `1 / sqrt(x)`
-    Rsqrt,
+    Rsqrt = "rsqrt", Partial, 4.0;
     /// `1 / x`
-    Recip,
+    Recip = "recip", Partial, 4.0;
     /// `|x|`
-    Abs,
+    Abs = "abs", All, 1.0;
+    /// sine (radians)
+    Sin = "sin", Small, 12.0;
+    /// cosine (radians)
+    Cos = "cos", Small, 12.0;
 }
 
 impl UnaryOp {
-    /// Every unary op, in a stable order.
-    pub const ALL: [UnaryOp; 13] = [
-        UnaryOp::Neg,
-        UnaryOp::Exp,
-        UnaryOp::Exp2,
-        UnaryOp::Log,
-        UnaryOp::Log1p,
-        UnaryOp::Softplus,
-        UnaryOp::Sigmoid,
-        UnaryOp::Silu,
-        UnaryOp::Tanh,
-        UnaryOp::Sqrt,
-        UnaryOp::Rsqrt,
-        UnaryOp::Recip,
-        UnaryOp::Abs,
-    ];
-
-    /// The function's name in the DSL.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Exp2 => "exp2",
-            UnaryOp::Log => "log",
-            UnaryOp::Log1p => "log1p",
-            UnaryOp::Softplus => "softplus",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Silu => "silu",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Rsqrt => "rsqrt",
-            UnaryOp::Recip => "recip",
-            UnaryOp::Abs => "abs",
-        }
-    }
-
     /// Looks a function up by its DSL name.
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.name() == s)
@@ -96,7 +124,24 @@ impl UnaryOp {
             UnaryOp::Rsqrt => 1.0 / x.sqrt(),
             UnaryOp::Recip => 1.0 / x,
             UnaryOp::Abs => x.abs(),
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
         }
+    }
+}
+
+/// The DSL name (`exp`).
+impl fmt::Display for UnaryOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A DSL name; any other word is an error.
+impl FromStr for UnaryOp {
+    type Err = UnknownOp;
+    fn from_str(s: &str) -> Result<Self, UnknownOp> {
+        Self::from_name(s).ok_or(UnknownOp)
     }
 }
 
@@ -118,51 +163,77 @@ pub fn sigmoid(x: f64) -> f64 {
     }
 }
 
-/// Elementwise functions of two arguments (broadcast by dimension name).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
+/// `Some(x)` for a table's optional column, `None` where the row leaves it out.
+macro_rules! optional {
+    () => {
+        None
+    };
+    ($x:expr) => {
+        Some($x)
+    };
+}
+
+/// Declares [`BinaryOp`] from one table: `Variant = "dsl name" (infix symbol, precedence)?,
+/// arithmetic cost;` per op, each after its doc comment; as for unary ops, new rows go last.
+macro_rules! binary_ops {
+    ($($(#[doc = $doc:literal])+ $op:ident = $name:literal $(infix $sym:literal at $prec:literal)?, $flops:literal;)+) => {
+        /// Elementwise functions of two arguments (broadcast by dimension name).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum BinaryOp {
+            $($(#[doc = $doc])+ $op,)+
+        }
+
+        impl BinaryOp {
+            /// Every binary op, in a stable order (the table's).
+            pub const ALL: [BinaryOp; [$($name),+].len()] = [$(BinaryOp::$op),+];
+
+            /// The function's name in the DSL (`+ - * /` are also written infix).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(BinaryOp::$op => $name,)+
+                }
+            }
+
+            /// The infix symbol, for the ops that have one.
+            pub fn symbol(self) -> Option<&'static str> {
+                match self {
+                    $(BinaryOp::$op => optional!($($sym)?),)+
+                }
+            }
+
+            /// How tightly the infix form binds (`*` 2 over `+` 1), for the ops that have one.
+            pub fn precedence(self) -> Option<u8> {
+                match self {
+                    $(BinaryOp::$op => optional!($($prec)?),)+
+                }
+            }
+
+            /// Arithmetic per element, roughly (as [`UnaryOp::flops`]).
+            pub fn flops(self) -> f64 {
+                match self {
+                    $(BinaryOp::$op => $flops,)+
+                }
+            }
+        }
+    };
+}
+
+binary_ops! {
     /// `a + b`
-    Add,
+    Add = "add" infix "+" at 1, 1.0;
     /// `a - b`
-    Sub,
+    Sub = "sub" infix "-" at 1, 1.0;
     /// `a * b`
-    Mul,
+    Mul = "mul" infix "*" at 2, 1.0;
     /// `a / b`
-    Div,
+    Div = "div" infix "/" at 2, 4.0;
     /// larger of the two (NaN if either is NaN)
-    Max,
+    Max = "max", 1.0;
     /// smaller of the two (NaN if either is NaN)
-    Min,
+    Min = "min", 1.0;
 }
 
 impl BinaryOp {
-    /// Every binary op, in a stable order.
-    pub const ALL: [BinaryOp; 6] =
-        [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
-
-    /// The function's name in the DSL (`+ - * /` are also written infix).
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Max => "max",
-            BinaryOp::Min => "min",
-        }
-    }
-
-    /// The infix symbol, for the ops that have one.
-    pub fn symbol(self) -> Option<&'static str> {
-        match self {
-            BinaryOp::Add => Some("+"),
-            BinaryOp::Sub => Some("-"),
-            BinaryOp::Mul => Some("*"),
-            BinaryOp::Div => Some("/"),
-            BinaryOp::Max | BinaryOp::Min => None,
-        }
-    }
-
     /// Looks a function up by its DSL name.
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.name() == s)
@@ -182,6 +253,33 @@ impl BinaryOp {
         }
     }
 }
+
+/// As the DSL writes the op: its infix symbol where it has one (`+`), else its name (`max`).
+impl fmt::Display for BinaryOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.symbol().unwrap_or(self.name()))
+    }
+}
+
+/// What [`BinaryOp`]'s `Display` writes (`+`, `max`); anything else, `add` included, is an error.
+impl FromStr for BinaryOp {
+    type Err = UnknownOp;
+    fn from_str(s: &str) -> Result<Self, UnknownOp> {
+        Self::ALL.into_iter().find(|op| op.symbol().unwrap_or(op.name()) == s).ok_or(UnknownOp)
+    }
+}
+
+/// A word that names no op of the kind asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownOp;
+
+impl fmt::Display for UnknownOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown op")
+    }
+}
+
+impl std::error::Error for UnknownOp {}
 
 /// How a continuous system `h' = A h + B x` becomes the recurrence `h = Abar h + Bbar x` for a
 /// step `dt`. Mamba uses [`Method::Zoh`] for `A` and [`Method::Euler`] for `B`.
@@ -481,6 +579,24 @@ mod tests {
         }
         for g in GateKind::ALL {
             assert_eq!(GateKind::from_name(g.name()), Some(g));
+        }
+    }
+
+    #[test]
+    fn display_and_from_str_round_trip_and_accept_nothing_else() {
+        for u in UnaryOp::ALL {
+            assert_eq!(u.to_string().parse(), Ok(u));
+        }
+        for b in BinaryOp::ALL {
+            assert_eq!(b.to_string().parse(), Ok(b));
+        }
+        assert_eq!(BinaryOp::Add.to_string(), "+");
+        assert_eq!(BinaryOp::Max.to_string(), "max");
+        for word in ["add", "mat", "sum", "1.0", "-1", "silu2", ""] {
+            assert_eq!(word.parse::<BinaryOp>(), Err(UnknownOp), "{word}");
+        }
+        for word in ["+", "max", "mat", "final", "1.0", ""] {
+            assert_eq!(word.parse::<UnaryOp>(), Err(UnknownOp), "{word}");
         }
     }
 

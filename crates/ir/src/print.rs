@@ -6,7 +6,7 @@
 //! well inside the parser's limits on nesting and length however long a chain is.
 
 use crate::graph::{Graph, NodeId};
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::Op;
 use std::collections::HashSet;
 use std::fmt::Write;
 
@@ -165,7 +165,7 @@ impl<'a> Printer<'a> {
             self.budget -= 1;
             *cursor -= 1;
             let prec = match &self.g.node(id).op {
-                Op::Binary(b, ..) => precedence(*b),
+                Op::Binary(b, ..) => b.precedence(),
                 _ => None,
             };
             self.depth += 1;
@@ -190,13 +190,12 @@ impl<'a> Printer<'a> {
         match &op {
             Op::Input(_) => unreachable!("inputs are declarations"),
             Op::Const(v) => format!("{v:?}"),
-            Op::Unary(UnaryOp::Neg, _) => format!("neg({})", plain[0]),
             Op::Unary(u, _) => format!("{}({})", u.name(), plain[0]),
-            Op::Binary(b, ..) => match precedence(*b) {
+            Op::Binary(b, ..) => match b.precedence() {
                 Some(p) => {
                     let l = paren(&texts[0], |c| c < p);
                     let r = paren(&texts[1], |c| c <= p);
-                    format!("{l} {} {r}", b.symbol().unwrap_or("?"))
+                    format!("{l} {b} {r}")
                 }
                 None => format!("{}({}, {})", b.name(), plain[0], plain[1]),
             },
@@ -225,14 +224,6 @@ impl<'a> Printer<'a> {
                 s + ")"
             }
         }
-    }
-}
-
-fn precedence(b: BinaryOp) -> Option<u8> {
-    match b {
-        BinaryOp::Add | BinaryOp::Sub => Some(1),
-        BinaryOp::Mul | BinaryOp::Div => Some(2),
-        BinaryOp::Max | BinaryOp::Min => None,
     }
 }
 

@@ -154,7 +154,7 @@ fn gates_by_hand() {
 
 #[test]
 fn unary_ops_by_hand() {
-    let cases: [(UnaryOp, f64, f64); 13] = [
+    let cases: [(UnaryOp, f64, f64); 21] = [
         (UnaryOp::Neg, 2.0, -2.0),
         (UnaryOp::Exp, 1.0, std::f64::consts::E),
         (UnaryOp::Exp2, 3.0, 8.0),
@@ -168,6 +168,15 @@ fn unary_ops_by_hand() {
         (UnaryOp::Rsqrt, 4.0, 0.5),
         (UnaryOp::Recip, 4.0, 0.25),
         (UnaryOp::Abs, -3.0, 3.0),
+        // radians, odd and even, and far from 0
+        (UnaryOp::Sin, std::f64::consts::FRAC_PI_6, 0.5),
+        (UnaryOp::Sin, -std::f64::consts::FRAC_PI_2, -1.0),
+        (UnaryOp::Sin, 1000.0 * std::f64::consts::PI + std::f64::consts::FRAC_PI_6, 0.5),
+        (UnaryOp::Sin, 0.0, 0.0),
+        (UnaryOp::Cos, std::f64::consts::FRAC_PI_3, 0.5),
+        (UnaryOp::Cos, -std::f64::consts::PI, -1.0),
+        (UnaryOp::Cos, 1000.0 * std::f64::consts::PI + std::f64::consts::FRAC_PI_3, 0.5),
+        (UnaryOp::Cos, 0.0, 1.0),
     ];
     for (op, x, want) in cases {
         let mut g = Graph::new("u");

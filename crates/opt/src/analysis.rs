@@ -107,35 +107,18 @@ pub fn node_shape(graph: &Graph, enode: &Ssm, child: impl Fn(Id) -> Facts) -> Sh
 
 /// The IR unary op of a term node, if it is one.
 pub fn unary_of(n: &Ssm) -> Option<(UnaryOp, Id)> {
-    Some(match n {
-        Ssm::Neg(x) => (UnaryOp::Neg, *x),
-        Ssm::Exp(x) => (UnaryOp::Exp, *x),
-        Ssm::Exp2(x) => (UnaryOp::Exp2, *x),
-        Ssm::Log(x) => (UnaryOp::Log, *x),
-        Ssm::Log1p(x) => (UnaryOp::Log1p, *x),
-        Ssm::Softplus(x) => (UnaryOp::Softplus, *x),
-        Ssm::Sigmoid(x) => (UnaryOp::Sigmoid, *x),
-        Ssm::Silu(x) => (UnaryOp::Silu, *x),
-        Ssm::Tanh(x) => (UnaryOp::Tanh, *x),
-        Ssm::Sqrt(x) => (UnaryOp::Sqrt, *x),
-        Ssm::Rsqrt(x) => (UnaryOp::Rsqrt, *x),
-        Ssm::Recip(x) => (UnaryOp::Recip, *x),
-        Ssm::Abs(x) => (UnaryOp::Abs, *x),
-        _ => return None,
-    })
+    match n {
+        Ssm::Unary(u, [x]) => Some((*u, *x)),
+        _ => None,
+    }
 }
 
 /// The IR binary op of a term node, if it is one.
 pub fn binary_of(n: &Ssm) -> Option<(BinaryOp, Id, Id)> {
-    Some(match n {
-        Ssm::Add([a, b]) => (BinaryOp::Add, *a, *b),
-        Ssm::Sub([a, b]) => (BinaryOp::Sub, *a, *b),
-        Ssm::Mul([a, b]) => (BinaryOp::Mul, *a, *b),
-        Ssm::Div([a, b]) => (BinaryOp::Div, *a, *b),
-        Ssm::Max([a, b]) => (BinaryOp::Max, *a, *b),
-        Ssm::Min([a, b]) => (BinaryOp::Min, *a, *b),
-        _ => return None,
-    })
+    match n {
+        Ssm::Binary(b, [x, y]) => Some((*b, *x, *y)),
+        _ => None,
+    }
 }
 
 /// The fusion kind of a term node.

@@ -2,7 +2,6 @@
 //! in `mat`, the unfused form), and an extracted term becomes a graph plus the set of values it
 //! stores.
 
-use crate::analysis::{binary_of, unary_of};
 use crate::lang::{dim_tag, input_tag, tag_dim, tag_input, Real, Ssm};
 use egg::{Id, RecExpr, Symbol};
 use ssmc_ir::{Graph, IrError, NodeId, Op};
@@ -18,8 +17,8 @@ pub fn to_term(g: &Graph) -> RecExpr<Ssm> {
         let value = match &node.op {
             Op::Input(d) => e.add(Ssm::Tag(input_tag(&d.name))),
             Op::Const(v) => e.add(Ssm::Num(Real::new(*v))),
-            Op::Unary(u, x) => e.add(unary_node(*u, r(*x))),
-            Op::Binary(b, x, y) => e.add(binary_node(*b, [r(*x), r(*y)])),
+            Op::Unary(u, x) => e.add(Ssm::Unary(*u, [r(*x)])),
+            Op::Binary(b, x, y) => e.add(Ssm::Binary(*b, [r(*x), r(*y)])),
             Op::Sum { x, dim } => {
                 let d = e.add(Ssm::Tag(dim_tag(*dim)));
                 e.add(Ssm::Sum([r(*x), d]))
@@ -64,37 +63,6 @@ pub fn to_term(g: &Graph) -> RecExpr<Ssm> {
     let outs: Vec<Id> = g.outputs().iter().map(|o| reads[o.node.index()]).collect();
     e.add(Ssm::Outs(outs.into_boxed_slice()));
     e
-}
-
-fn unary_node(u: ssmc_ir::UnaryOp, x: Id) -> Ssm {
-    use ssmc_ir::UnaryOp::*;
-    match u {
-        Neg => Ssm::Neg(x),
-        Exp => Ssm::Exp(x),
-        Exp2 => Ssm::Exp2(x),
-        Log => Ssm::Log(x),
-        Log1p => Ssm::Log1p(x),
-        Softplus => Ssm::Softplus(x),
-        Sigmoid => Ssm::Sigmoid(x),
-        Silu => Ssm::Silu(x),
-        Tanh => Ssm::Tanh(x),
-        Sqrt => Ssm::Sqrt(x),
-        Rsqrt => Ssm::Rsqrt(x),
-        Recip => Ssm::Recip(x),
-        Abs => Ssm::Abs(x),
-    }
-}
-
-fn binary_node(b: ssmc_ir::BinaryOp, xy: [Id; 2]) -> Ssm {
-    use ssmc_ir::BinaryOp::*;
-    match b {
-        Add => Ssm::Add(xy),
-        Sub => Ssm::Sub(xy),
-        Mul => Ssm::Mul(xy),
-        Div => Ssm::Div(xy),
-        Max => Ssm::Max(xy),
-        Min => Ssm::Min(xy),
-    }
 }
 
 /// A graph rebuilt from a term, and the nodes the term stores in memory.
@@ -173,15 +141,8 @@ pub fn from_term(source: &Graph, term: &RecExpr<Ssm>) -> Result<FromTerm, IrErro
                 z: v(*z)?,
             },
             Ssm::Conv([x, w, b, d]) => Op::Conv1d { x: v(*x)?, weight: v(*w)?, bias: optional(*b)?, dim: dim(*d)? },
-            other => {
-                if let Some((u, x)) = unary_of(other) {
-                    Op::Unary(u, v(x)?)
-                } else if let Some((b, x, y)) = binary_of(other) {
-                    Op::Binary(b, v(x)?, v(y)?)
-                } else {
-                    return Err(bad("unknown node"));
-                }
-            }
+            Ssm::Unary(u, [x]) => Op::Unary(*u, v(*x)?),
+            Ssm::Binary(b, [x, y]) => Op::Binary(*b, v(*x)?, v(*y)?),
         };
         map[i] = Some(g.push(op)?);
     }

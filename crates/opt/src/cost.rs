@@ -49,18 +49,17 @@ impl CostModel {
 }
 
 /// Arithmetic per element of each op (rough; only breaks ties between equal-traffic terms).
+/// Unary and binary ops state theirs in the IR's op tables ([`ssmc_ir::UnaryOp::flops`]).
 pub fn flops(n: &Ssm) -> f64 {
     match n {
         Ssm::Mat(_) | Ssm::Outs(_) | Ssm::Num(_) | Ssm::Tag(_) | Ssm::Final(_) => 0.0,
-        Ssm::Neg(_) | Ssm::Abs(_) | Ssm::Add(_) | Ssm::Sub(_) | Ssm::Mul(_) | Ssm::Max(_) | Ssm::Min(_) | Ssm::Sum(_) => 1.0,
+        Ssm::Unary(u, _) => u.flops(),
+        Ssm::Binary(b, _) => b.flops(),
+        Ssm::Sum(_) => 1.0,
         Ssm::Scan(_) => 2.0,
-        Ssm::Div(_) | Ssm::Recip(_) | Ssm::Sqrt(_) | Ssm::Rsqrt(_) => 4.0,
-        Ssm::Exp2(_) => 6.0,
-        Ssm::Exp(_) | Ssm::Log(_) | Ssm::Log1p(_) => 8.0,
         Ssm::DiscA(_) => 9.0,
-        Ssm::DiscB(_) | Ssm::Sigmoid(_) | Ssm::Tanh(_) => 10.0,
-        Ssm::Silu(_) => 11.0,
-        Ssm::Softplus(_) | Ssm::Gate(_) => 12.0,
+        Ssm::DiscB(_) => 10.0,
+        Ssm::Gate(_) => 12.0,
         Ssm::Conv(_) => 8.0,
     }
 }

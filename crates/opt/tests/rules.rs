@@ -151,3 +151,16 @@ fn a_scan_used_through_an_identity_and_by_final_state_keeps_its_final_shape() {
     assert!(fired(&o, "mul-one"));
     assert_eq!(o.plan.kernels.len(), 1);
 }
+
+#[test]
+fn every_unary_and_binary_op_fuses_into_one_kernel() {
+    // the fusion laws list the IR's ops by kind: an op added to the IR's tables fuses with no
+    // edit to the optimizer
+    let mut bodies: Vec<String> = ssmc_ir::UnaryOp::ALL.iter().map(|u| format!("output o = {}(a * 0.5) * c + 1.0;", u.name())).collect();
+    bodies.extend(ssmc_ir::BinaryOp::ALL.iter().map(|b| format!("output o = {}(a * 0.5, c) + 1.0;", b.name())));
+    for body in bodies {
+        let o = run(&body);
+        assert_eq!(o.plan.kernels.len(), 1, "{body}");
+        assert!(fired(&o, "fuse-elementwise-chain"), "{body}");
+    }
+}

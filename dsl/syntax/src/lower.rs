@@ -6,7 +6,7 @@
 use crate::ast::{Arg, Decl, Expr, Layer, Stmt};
 use crate::error::DslError;
 use proc_macro2::{Ident, Span};
-use ssmc_ir::{DType, DimId, GateKind, Graph, Method, NodeId, Op, Shape, UnaryOp};
+use ssmc_ir::{BinaryOp, DType, DimId, GateKind, Graph, Method, NodeId, Op, Shape, UnaryOp};
 use std::collections::HashMap;
 
 /// Lowers a parsed layer, or returns every error found.
@@ -300,7 +300,7 @@ impl Lowering {
             let x = self.expr(pos[0])?;
             return self.push(Op::Unary(u, x), span);
         }
-        if let Some(b) = ssmc_ir::BinaryOp::from_name(&name) {
+        if let Some(b) = BinaryOp::from_name(&name) {
             let (a, c) = (self.expr(pos[0]), self.expr(pos[1]));
             return self.push(Op::Binary(b, a?, c?), span);
         }
@@ -412,8 +412,10 @@ fn signature(name: &str) -> Option<Signature> {
     if UnaryOp::from_name(name).is_some() {
         return s(1, 1, &[], "x");
     }
+    if BinaryOp::from_name(name).is_some() {
+        return s(2, 2, &[], "a, b");
+    }
     match name {
-        "add" | "sub" | "mul" | "div" | "max" | "min" => s(2, 2, &[], "a, b"),
         "sum" => s(2, 2, &[], "x, dim"),
         "discretize_a" => s(3, 3, &[], "method, dt, A"),
         "discretize_b" => s(4, 4, &[], "method, dt, A, B"),
@@ -428,7 +430,8 @@ fn signature(name: &str) -> Option<Signature> {
 /// Every op name the language knows.
 pub fn op_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = UnaryOp::ALL.iter().map(|u| u.name()).collect();
-    v.extend(["add", "sub", "mul", "div", "max", "min", "sum", "discretize_a", "discretize_b", "scan", "final_state", "gate", "conv1d"]);
+    v.extend(BinaryOp::ALL.iter().map(|b| b.name()));
+    v.extend(["sum", "discretize_a", "discretize_b", "scan", "final_state", "gate", "conv1d"]);
     v
 }
 

@@ -18,35 +18,36 @@ use super::Rewrite;
 use crate::analysis::{Kind, SsmAnalysis};
 use crate::lang::Ssm;
 use egg::{EGraph, Id, Pattern, Subst, Var};
+use ssmc_ir::{BinaryOp, UnaryOp};
 
-/// Consumers as patterns, with the child positions that are values.
-const ELEMENTWISE: &[(&str, &[&str], &[usize])] = &[
-    ("neg", &["?x"], &[0]),
-    ("exp", &["?x"], &[0]),
-    ("exp2", &["?x"], &[0]),
-    ("log", &["?x"], &[0]),
-    ("log1p", &["?x"], &[0]),
-    ("softplus", &["?x"], &[0]),
-    ("sigmoid", &["?x"], &[0]),
-    ("silu", &["?x"], &[0]),
-    ("tanh", &["?x"], &[0]),
-    ("sqrt", &["?x"], &[0]),
-    ("rsqrt", &["?x"], &[0]),
-    ("recip", &["?x"], &[0]),
-    ("abs", &["?x"], &[0]),
-    ("+", &["?x", "?y"], &[0, 1]),
-    ("-", &["?x", "?y"], &[0, 1]),
-    ("*", &["?x", "?y"], &[0, 1]),
-    ("/", &["?x", "?y"], &[0, 1]),
-    ("max", &["?x", "?y"], &[0, 1]),
-    ("min", &["?x", "?y"], &[0, 1]),
-    ("disc_a", &["?m", "?x", "?y"], &[1, 2]),
-    ("disc_b", &["?m", "?x", "?y", "?z"], &[1, 2, 3]),
-    ("gate", &["?m", "?x", "?z"], &[1, 2]),
-];
-const SCAN: &[(&str, &[&str], &[usize])] = &[("scan", &["?x", "?y", "?d", "?r", "?z"], &[0, 1, 4])];
-const SUM: &[(&str, &[&str], &[usize])] = &[("sum", &["?x", "?d"], &[0])];
-const FINAL: &[(&str, &[&str], &[usize])] = &[("final", &["?x"], &[0])];
+/// A consumer pattern: its op, its operand variables, and the operand positions that are values
+/// (a producer may fuse there).
+type Consumer = (String, &'static [&'static str], &'static [usize]);
+
+/// Every elementwise consumer: each unary and binary op of the IR (as the term language writes
+/// it), then the discretizations and the gate.
+fn elementwise_consumers() -> Vec<Consumer> {
+    let unary = UnaryOp::ALL.into_iter().map(|u| (u.to_string(), &["?x"][..], &[0][..]));
+    let binary = BinaryOp::ALL.into_iter().map(|b| (b.to_string(), &["?x", "?y"][..], &[0, 1][..]));
+    let others: [(&str, &'static [&'static str], &'static [usize]); 3] = [
+        ("disc_a", &["?m", "?x", "?y"], &[1, 2]),
+        ("disc_b", &["?m", "?x", "?y", "?z"], &[1, 2, 3]),
+        ("gate", &["?m", "?x", "?z"], &[1, 2]),
+    ];
+    unary.chain(binary).chain(others.into_iter().map(|(op, vars, at)| (op.to_string(), vars, at))).collect()
+}
+
+fn scan_consumers() -> Vec<Consumer> {
+    vec![("scan".into(), &["?x", "?y", "?d", "?r", "?z"], &[0, 1, 4])]
+}
+
+fn sum_consumers() -> Vec<Consumer> {
+    vec![("sum".into(), &["?x", "?d"], &[0])]
+}
+
+fn final_consumers() -> Vec<Consumer> {
+    vec![("final".into(), &["?x"], &[0])]
+}
 
 type Producer = fn(Kind, &EGraph<Ssm, SsmAnalysis>, &Subst) -> bool;
 
@@ -72,20 +73,20 @@ fn any_conv(k: Kind, _: &EGraph<Ssm, SsmAnalysis>, _: &Subst) -> bool {
     matches!(k, Kind::Conv(_))
 }
 
-/// Consumer patterns of a law: (pattern name, op names, operand positions that may fuse).
-type Consumers = &'static [(&'static str, &'static [&'static str], &'static [usize])];
+/// The consumers of a law.
+type Consumers = fn() -> Vec<Consumer>;
 
 /// The fusion laws: (name, consumers, which producers may be pulled in).
 fn laws() -> Vec<(&'static str, Consumers, Producer)> {
     vec![
-        ("fuse-elementwise-chain", ELEMENTWISE, elementwise),
-        ("fuse-elementwise-into-scan", SCAN, elementwise),
-        ("fuse-elementwise-into-sum", SUM, elementwise),
-        ("fuse-scan-into-elementwise", ELEMENTWISE, any_scan),
-        ("fuse-scan-into-sum", SUM, scan_not_along_sum_dim),
-        ("fuse-scan-into-final-state", FINAL, any_scan),
-        ("fuse-sum-into-epilogue", ELEMENTWISE, any_sum),
-        ("fuse-conv-into-elementwise", ELEMENTWISE, any_conv),
+        ("fuse-elementwise-chain", elementwise_consumers, elementwise),
+        ("fuse-elementwise-into-scan", scan_consumers, elementwise),
+        ("fuse-elementwise-into-sum", sum_consumers, elementwise),
+        ("fuse-scan-into-elementwise", elementwise_consumers, any_scan),
+        ("fuse-scan-into-sum", sum_consumers, scan_not_along_sum_dim),
+        ("fuse-scan-into-final-state", final_consumers, any_scan),
+        ("fuse-sum-into-epilogue", elementwise_consumers, any_sum),
+        ("fuse-conv-into-elementwise", elementwise_consumers, any_conv),
     ]
 }
 
@@ -93,8 +94,8 @@ fn laws() -> Vec<(&'static str, Consumers, Producer)> {
 pub fn rules() -> Vec<Rewrite> {
     let mut out = Vec::new();
     for (law, consumers, producer) in laws() {
-        for (op, vars, positions) in consumers {
-            for &pos in *positions {
+        for (op, vars, positions) in consumers() {
+            for &pos in positions {
                 let with = |replacement: &str| {
                     let args: Vec<String> =
                         vars.iter().enumerate().map(|(i, v)| if i == pos { replacement.to_string() } else { v.to_string() }).collect();
