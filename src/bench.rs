@@ -233,7 +233,7 @@ pub fn parse_sweep(text: &str) -> Result<(String, Vec<usize>), Error> {
     let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
     let (lo, hi): (usize, usize) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
     if lo == 0 || lo > hi {
-        return Err(bad().into());
+        return Err(bad());
     }
     let mut v = vec![];
     let mut at = lo;
@@ -485,7 +485,7 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         let mut run = c.gpu_run(&x)?;
         run.launch()?;
         gpu.sync()?;
-        let dev = median_device_us(gpu, opts.reps.max(3), || Ok(gpu.clear(&mut flush)?), || run.launch())?;
+        let dev = median_device_us(gpu, opts.reps.max(3), || gpu.clear(&mut flush), || run.launch())?;
         let stream = if streamed { stream_us(gpu, || Ok(gpu.clear(&mut flush)?), || Ok(run.launch()?))? } else { f64::NAN };
         let graph = if streamed { graph_us(gpu, || Ok(gpu.clear(&mut flush)?), || Ok(run.launch()?)).unwrap_or(f64::NAN) } else { f64::NAN };
         let mut host = Vec::new();

@@ -42,7 +42,7 @@ pub fn parse_dims(graph: &Graph, text: &str) -> Result<BTreeMap<String, usize>, 
         let (name, value) = (name.trim(), value.trim());
         if graph.dim(name).is_none() {
             let dims: Vec<&str> = graph.dims().map(|(_, n)| n).collect();
-            return Err(Error::Usage(format!("--dims: `{name}` is not a dim of this layer (dims: {})", dims.join(", "))).into());
+            return Err(Error::Usage(format!("--dims: `{name}` is not a dim of this layer (dims: {})", dims.join(", "))));
         }
         let size: usize = value
             .parse()
@@ -50,7 +50,7 @@ pub fn parse_dims(graph: &Graph, text: &str) -> Result<BTreeMap<String, usize>, 
             .filter(|&s| s > 0)
             .ok_or_else(|| Error::Usage(format!("--dims: size of `{name}` must be a positive integer, found `{value}`")))?;
         if out.insert(name.to_string(), size).is_some() {
-            return Err(Error::Usage(format!("--dims: `{name}` is given twice")).into());
+            return Err(Error::Usage(format!("--dims: `{name}` is given twice")));
         }
     }
     Ok(out)

@@ -160,7 +160,7 @@ fn long_specs(terms: usize, depth: usize) -> [String; 3] {
 fn deepest_specs(tokens: usize) -> [String; 2] {
     let layer = |e: String| format!("layer L {{ dims n; input x: [n]; output y = {e}; }}");
     let n = tokens - 4;
-    [layer(format!("{}x", "- ".repeat(n - 1))), layer(vec!["x"; (n + 1) / 2].join(" = "))]
+    [layer(format!("{}x", "- ".repeat(n - 1))), layer(vec!["x"; n.div_ceil(2)].join(" = "))]
 }
 
 #[test]
