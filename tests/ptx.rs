@@ -522,3 +522,30 @@ fn a_chunked_summary_starts_chunk_0_from_the_initial_state() {
     let summary = plain.split(".entry").find(|e| e.contains("_summary(")).expect("a summary entry");
     assert_eq!(summary.matches("selp.f32").count(), 0, "no initial state: every chunk from zero");
 }
+
+#[test]
+fn the_candidates_are_the_schedules_that_apply() {
+    let names = |layer: &ssmc::Layer, d: &BTreeMap<String, usize>| -> Vec<String> {
+        let kirs = ssmc::gpu::lower_for_gpu(layer, Fusion::On, d, DType::F32, GpuSchedule::ROWS).unwrap();
+        ssmc_ptx::candidates(&kirs).iter().map(|s| s.to_string()).collect()
+    };
+    // a long scan: every mapping, the chunks at the count that fills an H200 (held to 2048 / 32)
+    // and at half of it (twice it is past the hold)
+    let prefill = names(&example("mamba1.ssm"), &sizes(1, 64, 2048));
+    let want = [
+        "rows",
+        "rows+tiles16+prefetch",
+        "rows+chunks+tiles16+prefetch",
+        "rows+chunks+tiles16",
+        "lanes",
+        "lanes2",
+        "lanes4",
+        "warpscan",
+        "warpscan+streamout",
+        "rows+chunks32+tiles16+prefetch",
+        "rows+chunks32+tiles16",
+    ];
+    assert_eq!(prefill, want);
+    // a decode step: no seq loop to tile, chunk or scan in parallel
+    assert_eq!(names(&example("mamba1_step.ssm"), &sizes(2, 64, 1)), ["rows", "lanes", "lanes2", "lanes4"]);
+}

@@ -1,7 +1,8 @@
 //! Schedules: how a kernel runs on a target, as data. The algorithm (the plan) never changes
 //! when the schedule does; every schedule must give the oracle's answer.
 
-/// How kernels are laid onto a CPU.
+/// How kernels are laid onto a target: the CPU's vectors, threads and seq chunks (the GPU
+/// lowers with scalar code and no seq chunks, its thread mapping its own: `ssmc_ptx::GpuSchedule`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Schedule {
     /// Lanes per vector (`f32x4` on Cranelift: 4; 1 = scalar code).
@@ -15,9 +16,6 @@ pub struct Schedule {
     pub vectorize_rows: bool,
     /// Stage read buffers whose inner dim is not contiguous (a transposed `f32` copy).
     pub stage_strided: bool,
-    /// GPU: spread the inner dim over a row's lanes of a warp (reduced with shuffles), this
-    /// many consecutive inner indices per lane, instead of one thread per row (0).
-    pub lane_width: usize,
     /// CPU: run a forward seq loop in chunks of this many steps (a multiple of 4; 0 = off),
     /// each chunk in three passes: its seq-level work, kept per step in a stack buffer; then,
     /// two inner vectors at a time, all the chunk's steps with those vectors' scan states in
@@ -30,12 +28,12 @@ pub struct Schedule {
 impl Schedule {
     /// The default CPU schedule: `f32x4`, unroll up to 64, all cores, seq chunks of 64 steps.
     pub fn cpu_default() -> Self {
-        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, lane_width: 0, seq_chunk: 64 }
+        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, seq_chunk: 64 }
     }
 
     /// Plain scalar code on one thread, no unrolling: the simplest lowering, for testing the
     /// others against.
     pub fn cpu_scalar() -> Self {
-        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, lane_width: 0, seq_chunk: 0 }
+        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, seq_chunk: 0 }
     }
 }

@@ -1,5 +1,5 @@
 //! PtxWriter: one [`Kir`] into a PTX `.entry`, one GPU thread per row (or one lane per inner
-//! index, or per run of them: `Schedule::lane_width`), or a (row, chunk) pair for a scan cut
+//! index, or per run of them: [`Lane::width`]), or a (row, chunk) pair for a scan cut
 //! into chunks (`crate::chunked`).
 //!
 //! Each thread walks its row exactly as the CPU kernel does: the seq loop in order, the inner
@@ -51,14 +51,14 @@ pub(crate) enum Mapping {
 /// its seq loop in tiles staged through shared memory where `tiling` asks for them and they
 /// apply; `extra_params` buffers follow the kernel's (a chunked pass's summaries).
 pub(crate) fn entry(k: &Kir, name: &str, schedule: &Schedule, mapping: Mapping, extra_params: usize, tiling: Tiling) -> String {
-    let lanes = match &mapping {
-        Mapping::Lanes(_) => lanes_per_row(k, schedule),
-        _ => 1,
+    let (lanes, width) = match &mapping {
+        Mapping::Lanes(l) => (lanes_per_row(k, l.width), l.width),
+        _ => (1, 0),
     };
     // lanes that do not apply to this kernel: one thread per row
     let mapping = if lanes == 1 && matches!(mapping, Mapping::Lanes(_)) { Mapping::Rows } else { mapping };
     // a lane's own run of inner indices is unrolled (it is at most 16 long)
-    let lane_width = if lanes > 1 { schedule.lane_width.max(1) } else { 1 };
+    let lane_width = if lanes > 1 { width.max(1) } else { 1 };
     let unrolled = unrolled(k, schedule) || lane_width > 1;
     let tile_plan = match &mapping {
         Mapping::Warp(_) => None,
@@ -119,13 +119,13 @@ pub(crate) fn entry(k: &Kir, name: &str, schedule: &Schedule, mapping: Mapping, 
     s
 }
 
-/// Whether kernel `k` under `schedule`, one thread per row or per (row, chunk) with
-/// `chunked`, stages tiles through shared memory under `tiling`.
-pub(crate) fn tiled(k: &Kir, schedule: &Schedule, tiling: Tiling, chunked: bool) -> bool {
+/// Whether kernel `k` under `schedule` (with lanes of `lane_width`, 0 for none), one thread per
+/// row or per (row, chunk) with `chunked`, stages tiles through shared memory under `tiling`.
+pub(crate) fn tiled(k: &Kir, schedule: &Schedule, lane_width: usize, tiling: Tiling, chunked: bool) -> bool {
     if chunked && !k.row_count().is_multiple_of(32) {
         return false;
     }
-    let lanes = if chunked { 1 } else { lanes_per_row(k, schedule) };
+    let lanes = if chunked { 1 } else { lanes_per_row(k, lane_width) };
     tiles::plan(k, tiling, lanes, unrolled(k, schedule), None).is_some()
 }
 

@@ -99,7 +99,7 @@ pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
             },
             _ => 1,
         };
-        tiles_ran |= warp.is_none() && emit::tiled(k, schedule, tiles, scan.is_some());
+        tiles_ran |= warp.is_none() && emit::tiled(k, schedule, gpu.lane_width(), tiles, scan.is_some());
         if let Some(ws) = warp {
             let at = push(base.clone(), entry(k, &base, schedule, Mapping::Warp(ws), 0, Tiling { steps: 0, ..tiles }));
             launches.push(Launch::Warp(at));
@@ -111,8 +111,8 @@ pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
             chunks_ran = chunks_ran.or(Some(chunks));
             launches.push(Launch::Chunked { summary, combine, main, chunks });
         } else {
-            let lanes = lanes_per_row(k, schedule);
-            let mapping = if lanes > 1 { Mapping::Lanes(Lane::default()) } else { Mapping::Rows };
+            let lanes = lanes_per_row(k, gpu.lane_width());
+            let mapping = if lanes > 1 { Mapping::Lanes(Lane::of_width(gpu.lane_width())) } else { Mapping::Rows };
             lanes_ran |= lanes > 1;
             let at = push(base.clone(), entry(k, &base, schedule, mapping, 0, tiles));
             launches.push(Launch::Plain { entry: at, lanes });
@@ -139,17 +139,13 @@ pub fn module(kirs: &[Kir], gpu: &GpuSchedule, arch: Arch) -> Module {
 /// qualifies, the warp scan (with and without streaming its outputs past L1).
 pub fn candidates(kirs: &[Kir]) -> Vec<GpuSchedule> {
     let kernel = GpuSchedule::ROWS.kernel();
-    let tiled = |s: &GpuSchedule, chunked: bool| kirs.iter().any(|k| emit::tiled(k, &s.kernel(), tiling(s), chunked && chunkable(k, &kernel).is_some()));
+    let tiled = kirs.iter().any(|k| emit::tiled(k, &kernel, 0, tiling(&GpuSchedule::TILED), false));
     let chunkable_any = kirs.iter().any(|k| chunkable(k, &kernel).is_some());
-    let chunked_lean_applies = kirs.iter().any(|k| chunkable(k, &kernel).is_some() && emit::tiled(k, &kernel, tiling(&GpuSchedule::CHUNKED_LEAN), true));
+    let chunked_lean = kirs.iter().any(|k| chunkable(k, &kernel).is_some() && emit::tiled(k, &kernel, 0, tiling(&GpuSchedule::CHUNKED_LEAN), true));
     let mut out = vec![GpuSchedule::ROWS];
-    let applies = [
-        (GpuSchedule::TILED, tiled(&GpuSchedule::TILED, false)),
-        (GpuSchedule::CHUNKED, chunkable_any),
-        (GpuSchedule::CHUNKED_LEAN, chunked_lean_applies),
-    ]
+    let applies = [(GpuSchedule::TILED, tiled), (GpuSchedule::CHUNKED, chunkable_any), (GpuSchedule::CHUNKED_LEAN, chunked_lean)]
     .into_iter()
-    .chain([GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].map(|s| (s, kirs.iter().any(|k| lanes_per_row(k, &s.kernel()) > 1))))
+    .chain([GpuSchedule::LANES, GpuSchedule::LANES2, GpuSchedule::LANES4].map(|s| (s, kirs.iter().any(|k| lanes_per_row(k, s.lane_width()) > 1))))
     .chain([GpuSchedule::WARP_SCAN, GpuSchedule::WARP_SCAN_STREAM].map(|s| (s, kirs.iter().any(|k| warp_scannable(k, &kernel).is_some()))));
     out.extend(applies.filter_map(|(s, applies)| applies.then_some(s)));
     // the chunked schedules also at half and twice the default chunk count (the default fills

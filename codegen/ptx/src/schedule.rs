@@ -243,14 +243,18 @@ impl GpuSchedule {
         }
     }
 
-    /// The kernel schedule a plan is lowered under for this mapping: scalar code, inner dims up
-    /// to 64 unrolled into registers, strided inputs read in place, and the lane width.
+    /// The kernel schedule a plan is lowered under for the GPU: scalar code, inner dims up to 64
+    /// unrolled into registers, strided inputs read in place.
     pub fn kernel(self) -> Schedule {
-        let lane_width = match self {
+        Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, seq_chunk: 0 }
+    }
+
+    /// Inner indices a lane owns under lanes, else 0.
+    pub(crate) fn lane_width(self) -> usize {
+        match self {
             GpuSchedule::Lanes { width, .. } => width.get(),
             _ => 0,
-        };
-        Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, lane_width, seq_chunk: 0 }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! chunks with the associative operator, and the main pass rescans each chunk from its true
 //! start state.
 
-use super::{entry, lanes_per_row, Mapping, Tiling, Translator};
+use super::{entry, Mapping, Tiling, Translator};
 use crate::isa::fimm;
 use crate::regs::Regs;
 use ssmc_kernel::{Kir, Level, Schedule, Step, V};
@@ -37,7 +37,7 @@ pub(crate) struct Chunked {
 }
 
 /// The one scan a kernel can be chunked on: a forward scan at the inner level, unrolled, with
-/// no lanes, no second scan and no conv.
+/// no second scan and no conv.
 pub(crate) fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
     let scans: Vec<V> = k.steps.iter().enumerate().filter(|(_, (_, st))| matches!(st, Step::Scan { .. })).map(|(i, _)| i).collect();
     let (extent, reverse) = k.seq?;
@@ -46,7 +46,6 @@ pub(crate) fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
         && !reverse
         && extent >= 64
         && n <= schedule.unroll_limit
-        && lanes_per_row(k, schedule) == 1
         && k.steps[scans[0]].0 == Level::Inner
         && !k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. }));
     ok.then(|| scans[0])

@@ -7,7 +7,7 @@ use super::warpscan::{SeqVec, PER_LANE};
 use super::{Inner, Mapping, Translator};
 use crate::isa::fimm;
 use ssmc_ir::DType;
-use ssmc_kernel::{Access, Kir, Level, Schedule, Step, V};
+use ssmc_kernel::{Access, Kir, Level, Step, V};
 use std::collections::HashMap;
 
 /// One group of four steps' inner-level vectors: (access, inner index, key, raw registers).
@@ -24,6 +24,8 @@ struct OwnStep {
 /// A thread's place in its row's lane group.
 #[derive(Clone, Default)]
 pub(crate) struct Lane {
+    /// Consecutive inner indices a lane owns, as the schedule asks (0 or 1: one).
+    pub(crate) width: usize,
     /// The inner index this lane owns (clamped into range for addressing), or the first of its
     /// run.
     pub(super) i: String,
@@ -37,12 +39,19 @@ pub(crate) struct Lane {
     pub(super) store_row: String,
 }
 
+impl Lane {
+    /// A lane of `width` inner indices, its registers set by the prologue.
+    pub(crate) fn of_width(width: usize) -> Lane {
+        Lane { width, ..Lane::default() }
+    }
+}
+
 /// Threads per row for kernel `k`, its sums reduced with `shfl.sync`: with a lane width of 1,
 /// an inner dim of at most 32 spreads over that many lanes (rounded up to a power of two); with
 /// a width `w` > 1, an inner dim of `w` times a power of two from 2 to 32 spreads over that many
 /// lanes, `w` consecutive inner indices each; otherwise one thread per row.
-pub(crate) fn lanes_per_row(k: &Kir, schedule: &Schedule) -> u32 {
-    match (k.inner, schedule.lane_width) {
+pub(crate) fn lanes_per_row(k: &Kir, width: usize) -> u32 {
+    match (k.inner, width) {
         (Some(n), 1) if (2..=32).contains(&n) => (n as u32).next_power_of_two(),
         (Some(n), w) if w > 1 && n % w == 0 && (n / w).is_power_of_two() && (2..=32).contains(&(n / w)) => (n / w) as u32,
         _ => 1,
@@ -74,7 +83,11 @@ impl Translator<'_> {
         } else {
             w.ins(format!("min.u64 {i}, {lane}, {}", n - 1));
         }
-        self.mapping = Mapping::Lanes(Lane { i, active, valid, store_inner: si, store_row: sr });
+        let width = match &self.mapping {
+            Mapping::Lanes(l) => l.width,
+            _ => self.lane_width,
+        };
+        self.mapping = Mapping::Lanes(Lane { width, i, active, valid, store_inner: si, store_row: sr });
         rc
     }
 

@@ -74,7 +74,7 @@ pub(crate) struct WarpScan {
 pub(crate) fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     let (extent, reverse) = k.seq?;
     let n = k.inner?;
-    if reverse || extent < 64 || n > schedule.unroll_limit.max(1) || schedule.lane_width > 0 {
+    if reverse || extent < 64 || n > schedule.unroll_limit.max(1) {
         return None;
     }
     if k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. })) {
