@@ -43,17 +43,22 @@ unsafe impl Send for JitKernel {}
 // SAFETY: as above.
 unsafe impl Sync for JitKernel {}
 
+/// Cranelift's refusal of `kernel`.
+fn jit_error(kernel: &str, source: cranelift_module::ModuleError) -> CpuError {
+    CpuError::Jit { kernel: kernel.to_string(), source: Box::new(source) }
+}
+
 /// Compiles `kirs` for this machine.
 pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuError> {
     let t0 = Instant::now();
     let mut flags = settings::builder();
-    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CpuError::Jit(format!("setting {k}: {e}")));
+    let set = |f: &mut settings::Builder, name: &'static str, v: &str| f.set(name, v).map_err(|source| CpuError::Setting { name, source });
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
-    let isa_builder = cranelift_native::builder().map_err(|e| CpuError::Jit(format!("this CPU is not supported: {e}")))?;
-    let isa = isa_builder.finish(settings::Flags::new(flags)).map_err(|e| CpuError::Jit(e.to_string()))?;
+    let isa_builder = cranelift_native::builder().map_err(CpuError::Host)?;
+    let isa = isa_builder.finish(settings::Flags::new(flags))?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -64,7 +69,7 @@ pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuErro
         signature(&mut sig);
         let id = module
             .declare_function(&format!("{}_{i}", kir.name), Linkage::Local, &sig)
-            .map_err(|e| CpuError::Jit(e.to_string()))?;
+            .map_err(|e| jit_error(&kir.name, e))?;
         ctx.func.signature = sig;
         ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
@@ -75,14 +80,14 @@ pub fn compile(kirs: Vec<Kir>, schedule: &Schedule) -> Result<CpuModule, CpuErro
         ssmc_kernel::dump::dump("clif", &kir.name, || ctx.func.display().to_string());
         let dump_asm = ssmc_kernel::dump::wants("asm");
         ctx.set_disasm(dump_asm);
-        module.define_function(id, &mut ctx).map_err(|e| CpuError::Jit(format!("kernel {}: {e:?}", kir.name)))?;
+        module.define_function(id, &mut ctx).map_err(|e| jit_error(&kir.name, e))?;
         if let (true, Some(code)) = (dump_asm, ctx.compiled_code()) {
             ssmc_kernel::dump::dump("asm", &kir.name, || code.vcode.clone().unwrap_or_default());
         }
         module.clear_context(&mut ctx);
         ids.push(id);
     }
-    module.finalize_definitions().map_err(|e| CpuError::Jit(e.to_string()))?;
+    module.finalize_definitions().map_err(|e| jit_error("", e))?;
     let kernels = kirs
         .into_iter()
         .zip(ids.into_iter().zip(aligns))

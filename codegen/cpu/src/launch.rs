@@ -24,7 +24,7 @@ pub const SMALL_WORK: usize = 1 << 12;
 pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(), CpuError> {
     let params = &k.kir.buffers;
     if args.len() != params.len() {
-        return Err(CpuError::Launch(format!("kernel {} takes {} buffers, got {}", k.kir.name, params.len(), args.len())));
+        return Err(CpuError::BufferCount { kernel: k.kir.name.clone(), takes: params.len(), got: args.len() });
     }
     let mut ptrs: Vec<usize> = Vec::with_capacity(args.len());
     for (p, a) in params.iter().zip(args.iter_mut()) {
@@ -34,14 +34,15 @@ pub fn launch(k: &JitKernel, args: &mut [Arg<'_>], threads: usize) -> Result<(),
             Arg::Write(b) => (b.as_mut_ptr() as usize, b.len(), DType::F32, true),
         };
         if dtype != p.dtype || bytes < p.len * p.dtype.size() || (p.written && !writable) {
-            return Err(CpuError::Launch(format!(
-                "kernel {}: buffer `{}` needs {} {} elements{}, got {bytes} bytes of {dtype}",
-                k.kir.name,
-                p.name,
-                p.len,
-                p.dtype,
-                if p.written { " (written)" } else { "" }
-            )));
+            return Err(CpuError::Buffer {
+                kernel: k.kir.name.clone(),
+                buffer: p.name.clone(),
+                len: p.len,
+                dtype: p.dtype,
+                written: p.written,
+                bytes,
+                got: dtype,
+            });
         }
         ptrs.push(ptr);
     }

@@ -41,7 +41,7 @@ pub struct Mark(CudaEvent);
 pub struct GpuGraph(cudarc::driver::CudaGraph);
 
 fn driver(e: cudarc::driver::DriverError) -> GpuError {
-    GpuError::Driver(format!("{e:?}"))
+    GpuError::Driver(e)
 }
 
 impl Gpu {
@@ -68,7 +68,7 @@ impl Gpu {
 
     /// Loads a PTX module and the named entries.
     pub fn load(&self, ptx: &str, entries: &[String]) -> Result<GpuModule, GpuError> {
-        let module = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(|e| GpuError::Load(format!("{e:?}")))?;
+        let module = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(GpuError::Load)?;
         let functions = entries.iter().map(|n| module.load_function(n).map_err(driver)).collect::<Result<_, _>>()?;
         Ok(GpuModule { functions })
     }
@@ -92,7 +92,7 @@ impl Gpu {
     pub fn download_f32(&self, b: &DeviceBuffer) -> Result<Vec<f32>, GpuError> {
         match b {
             DeviceBuffer::F32(s) => self.stream.clone_dtoh(s).map_err(driver),
-            DeviceBuffer::Bytes(_) => Err(GpuError::Driver("download of a byte buffer as f32".into())),
+            DeviceBuffer::Bytes(_) => Err(GpuError::BufferKind("a download")),
         }
     }
 
@@ -108,7 +108,7 @@ impl Gpu {
     pub fn copy(&self, src: &DeviceBuffer, dst: &mut DeviceBuffer) -> Result<(), GpuError> {
         match (src, dst) {
             (DeviceBuffer::F32(s), DeviceBuffer::F32(d)) => self.stream.memcpy_dtod(s, d).map_err(driver),
-            _ => Err(GpuError::Driver("copy between buffers of different kinds".into())),
+            _ => Err(GpuError::BufferKind("a copy")),
         }
     }
 
@@ -116,20 +116,20 @@ impl Gpu {
     /// (parameter order), each at least as large as `needs` says (in bytes).
     #[allow(clippy::too_many_arguments)]
     pub fn launch(&self, module: &GpuModule, kernel: usize, buffers: &[&DeviceBuffer], needs: &[usize], rows: u64, lanes: u32, block: u32) -> Result<(), GpuError> {
-        let f = module.functions.get(kernel).ok_or_else(|| GpuError::Driver(format!("no kernel {kernel}")))?;
+        let f = module.functions.get(kernel).ok_or(GpuError::NoKernel(kernel))?;
         if buffers.len() != needs.len() {
-            return Err(GpuError::Driver(format!("kernel takes {} buffers, got {}", needs.len(), buffers.len())));
+            return Err(GpuError::BufferCount { takes: needs.len(), got: buffers.len() });
         }
         for (i, (b, &n)) in buffers.iter().zip(needs).enumerate() {
             if b.bytes() < n {
-                return Err(GpuError::Driver(format!("buffer {i} holds {} bytes, the kernel reads {n}", b.bytes())));
+                return Err(GpuError::BufferTooSmall { index: i, holds: b.bytes(), reads: n });
             }
         }
         if rows == 0 {
             return Ok(());
         }
         let blocks = (rows * lanes as u64).div_ceil(block as u64);
-        let grid = u32::try_from(blocks).map_err(|_| GpuError::Driver(format!("{rows} rows need too many blocks")))?;
+        let grid = u32::try_from(blocks).map_err(|_| GpuError::TooManyBlocks { rows })?;
         let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
         let mut args = self.stream.launch_builder(f);
         for b in buffers {
@@ -143,7 +143,7 @@ impl Gpu {
         // `emit::entry` writes it; every buffer was checked above to hold what the kernel
         // reads or writes at these sizes (both derived from the same lowered kernel), and each
         // thread touches only its own row's elements of written buffers.
-        unsafe { args.launch(cfg) }.map_err(|e| GpuError::Launch(format!("{e:?}")))?;
+        unsafe { args.launch(cfg) }.map_err(GpuError::Launch)?;
         Ok(())
     }
 
@@ -155,7 +155,7 @@ impl Gpu {
     /// Ends a recording: the graph of the launches since [`Self::begin_capture`].
     pub fn end_capture(&self) -> Result<GpuGraph, GpuError> {
         let graph = self.stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0)).map_err(driver)?;
-        graph.map(GpuGraph).ok_or_else(|| GpuError::Driver("the capture recorded no work".into()))
+        graph.map(GpuGraph).ok_or(GpuError::EmptyCapture)
     }
 
     /// Queues one replay of `graph`.

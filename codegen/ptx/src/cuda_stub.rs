@@ -13,6 +13,9 @@ pub struct GpuModule(());
 pub struct Mark(());
 /// A recorded graph of launches (never made: only a `Gpu` makes one).
 pub struct GpuGraph(());
+/// A failed call into the CUDA driver (never made without the `cuda` feature).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverError {}
 
 impl DeviceBuffer {
     /// Size in bytes.

@@ -29,10 +29,21 @@ pub struct GpuRun<'a> {
     gpu: &'a Gpu,
     code: Arc<GpuCode>,
     plan: &'a Plan,
-    memory: Vec<Option<DeviceBuffer>>,
+    memory: Vec<DeviceBuffer>,
     extents: Vec<Vec<usize>>,
-    /// Per chunked kernel: decay products, end states and start states, `[rows, chunks, inner]`.
-    scratch: Vec<Option<[DeviceBuffer; 3]>>,
+    /// Per kernel, its launch with the buffers only it uses.
+    kernels: Vec<KernelRun>,
+}
+
+/// How one kernel of a run is launched.
+enum KernelRun {
+    /// One entry, this many threads a row.
+    Plain { entry: usize, lanes: u32 },
+    /// One entry, a warp a row.
+    Warp(usize),
+    /// A chunked scan's three entries, and its decay products, end states and start states,
+    /// `[rows, chunks, inner]` each.
+    Chunked { summary: usize, combine: usize, main: usize, chunks: usize, scratch: Box<[DeviceBuffer; 3]> },
 }
 
 /// Loads `plan`'s kernels under one GPU schedule.
@@ -188,22 +199,24 @@ impl<'a> GpuRun<'a> {
         let extents: Vec<Vec<usize>> = plan.buffers.iter().map(|b| b.shape.dims().iter().map(|d| sizes[d.index()]).collect()).collect();
         let mut memory = Vec::new();
         for (b, ext) in plan.buffers.iter().zip(&extents) {
-            memory.push(Some(match b.kind {
+            memory.push(match b.kind {
                 BufferKind::Input => gpu.upload(inputs[&b.name].bytes())?,
                 _ => gpu.zeros_f32(ext.iter().product())?,
-            }));
-        }
-        let mut scratch = Vec::new();
-        for (e, kir) in code.entries.iter().zip(&code.kirs) {
-            scratch.push(match e {
-                Launch::Chunked { chunks, .. } => {
-                    let n = kir.row_count() * chunks * kir.inner.unwrap_or(1);
-                    Some([gpu.zeros_f32(n)?, gpu.zeros_f32(n)?, gpu.zeros_f32(n)?])
-                }
-                Launch::Plain { .. } | Launch::Warp(_) => None,
             });
         }
-        Ok(GpuRun { gpu, code, plan, memory, extents, scratch })
+        let mut kernels = Vec::new();
+        for (e, kir) in code.entries.iter().zip(&code.kirs) {
+            kernels.push(match *e {
+                Launch::Chunked { summary, combine, main, chunks } => {
+                    let n = kir.row_count() * chunks * kir.inner.unwrap_or(1);
+                    let scratch = Box::new([gpu.zeros_f32(n)?, gpu.zeros_f32(n)?, gpu.zeros_f32(n)?]);
+                    KernelRun::Chunked { summary, combine, main, chunks, scratch }
+                }
+                Launch::Plain { entry, lanes } => KernelRun::Plain { entry, lanes },
+                Launch::Warp(entry) => KernelRun::Warp(entry),
+            });
+        }
+        Ok(GpuRun { gpu, code, plan, memory, extents, kernels })
     }
 
     /// Launches every kernel in order (asynchronously).
@@ -211,14 +224,15 @@ impl<'a> GpuRun<'a> {
         let block = self.code.sched.block().threads();
         for (idx, (k, kir)) in self.plan.kernels.iter().zip(&self.code.kirs).enumerate() {
             let ids: Vec<usize> = k.reads.iter().chain(k.writes.iter()).map(|b| b.0).collect();
-            let mut bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| self.memory[i].as_ref().expect("allocated")).collect();
+            let mut bufs: Vec<&DeviceBuffer> = ids.iter().map(|&i| &self.memory[i]).collect();
             let mut needs: Vec<usize> = kir.buffers.iter().map(|p| p.len * p.dtype.size()).collect();
             let rows = kir.row_count() as u64;
-            match self.code.entries[idx] {
-                Launch::Plain { entry, lanes } => self.gpu.launch(&self.code.module, entry, &bufs, &needs, rows, lanes, block)?,
-                Launch::Warp(e) => self.gpu.launch(&self.code.module, e, &bufs, &needs, rows, 32, block)?,
-                Launch::Chunked { summary, combine, main, chunks } => {
-                    let Some([p, h, start]) = self.scratch[idx].as_ref() else { return Err(GpuError::Driver("a chunked kernel without its scratch buffers".into())) };
+            match &self.kernels[idx] {
+                KernelRun::Plain { entry, lanes } => self.gpu.launch(&self.code.module, *entry, &bufs, &needs, rows, *lanes, block)?,
+                KernelRun::Warp(e) => self.gpu.launch(&self.code.module, *e, &bufs, &needs, rows, 32, block)?,
+                KernelRun::Chunked { summary, combine, main, chunks, scratch } => {
+                    let (summary, combine, main, chunks) = (*summary, *combine, *main, *chunks);
+                    let [p, h, start] = &**scratch;
                     let n = kir.inner.unwrap_or(1);
                     let bytes = kir.row_count() * chunks * n * 4;
                     let (mut sb, mut sn) = (bufs.clone(), needs.clone());
@@ -244,7 +258,7 @@ impl<'a> GpuRun<'a> {
             let t = match buf.kind {
                 BufferKind::Input => inputs[&buf.name].cast(out_dtype),
                 _ => {
-                    let v = self.gpu.download_f32(self.memory[b.0].as_ref().expect("allocated"))?;
+                    let v = self.gpu.download_f32(&self.memory[b.0])?;
                     HostTensor::from_f32(self.extents[b.0].clone(), &v).expect("sized from the plan").into_dtype(out_dtype)
                 }
             };
