@@ -13,7 +13,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use ssmc_ir::{BinaryOp, GateKind, Method, UnaryOp};
-use ssmc_kernel::{Axis, Kir, Level, Schedule, Step, V};
+use ssmc_kernel::{Axis, Back, Kir, Level, Schedule, Step, V};
 use std::collections::HashMap;
 
 mod blocks;
@@ -165,6 +165,15 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
     /// The sums of the kernel (they complete after the inner loop).
     fn sums(&self) -> Vec<V> {
         self.steps_at(Level::SeqPost).into_iter().filter(|&v| matches!(self.k.steps[v].1, Step::Sum(_))).collect()
+    }
+
+    /// The index of the loop `axis` at inner index `i` (None outside the inner loop).
+    fn axis_index(&self, axis: Axis, i: Option<Value>) -> Value {
+        match axis {
+            Axis::Row(k) => self.row_idx[k],
+            Axis::Seq => self.l.expect("a step along seq runs inside the seq loop"),
+            Axis::Inner => i.expect("a step along the inner dim runs per lane"),
+        }
     }
 
     fn level(&self, v: V) -> Level {
@@ -714,23 +723,24 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             }
             Step::Sum(_) => return None,
             Step::Final(s) => self.state_get(s, ch, self.level(s) != Level::Inner),
-            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => {
+            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias, reverse, extent } => {
                 let lanes = ch.width;
                 let mut out = Vec::new();
                 for lane in 0..lanes {
                     let i = if outer { None } else { Some(self.b.ins().iadd_imm_s(ch.i, lane as i64)) };
-                    let pos = match axis {
-                        Axis::Row(k) => self.row_idx[k],
-                        Axis::Seq => self.l.expect("a conv along seq runs inside the seq loop"),
-                        Axis::Inner => i.expect("a conv along the inner dim runs per lane"),
-                    };
+                    let pos = self.axis_index(axis, i);
                     let xo = self.offset(&x, i);
                     let wo = self.offset(&w, i);
                     let mut acc = self.b.ins().f32const(0.0);
                     for j in 0..taps {
                         let back = (taps - 1 - j) as i64;
-                        let valid = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, pos, back);
-                        let xo_j = self.b.ins().iadd_imm_s(xo, -back * x_axis_stride as i64);
+                        // reversed, tap j reads `back` steps ahead, while inside the axis
+                        let (valid, by) = if reverse {
+                            (self.b.ins().icmp_imm_s(IntCC::SignedLessThan, pos, extent as i64 - back), back)
+                        } else {
+                            (self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, pos, back), -back)
+                        };
+                        let xo_j = self.b.ins().iadd_imm_s(xo, by * x_axis_stride as i64);
                         let zero = self.b.ins().iconst(types::I64, 0);
                         let xo_j = self.b.ins().select(valid, xo_j, zero);
                         let xa = self.address(x.buffer, xo_j);
@@ -758,6 +768,54 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                     val = self.b.ins().fadd(val, bv);
                 }
                 val
+            }
+            Step::Gather { x, axis, x_axis_stride, extent, reverse, back, fill } => {
+                let lanes = ch.width;
+                let fill = fill.map(|f| op(self, f));
+                let mut out = Vec::new();
+                for lane in 0..lanes {
+                    let i = if outer { None } else { Some(self.b.ins().iadd_imm_s(ch.i, lane as i64)) };
+                    let pos = self.axis_index(axis, i);
+                    let back = match back {
+                        Back::Fixed(b) => self.b.ins().iconst(types::I64, b as i64),
+                        Back::Taps { axis, taps } => {
+                            let j = self.axis_index(axis, i);
+                            let last = self.b.ins().iconst(types::I64, taps as i64 - 1);
+                            self.b.ins().isub(last, j)
+                        }
+                    };
+                    // inside the axis: pos - back >= 0, or pos + back < extent reversed
+                    let (valid, at) = if reverse {
+                        let at = self.b.ins().iadd(pos, back);
+                        (self.b.ins().icmp_imm_s(IntCC::SignedLessThan, at, extent as i64), at)
+                    } else {
+                        let at = self.b.ins().isub(pos, back);
+                        (self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, at, 0), at)
+                    };
+                    let moved = self.b.ins().isub(at, pos);
+                    let moved = self.b.ins().imul_imm_s(moved, x_axis_stride as i64);
+                    let xo = self.offset(&x, i);
+                    let xo = self.b.ins().iadd(xo, moved);
+                    let zero = self.b.ins().iconst(types::I64, 0);
+                    let xo = self.b.ins().select(valid, xo, zero);
+                    let xa = self.address(x.buffer, xo);
+                    let xv = self.load_scalar(self.k.buffers[x.buffer].dtype, xa, 0);
+                    let edge = match fill {
+                        Some(f) if self.b.func.dfg.value_type(f) == types::F32X4 => self.b.ins().extractlane(f, lane as u8),
+                        Some(f) => f,
+                        None => self.b.ins().f32const(0.0),
+                    };
+                    out.push(self.b.ins().select(valid, xv, edge));
+                }
+                if lanes == 4 {
+                    let mut vv = self.b.ins().splat(types::F32X4, out[0]);
+                    for (lane, s) in out.iter().enumerate().skip(1) {
+                        vv = self.b.ins().insertlane(vv, *s, lane as u8);
+                    }
+                    vv
+                } else {
+                    out[0]
+                }
             }
             Step::Store(x, a) => {
                 let val = op(self, x);
@@ -847,5 +905,13 @@ fn unary(b: &mut FunctionBuilder, ty: Type, u: UnaryOp, x: Value) -> Value {
         UnaryOp::Tanh => math::tanh(b, ty, x),
         UnaryOp::Sin => math::sin(b, ty, x),
         UnaryOp::Cos => math::cos(b, ty, x),
+        UnaryOp::Sign => {
+            // +-1 with x's sign; x itself where it is 0 or NaN
+            let one = math::konst(b, ty, 1.0);
+            let s = b.ins().fcopysign(one, x);
+            let zero = math::konst(b, ty, 0.0);
+            let keep = b.ins().fcmp(FloatCC::UnorderedOrEqual, x, zero);
+            math::select(b, ty, keep, x, s)
+        }
     }
 }

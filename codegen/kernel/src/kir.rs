@@ -58,6 +58,20 @@ pub enum Axis {
     Inner,
 }
 
+/// How far a [`Step::Gather`] reads from its position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Back {
+    /// A fixed number of steps.
+    Fixed(usize),
+    /// `taps - 1 - j` steps, `j` the index along `axis` (a conv window's tap).
+    Taps {
+        /// The loop over the taps.
+        axis: Axis,
+        /// Their number.
+        taps: usize,
+    },
+}
+
 /// One step. Values are `f32` scalars at Row, SeqPre and SeqPost; vectors (or tail scalars)
 /// at RowInner and Inner.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,7 +103,8 @@ pub enum Step {
     Sum(V),
     /// The state of a scan step after the seq loop.
     Final(V),
-    /// Causal conv: `bias + sum_j w[j] * x[pos - (taps-1) + j]` along `axis`, zero before 0.
+    /// Causal conv: `bias + sum_j w[j] * x[pos - (taps-1) + j]` along `axis`, zero before 0
+    /// (`x[pos + (taps-1) - j]`, zero past the end, when `reverse`).
     Conv {
         /// The signal (read at shifted positions).
         x: Access,
@@ -105,6 +120,28 @@ pub enum Step {
         x_axis_stride: usize,
         /// Optional bias value.
         bias: Option<V>,
+        /// Look ahead instead of back.
+        reverse: bool,
+        /// Extent of the axis (where looking ahead stops).
+        extent: usize,
+    },
+    /// `x` read `back` steps behind `pos` along `axis` (ahead when `reverse`); `fill` (or 0)
+    /// where that falls outside the axis: shift (`back` 1) and window (`back` by tap).
+    Gather {
+        /// The operand (read at shifted positions).
+        x: Access,
+        /// The loop it shifts along.
+        axis: Axis,
+        /// Stride of `x` along that axis.
+        x_axis_stride: usize,
+        /// Extent of the axis.
+        extent: usize,
+        /// Look ahead instead of back.
+        reverse: bool,
+        /// How far.
+        back: Back,
+        /// The value outside the axis (0 if absent).
+        fill: Option<V>,
     },
     /// Write a value.
     Store(V, Access),
@@ -120,7 +157,14 @@ impl Step {
             Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
             Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
             Step::Conv { bias, .. } => bias.iter().copied().collect(),
+            Step::Gather { fill, .. } => fill.iter().copied().collect(),
         }
+    }
+
+    /// Whether the step reads memory at positions other than the loop's own (conv1d, shift,
+    /// window): schedules that split or reorder a loop cannot run it.
+    pub fn reads_neighbours(&self) -> bool {
+        matches!(self, Step::Conv { .. } | Step::Gather { .. })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Lowering: one kernel of a [`Plan`] at concrete sizes, under a [`Schedule`], into [`Kir`].
 
-use crate::kir::{Access, Axis, Kir, Level, Param, Staging, Step, V};
+use crate::kir::{Access, Axis, Back, Kir, Level, Param, Staging, Step, V};
 use crate::schedule::Schedule;
 use ssmc_ir::{infer::conv_taps, BinaryOp, DimId, IrError, NodeId, Op, Shape};
 use ssmc_opt::{Kernel, Plan};
@@ -66,10 +66,12 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
     for &n in &k.body {
         cx.node(n)?;
     }
-    for &r in &k.roots {
+    // every buffer the kernel writes (a root may be stored in more than one layout)
+    for (p, &b) in k.writes.iter().enumerate() {
+        let r = plan.buffers[b.0].node;
         let v = cx.value[&r];
         let level = cx.steps[v].0;
-        let to = cx.access(cx.param_of[&r], &g.node(r).shape.clone());
+        let to = cx.access(k.reads.len() + p, &g.node(r).shape.clone());
         cx.steps.push((level, Step::Store(v, to)));
     }
     // in a kernel of one seq step (a decode step) row-inner values are computed once per row
@@ -150,7 +152,7 @@ fn renumber_step(s: &Step, r: &[usize]) -> Step {
         Step::Scan { a, b, init } => Step::Scan { a: m(a), b: m(b), init: init.as_ref().map(m) },
         Step::Sum(x) => Step::Sum(m(x)),
         Step::Final(x) => Step::Final(m(x)),
-        Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => Step::Conv {
+        Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias, reverse, extent } => Step::Conv {
             x: x.clone(),
             w: w.clone(),
             tap_stride: *tap_stride,
@@ -158,6 +160,17 @@ fn renumber_step(s: &Step, r: &[usize]) -> Step {
             axis: *axis,
             x_axis_stride: *x_axis_stride,
             bias: bias.as_ref().map(m),
+            reverse: *reverse,
+            extent: *extent,
+        },
+        Step::Gather { x, axis, x_axis_stride, extent, reverse, back, fill } => Step::Gather {
+            x: x.clone(),
+            axis: *axis,
+            x_axis_stride: *x_axis_stride,
+            extent: *extent,
+            reverse: *reverse,
+            back: *back,
+            fill: fill.as_ref().map(m),
         },
         Step::Store(v, a) => Step::Store(m(v), a.clone()),
     }
@@ -194,6 +207,23 @@ impl Lowerer<'_> {
             row: self.rows.iter().map(|&d| stride(d)).collect(),
             seq: self.seq.map_or(0, stride),
             inner: self.inner.map_or(0, stride),
+        }
+    }
+
+    /// Elements between neighbours along `d` in a buffer laid out as `l` (0 if it lacks `d`).
+    fn stride(&self, l: &Shape, d: DimId) -> usize {
+        l.position(d).map_or(0, |i| l.dims()[i + 1..].iter().map(|x| self.sizes[x.index()]).product())
+    }
+
+    /// Which of the kernel's loops runs along `d`.
+    fn axis(&self, d: DimId) -> Result<Axis, IrError> {
+        if Some(d) == self.seq {
+            Ok(Axis::Seq)
+        } else if Some(d) == self.inner {
+            Ok(Axis::Inner)
+        } else {
+            let k = self.rows.iter().position(|r| *r == d);
+            k.map(Axis::Row).ok_or_else(|| IrError::new(format!("kernel {} does not loop over dim #{}", self.k.name, d.0)))
         }
     }
 
@@ -269,21 +299,48 @@ impl Lowerer<'_> {
                 level = Level::Final;
                 Step::Final(self.operand(*s)?)
             }
-            Op::Conv1d { x, weight, bias, dim } => {
+            Op::Broadcast { x, .. } => {
+                // a copy at the level of the wider shape (a store or sum there needs a value there)
+                let one = self.push(Level::Row, Step::Const(1.0));
+                Step::Binary(BinaryOp::Mul, self.operand(*x)?, one)
+            }
+            Op::Shift { x, dim, fill, reverse } => {
+                let px = *self.param_of.get(x).ok_or_else(|| IrError::new("shift operand not in memory"))?;
+                let xl = self.layouts[px].clone();
+                let fill = match fill {
+                    Some(f) => Some(self.operand(*f)?),
+                    None => None,
+                };
+                Step::Gather {
+                    x: self.access(px, &xl),
+                    axis: self.axis(*dim)?,
+                    x_axis_stride: self.stride(&xl, *dim),
+                    extent: self.sizes[dim.index()],
+                    reverse: *reverse,
+                    back: Back::Fixed(1),
+                    fill,
+                }
+            }
+            Op::Window { x, dim, taps, reverse } => {
+                let px = *self.param_of.get(x).ok_or_else(|| IrError::new("window signal not in memory"))?;
+                let xl = self.layouts[px].clone();
+                Step::Gather {
+                    x: self.access(px, &xl),
+                    axis: self.axis(*dim)?,
+                    x_axis_stride: self.stride(&xl, *dim),
+                    extent: self.sizes[dim.index()],
+                    reverse: *reverse,
+                    back: Back::Taps { axis: self.axis(*taps)?, taps: self.sizes[taps.index()] },
+                    fill: None,
+                }
+            }
+            Op::Conv1d { x, weight, bias, dim, reverse } => {
                 let taps = conv_taps(self.g, *x, *weight).ok_or_else(|| IrError::new("conv1d without taps"))?;
                 let px = *self.param_of.get(x).ok_or_else(|| IrError::new("conv1d signal not in memory"))?;
                 let pw = *self.param_of.get(weight).ok_or_else(|| IrError::new("conv1d weights not in memory"))?;
                 let (xl, wl) = (self.layouts[px].clone(), self.layouts[pw].clone());
-                let stride = |l: &Shape, d: DimId| -> usize {
-                    l.position(d).map_or(0, |i| l.dims()[i + 1..].iter().map(|x| self.sizes[x.index()]).product())
-                };
-                let axis = if Some(*dim) == self.seq {
-                    Axis::Seq
-                } else if Some(*dim) == self.inner {
-                    Axis::Inner
-                } else {
-                    Axis::Row(self.rows.iter().position(|d| d == dim).ok_or_else(|| IrError::new("conv1d dim not looped"))?)
-                };
+                let (tap_stride, x_axis_stride) = (self.stride(&wl, taps), self.stride(&xl, *dim));
+                let axis = self.axis(*dim)?;
                 let bias = match bias {
                     Some(b) => Some(self.operand(*b)?),
                     None => None,
@@ -303,11 +360,13 @@ impl Lowerer<'_> {
                 Step::Conv {
                     x: self.access(px, &xl),
                     w,
-                    tap_stride: stride(&wl, taps),
+                    tap_stride,
                     taps: self.sizes[taps.index()],
                     axis,
-                    x_axis_stride: stride(&xl, *dim),
+                    x_axis_stride,
                     bias,
+                    reverse: *reverse,
+                    extent: self.sizes[dim.index()],
                 }
             }
         };

@@ -247,6 +247,14 @@ pub fn unary(w: &mut Regs, op: ssmc_ir::UnaryOp, x: &str, ratio: bool) -> String
         Tanh => tanh(w, x),
         Sin => sin_cos(w, "sin", x),
         Cos => sin_cos(w, "cos", x),
+        Sign => {
+            // +-1 with x's sign; x itself where it is 0 or NaN
+            let (one, p, d) = (w.f(), w.p(), w.f());
+            w.ins(format!("copysign.f32 {one}, {x}, 0f3F800000"));
+            w.ins(format!("setp.equ.f32 {p}, {x}, 0f00000000"));
+            w.ins(format!("selp.f32 {d}, {x}, {one}, {p}"));
+            d
+        }
     }
 }
 

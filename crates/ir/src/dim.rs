@@ -13,7 +13,7 @@ impl DimId {
 }
 
 /// An ordered list of distinct dims: the layout of a tensor.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Shape(pub Vec<DimId>);
 
 impl Shape {

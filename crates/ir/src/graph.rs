@@ -42,6 +42,9 @@ pub struct Output {
     pub name: String,
     /// The node it reads.
     pub node: NodeId,
+    /// The order its dims are stored in (outermost first): the node's dims, as the node lays
+    /// them out unless the layer says otherwise (`output d_B: [batch, state, len] = ...`).
+    pub layout: Shape,
 }
 
 /// A layer: dims, nodes and outputs.
@@ -215,7 +218,17 @@ impl Graph {
 
     /// Causal depthwise convolution along `dim`.
     pub fn conv1d(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, dim: DimId) -> Result<NodeId> {
-        self.push(Op::Conv1d { x, weight, bias, dim })
+        self.push(Op::Conv1d { x, weight, bias, dim, reverse: false })
+    }
+
+    /// The value one step earlier along `dim` (later if `reverse`), `fill` or 0 at the edge.
+    pub fn shift(&mut self, x: NodeId, dim: DimId, fill: Option<NodeId>, reverse: bool) -> Result<NodeId> {
+        self.push(Op::Shift { x, dim, fill, reverse })
+    }
+
+    /// `x` repeated along `dims`.
+    pub fn broadcast(&mut self, x: NodeId, dims: &[DimId]) -> Result<NodeId> {
+        self.push(Op::Broadcast { x, dims: Shape(dims.to_vec()).canonical() })
     }
 
     /// Names the binding of a node (`let name = ...`), for printing.
@@ -242,16 +255,48 @@ impl Graph {
         }
     }
 
-    /// Exposes `node` as output `name`.
+    /// Exposes `node` as output `name`, laid out as its value is (computed values in the
+    /// canonical order of their dims, an input in its own layout).
     pub fn add_output(&mut self, name: &str, node: NodeId) -> Result<()> {
+        if node.index() >= self.nodes.len() {
+            return Err(IrError::new(format!("output `{name}` reads node {} that does not exist", node.0)));
+        }
+        let layout = self.nodes[node.index()].shape.clone();
+        self.add_output_as(name, node, layout.dims())
+    }
+
+    /// Exposes `node` as output `name`, stored with its dims in the order `layout` lists them.
+    pub fn add_output_as(&mut self, name: &str, node: NodeId, layout: &[DimId]) -> Result<()> {
         if node.index() >= self.nodes.len() {
             return Err(IrError::new(format!("output `{name}` reads node {} that does not exist", node.0)));
         }
         if self.is_name_taken(name) {
             return Err(IrError::new(format!("`{name}` is declared twice")));
         }
-        self.outputs.push(Output { name: name.to_string(), node });
+        let layout = Shape(layout.to_vec());
+        let shape = &self.nodes[node.index()].shape;
+        if layout.canonical() != shape.canonical() || layout.rank() != shape.rank() {
+            return Err(IrError::new(format!(
+                "output `{name}` is laid out as {}, but its value has dims {}",
+                self.fmt_shape(&layout),
+                self.fmt_shape(shape)
+            )));
+        }
+        self.outputs.push(Output { name: name.to_string(), node, layout });
         Ok(())
+    }
+
+    /// Points output `name` at `node`, which must have the same dims.
+    pub fn retarget_output(&mut self, name: &str, node: NodeId) -> Result<()> {
+        let shape = self.nodes.get(node.index()).map(|n| n.shape.canonical());
+        let o = self.outputs.iter_mut().find(|o| o.name == name);
+        match (o, shape) {
+            (Some(o), Some(s)) if s == o.layout.canonical() => {
+                o.node = node;
+                Ok(())
+            }
+            _ => Err(IrError::new(format!("cannot point output `{name}` at node {}", node.0))),
+        }
     }
 
     /// How many nodes read each node (outputs count as readers).
@@ -291,6 +336,10 @@ impl Graph {
         for o in &self.outputs {
             if o.node.index() >= self.nodes.len() {
                 return Err(IrError::new(format!("output `{}` reads a node that does not exist", o.name)));
+            }
+            let shape = &self.nodes[o.node.index()].shape;
+            if o.layout.canonical() != shape.canonical() || o.layout.rank() != shape.rank() {
+                return Err(IrError::new(format!("output `{}` is laid out over dims its value does not have", o.name)));
             }
         }
         Ok(())

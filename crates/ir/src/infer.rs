@@ -85,7 +85,68 @@ pub fn infer(g: &Graph, op: &Op) -> Result<Shape> {
                 other.name()
             ))),
         },
-        Op::Conv1d { x, weight, bias, dim } => {
+        Op::Shift { x, dim, fill, .. } => {
+            check_dim(*dim)?;
+            let xs = shape(*x);
+            if !xs.contains(*dim) {
+                return Err(IrError::new(format!(
+                    "shift along `{}`, but the operand has dims {}",
+                    g.dim_name(*dim),
+                    g.fmt_shape(xs)
+                )));
+            }
+            if let Some(f) = fill {
+                if !shape(*f).is_subset_of(&xs.without(*dim)) {
+                    return Err(IrError::new(format!(
+                        "the fill of a shift has dims {}, but one step of the operand has dims {}",
+                        g.fmt_shape(shape(*f)),
+                        g.fmt_shape(&xs.without(*dim))
+                    )));
+                }
+            }
+            Ok(xs.canonical())
+        }
+        Op::Window { x, dim, taps, .. } => {
+            check_dim(*dim)?;
+            check_dim(*taps)?;
+            let xs = shape(*x);
+            if !xs.contains(*dim) {
+                return Err(IrError::new(format!(
+                    "window along `{}`, but the signal has dims {}",
+                    g.dim_name(*dim),
+                    g.fmt_shape(xs)
+                )));
+            }
+            if xs.contains(*taps) {
+                return Err(IrError::new(format!(
+                    "the taps of a window need a dim the signal lacks, but it has `{}`",
+                    g.dim_name(*taps)
+                )));
+            }
+            Ok(Shape::union([xs, &Shape(vec![*taps])]))
+        }
+        Op::Broadcast { x, dims } => {
+            let xs = shape(*x);
+            if dims.rank() == 0 {
+                return Err(IrError::new("broadcast adds no dim"));
+            }
+            let mut seen = HashSet::new();
+            for &d in dims.dims() {
+                check_dim(d)?;
+                if xs.contains(d) {
+                    return Err(IrError::new(format!(
+                        "broadcast adds `{}`, which the value {} already has",
+                        g.dim_name(d),
+                        g.fmt_shape(xs)
+                    )));
+                }
+                if !seen.insert(d) {
+                    return Err(IrError::new(format!("broadcast lists `{}` twice", g.dim_name(d))));
+                }
+            }
+            Ok(Shape::union([xs, dims]))
+        }
+        Op::Conv1d { x, weight, bias, dim, .. } => {
             check_dim(*dim)?;
             let xs = shape(*x);
             let ws = shape(*weight);

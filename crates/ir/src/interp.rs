@@ -154,7 +154,23 @@ pub struct Values {
 /// ```
 pub fn evaluate(g: &Graph, inputs: &[(&str, &Tensor)]) -> Result<BTreeMap<String, Tensor>> {
     let all = evaluate_all(g, inputs)?;
-    Ok(g.outputs().iter().map(|o| (o.name.clone(), all.nodes[o.node.index()].clone())).collect())
+    Ok(g
+        .outputs()
+        .iter()
+        .map(|o| (o.name.clone(), lay_out(&all.nodes[o.node.index()], &g.node(o.node).shape, &o.layout)))
+        .collect())
+}
+
+/// `t`, whose axes are the dims of `shape`, with its axes reordered as the dims of `layout`.
+pub fn lay_out(t: &Tensor, shape: &Shape, layout: &Shape) -> Tensor {
+    if shape == layout {
+        return t.clone();
+    }
+    let ext: Vec<usize> = layout.dims().iter().map(|d| t.shape[shape.position(*d).expect("same dims")]).collect();
+    let strides = aligned_strides(shape, &t.shape, layout.dims());
+    let mut data = Vec::with_capacity(t.data.len());
+    for_each_index(&ext, |_, idx| data.push(t.data[dot(idx, &strides)]));
+    Tensor { shape: ext, data }
 }
 
 /// Evaluates every node of `g`.
@@ -292,7 +308,49 @@ impl Ctx<'_> {
                 let sv = self.val(*s);
                 for_each_index(&ext, |k, idx| data[k] = sv[dot(idx, &ss) + last * step]);
             }
-            Op::Conv1d { x, weight, bias, dim } => {
+            Op::Broadcast { x, .. } => {
+                let sx = self.strides(*x, dims)?;
+                let xv = self.val(*x);
+                for_each_index(&ext, |k, idx| data[k] = xv[dot(idx, &sx)]);
+            }
+            Op::Shift { x, dim, fill, reverse } => {
+                let p = out.position(*dim).expect("inference checked the shift dim");
+                let n = ext[p];
+                let sx = self.strides(*x, dims)?;
+                let sf = match fill {
+                    Some(f) => Some((self.strides(*f, dims)?, self.val(*f))),
+                    None => None,
+                };
+                let xv = self.val(*x);
+                for_each_index(&ext, |k, idx| {
+                    let at_edge = if *reverse { idx[p] + 1 == n } else { idx[p] == 0 };
+                    data[k] = if at_edge {
+                        sf.as_ref().map_or(0.0, |(sf, fv)| fv[dot(idx, sf)])
+                    } else if *reverse {
+                        xv[dot(idx, &sx) + sx[p]]
+                    } else {
+                        xv[dot(idx, &sx) - sx[p]]
+                    };
+                });
+            }
+            Op::Window { x, dim, taps, reverse } => {
+                let p = out.position(*dim).expect("inference checked the window dim");
+                let q = out.position(*taps).expect("inference added the taps");
+                let (n, width) = (ext[p], ext[q]);
+                let sx = self.strides(*x, dims)?;
+                let xv = self.val(*x);
+                for_each_index(&ext, |k, idx| {
+                    // tap j reads `back` steps behind (ahead, reversed)
+                    let back = width - 1 - idx[q];
+                    let inside = if *reverse { idx[p] + back < n } else { back <= idx[p] };
+                    data[k] = match (inside, *reverse) {
+                        (false, _) => 0.0,
+                        (true, false) => xv[dot(idx, &sx) - back * sx[p]],
+                        (true, true) => xv[dot(idx, &sx) + back * sx[p]],
+                    };
+                });
+            }
+            Op::Conv1d { x, weight, bias, dim, reverse } => {
                 let taps = conv_taps(self.g, *x, *weight).expect("inference checked the taps");
                 let width = self.sizes.get(taps).ok_or_else(|| IrError::new("the conv1d width is not known"))?;
                 let p = out.position(*dim).expect("inference checked the conv dim");
@@ -310,7 +368,9 @@ impl Ctx<'_> {
                     for j in 0..width {
                         // tap j reads x at position i - (width - 1) + j, zero before the start
                         let back = width - 1 - j;
-                        if back <= idx[p] {
+                        if *reverse && idx[p] + back < ext[p] {
+                            acc += wv[wo + j * tap_stride] * xv[xo + back * sx[p]];
+                        } else if !*reverse && back <= idx[p] {
                             acc += wv[wo + j * tap_stride] * xv[xo - back * sx[p]];
                         }
                     }

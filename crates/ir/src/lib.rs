@@ -32,6 +32,7 @@ pub mod dim;
 pub mod dtype;
 pub mod error;
 pub mod gen;
+pub mod grad;
 pub mod graph;
 pub mod infer;
 pub mod interp;

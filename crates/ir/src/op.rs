@@ -27,6 +27,9 @@ pub enum Domain {
     /// argument `x` rounded to `f32` is off by up to `|x| 2^-24`, which chains of random ops
     /// (exponentials, scans) make arbitrarily large.
     Small,
+    /// Every real number, but the function jumps (at 0): an `f32` argument that rounds across
+    /// the jump gives a different value from the oracle's.
+    Jump,
 }
 
 /// Declares [`UnaryOp`] from one table: `Variant = "dsl name", domain, arithmetic cost;` per op,
@@ -100,6 +103,8 @@ unary_ops! {
     Sin = "sin", Small, 12.0;
     /// cosine (radians)
     Cos = "cos", Small, 12.0;
+    /// `-1`, `0` or `1` by the sign of `x` (the derivative of `abs`)
+    Sign = "sign", Jump, 2.0;
 }
 
 impl UnaryOp {
@@ -126,6 +131,9 @@ impl UnaryOp {
             UnaryOp::Abs => x.abs(),
             UnaryOp::Sin => x.sin(),
             UnaryOp::Cos => x.cos(),
+            // NaN stays NaN, and 0 stays 0
+            UnaryOp::Sign if x == 0.0 || x.is_nan() => x,
+            UnaryOp::Sign => x.signum(),
         }
     }
 }
@@ -470,7 +478,8 @@ pub enum Op {
     },
     /// Causal depthwise convolution along `dim`:
     /// `out[.., i] = bias + sum_j weight[.., j] * x[.., i - (k-1) + j]`, with `x` zero before 0.
-    /// The tap dim (width `k`) is the one dim of `weight` that `x` lacks.
+    /// The tap dim (width `k`) is the one dim of `weight` that `x` lacks. `reverse` mirrors it
+    /// (`x[.., i + (k-1) - j]`, zero past the end): the transpose a causal conv's gradient needs.
     Conv1d {
         /// The signal.
         x: NodeId,
@@ -480,6 +489,44 @@ pub enum Op {
         bias: Option<NodeId>,
         /// The dim convolved along.
         dim: DimId,
+        /// Look ahead instead of back.
+        reverse: bool,
+    },
+    /// The value one step earlier along `dim`: `out[i] = x[i-1]`, and `fill` (or 0) at `i = 0`;
+    /// with `reverse`, one step later (`x[i+1]`, `fill` at the last step), as a reverse scan
+    /// sees it. `fill` ranges over `x`'s dims except `dim`.
+    Shift {
+        /// The shifted value.
+        x: NodeId,
+        /// The dim shifted along.
+        dim: DimId,
+        /// The value at the first step (0 if absent).
+        fill: Option<NodeId>,
+        /// Shift towards the start.
+        reverse: bool,
+    },
+    /// The windows a conv1d reads: `out[.., i, j] = x[.., i - (k-1) + j]` (0 before the
+    /// start) for `j` along `taps` (width `k`), a dim `x` lacks; `reverse` mirrors it
+    /// (`x[.., i + (k-1) - j]`, 0 past the end). `sum(window(x, dim, taps) * w, taps)` is
+    /// `conv1d(x, w, dim)`, and the gradient of a conv's weights sums a window times the
+    /// output's gradient.
+    Window {
+        /// The signal.
+        x: NodeId,
+        /// The dim the window slides along.
+        dim: DimId,
+        /// The dim of the window's taps.
+        taps: DimId,
+        /// Look ahead instead of back.
+        reverse: bool,
+    },
+    /// `x` repeated along `dims` (which it lacks): a gradient that must range over every dim
+    /// of its input.
+    Broadcast {
+        /// The value.
+        x: NodeId,
+        /// The dims added.
+        dims: Shape,
     },
 }
 
@@ -488,7 +535,14 @@ impl Op {
     pub fn operands(&self) -> Vec<NodeId> {
         match self {
             Op::Input(_) | Op::Const(_) => vec![],
-            Op::Unary(_, x) | Op::Sum { x, .. } | Op::ScanFinal(x) => vec![*x],
+            Op::Unary(_, x) | Op::Sum { x, .. } | Op::ScanFinal(x) | Op::Window { x, .. } | Op::Broadcast { x, .. } => {
+                vec![*x]
+            }
+            Op::Shift { x, fill, .. } => {
+                let mut v = vec![*x];
+                v.extend(fill);
+                v
+            }
             Op::Binary(_, a, b) => vec![*a, *b],
             Op::DiscretizeA { dt, a, .. } => vec![*dt, *a],
             Op::DiscretizeB { dt, a, b, .. } => vec![*dt, *a, *b],
@@ -517,6 +571,7 @@ impl Op {
                 | Op::DiscretizeA { .. }
                 | Op::DiscretizeB { .. }
                 | Op::Gate { .. }
+                | Op::Broadcast { .. }
         )
     }
 
@@ -534,6 +589,9 @@ impl Op {
             Op::ScanFinal(_) => "final_state",
             Op::Gate { .. } => "gate",
             Op::Conv1d { .. } => "conv1d",
+            Op::Shift { .. } => "shift",
+            Op::Window { .. } => "window",
+            Op::Broadcast { .. } => "broadcast",
         }
     }
 }

@@ -91,6 +91,14 @@ impl<'a> Printer<'a> {
         names
     }
 
+    /// `: [dims]` for an output stored in other than the canonical order, else nothing.
+    fn layout_of(&self, output: &str) -> String {
+        match self.g.outputs().iter().find(|o| o.name == output) {
+            Some(o) if o.layout != self.g.node(o.node).shape => format!(": {}", self.g.fmt_shape(&o.layout)),
+            _ => String::new(),
+        }
+    }
+
     fn output_of(&self, id: NodeId) -> Option<&str> {
         if !self.inline_outputs {
             return None;
@@ -132,7 +140,7 @@ impl<'a> Printer<'a> {
         }
         if !self.inline_outputs {
             for o in self.g.outputs() {
-                let _ = writeln!(out, "    output {} = {};", o.name, self.names[o.node.index()]);
+                let _ = writeln!(out, "    output {}{} = {};", o.name, self.layout_of(&o.name), self.names[o.node.index()]);
             }
         }
         out.push_str("}\n");
@@ -153,7 +161,7 @@ impl<'a> Printer<'a> {
         self.budget = INLINE_NODES;
         let expr = self.expr(id, &mut cursor);
         match self.output_of(id) {
-            Some(o) => format!("output {o} = {expr};"),
+            Some(o) => format!("output {}{} = {expr};", o, self.layout_of(o)),
             None => format!("let {} = {expr};", self.names[id.index()]),
         }
     }
@@ -216,12 +224,37 @@ impl<'a> Printer<'a> {
             }
             Op::ScanFinal(_) => format!("final_state({})", plain[0]),
             Op::Gate { kind, .. } => format!("gate({}, {}, {})", plain[0], plain[1], kind.name()),
-            Op::Conv1d { bias, dim: d, .. } => {
+            Op::Conv1d { bias, dim: d, reverse, .. } => {
                 let mut s = format!("conv1d({}, {}, {}", plain[0], plain[1], dim(*d));
                 if bias.is_some() {
                     let _ = write!(s, ", bias = {}", plain[2]);
                 }
+                if *reverse {
+                    s.push_str(", reverse = true");
+                }
                 s + ")"
+            }
+            Op::Shift { dim: d, fill, reverse, .. } => {
+                let mut s = format!("shift({}, {}", plain[0], dim(*d));
+                if fill.is_some() {
+                    let _ = write!(s, ", fill = {}", plain[1]);
+                }
+                if *reverse {
+                    s.push_str(", reverse = true");
+                }
+                s + ")"
+            }
+            Op::Window { dim: d, taps, reverse, .. } => {
+                let s = format!("window({}, {}, {}", plain[0], dim(*d), dim(*taps));
+                if *reverse {
+                    s + ", reverse = true)"
+                } else {
+                    s + ")"
+                }
+            }
+            Op::Broadcast { dims, .. } => {
+                let names: Vec<String> = dims.dims().iter().map(|&d| dim(d)).collect();
+                format!("broadcast({}, {})", plain[0], names.join(", "))
             }
         }
     }

@@ -16,7 +16,7 @@ pub enum Kind {
     Scan(DimId, bool),
     /// A sum over a dim.
     Sum(DimId),
-    /// A causal conv along a dim.
+    /// An op that reads its operand at other positions along a dim (conv1d, shift, window).
     Conv(DimId),
     /// The final state of a scan.
     Final,
@@ -97,7 +97,11 @@ pub fn node_shape(graph: &Graph, enode: &Ssm, child: impl Fn(Id) -> Facts) -> Sh
                 None => f.shape,
             }
         }
-        Ssm::Conv([x, ..]) => child(*x).shape.canonical(),
+        Ssm::Conv([x, ..]) | Ssm::Shift([x, ..]) => child(*x).shape.canonical(),
+        Ssm::Window([x, _, t, _]) => {
+            Shape::union([&child(*x).shape, &Shape(child(*t).dim().into_iter().collect())])
+        }
+        Ssm::Bcast([x, d]) => Shape::union([&child(*x).shape, &Shape(child(*d).dim().into_iter().collect())]),
         Ssm::DiscA([_, dt, a]) => union(&[*dt, *a]),
         Ssm::DiscB([_, dt, a, b]) => union(&[*dt, *a, *b]),
         Ssm::Gate([_, x, z]) => union(&[*x, *z]),
@@ -132,7 +136,9 @@ pub fn node_kind(enode: &Ssm, child: impl Fn(Id) -> Facts) -> Kind {
             let rev = child(*dir).tag == Some(Symbol::from("rev"));
             child(*d).dim().map_or(Kind::Leaf, |d| Kind::Scan(d, rev))
         }
-        Ssm::Conv([_, _, _, d]) => child(*d).dim().map_or(Kind::Leaf, Kind::Conv),
+        Ssm::Conv([_, _, _, d, _]) | Ssm::Shift([_, d, _, _]) | Ssm::Window([_, d, _, _]) => {
+            child(*d).dim().map_or(Kind::Leaf, Kind::Conv)
+        }
         Ssm::Final(_) => Kind::Final,
         _ => Kind::Elementwise,
     }

@@ -45,13 +45,37 @@ pub fn to_term(g: &Graph) -> RecExpr<Ssm> {
                 let k = tag(&mut e, kind.name());
                 e.add(Ssm::Gate([k, r(*x), r(*z)]))
             }
-            Op::Conv1d { x, weight, bias, dim } => {
+            Op::Conv1d { x, weight, bias, dim, reverse } => {
                 let b = match bias {
                     Some(b) => r(*b),
                     None => tag(&mut e, "none"),
                 };
                 let d = e.add(Ssm::Tag(dim_tag(*dim)));
-                e.add(Ssm::Conv([r(*x), r(*weight), b, d]))
+                let dir = tag(&mut e, if *reverse { "rev" } else { "fwd" });
+                e.add(Ssm::Conv([r(*x), r(*weight), b, d, dir]))
+            }
+            Op::Shift { x, dim, fill, reverse } => {
+                let d = e.add(Ssm::Tag(dim_tag(*dim)));
+                let f = match fill {
+                    Some(f) => r(*f),
+                    None => tag(&mut e, "none"),
+                };
+                let dir = tag(&mut e, if *reverse { "rev" } else { "fwd" });
+                e.add(Ssm::Shift([r(*x), d, f, dir]))
+            }
+            Op::Window { x, dim, taps, reverse } => {
+                let d = e.add(Ssm::Tag(dim_tag(*dim)));
+                let t = e.add(Ssm::Tag(dim_tag(*taps)));
+                let dir = tag(&mut e, if *reverse { "rev" } else { "fwd" });
+                e.add(Ssm::Window([r(*x), d, t, dir]))
+            }
+            Op::Broadcast { x, dims } => {
+                let mut v = r(*x);
+                for &dim in dims.dims() {
+                    let d = e.add(Ssm::Tag(dim_tag(dim)));
+                    v = e.add(Ssm::Bcast([v, d]));
+                }
+                v
             }
         };
         let read = match &node.op {
@@ -140,14 +164,27 @@ pub fn from_term(source: &Graph, term: &RecExpr<Ssm>) -> Result<FromTerm, IrErro
                 x: v(*x)?,
                 z: v(*z)?,
             },
-            Ssm::Conv([x, w, b, d]) => Op::Conv1d { x: v(*x)?, weight: v(*w)?, bias: optional(*b)?, dim: dim(*d)? },
+            Ssm::Conv([x, w, b, d, dir]) => Op::Conv1d {
+                x: v(*x)?,
+                weight: v(*w)?,
+                bias: optional(*b)?,
+                dim: dim(*d)?,
+                reverse: word(*dir)? == "rev",
+            },
+            Ssm::Shift([x, d, f, dir]) => {
+                Op::Shift { x: v(*x)?, dim: dim(*d)?, fill: optional(*f)?, reverse: word(*dir)? == "rev" }
+            }
+            Ssm::Window([x, d, t, dir]) => {
+                Op::Window { x: v(*x)?, dim: dim(*d)?, taps: dim(*t)?, reverse: word(*dir)? == "rev" }
+            }
+            Ssm::Bcast([x, d]) => Op::Broadcast { x: v(*x)?, dims: ssmc_ir::Shape(vec![dim(*d)?]) },
             Ssm::Unary(u, [x]) => Op::Unary(*u, v(*x)?),
             Ssm::Binary(b, [x, y]) => Op::Binary(*b, v(*x)?, v(*y)?),
         };
         map[i] = Some(g.push(op)?);
     }
     for (o, node) in source.outputs().iter().zip(outputs) {
-        g.add_output(&o.name, node)?;
+        g.add_output_as(&o.name, node, o.layout.dims())?;
     }
     g.validate()?;
     Ok(FromTerm { graph: g, stored })

@@ -61,6 +61,8 @@ pub fn flops(n: &Ssm) -> f64 {
         Ssm::DiscB(_) => 10.0,
         Ssm::Gate(_) => 12.0,
         Ssm::Conv(_) => 8.0,
+        Ssm::Shift(_) | Ssm::Window(_) => 1.0,
+        Ssm::Bcast(_) => 0.0,
     }
 }
 

@@ -79,12 +79,18 @@ pub enum Ssm {
     Final(Id),
     /// kind, x, z
     Gate([Id; 3]),
-    /// x, weight, bias|none, dim
-    Conv([Id; 4]),
+    /// x, weight, bias|none, dim, fwd|rev
+    Conv([Id; 5]),
     /// A constant.
     Num(Real),
     /// A tag: an input, a dim or a word.
     Tag(Symbol),
+    /// x, dim, fill|none, fwd|rev
+    Shift([Id; 4]),
+    /// x, dim, taps, fwd|rev
+    Window([Id; 4]),
+    /// x repeated along one more dim: x, dim
+    Bcast([Id; 2]),
 }
 
 /// What egg indexes e-classes by when it searches for a pattern's root: the variant, and for
@@ -125,10 +131,10 @@ impl Language for Ssm {
             Ssm::Mat(x) | Ssm::Final(x) => std::slice::from_ref(x),
             Ssm::Outs(xs) => xs,
             Ssm::Unary(_, xs) => xs,
-            Ssm::Binary(_, xs) | Ssm::Sum(xs) => xs,
+            Ssm::Binary(_, xs) | Ssm::Sum(xs) | Ssm::Bcast(xs) => xs,
             Ssm::DiscA(xs) | Ssm::Gate(xs) => xs,
-            Ssm::DiscB(xs) | Ssm::Conv(xs) => xs,
-            Ssm::Scan(xs) => xs,
+            Ssm::DiscB(xs) | Ssm::Shift(xs) | Ssm::Window(xs) => xs,
+            Ssm::Scan(xs) | Ssm::Conv(xs) => xs,
             Ssm::Num(_) | Ssm::Tag(_) => &[],
         }
     }
@@ -138,10 +144,10 @@ impl Language for Ssm {
             Ssm::Mat(x) | Ssm::Final(x) => std::slice::from_mut(x),
             Ssm::Outs(xs) => xs,
             Ssm::Unary(_, xs) => xs,
-            Ssm::Binary(_, xs) | Ssm::Sum(xs) => xs,
+            Ssm::Binary(_, xs) | Ssm::Sum(xs) | Ssm::Bcast(xs) => xs,
             Ssm::DiscA(xs) | Ssm::Gate(xs) => xs,
-            Ssm::DiscB(xs) | Ssm::Conv(xs) => xs,
-            Ssm::Scan(xs) => xs,
+            Ssm::DiscB(xs) | Ssm::Shift(xs) | Ssm::Window(xs) => xs,
+            Ssm::Scan(xs) | Ssm::Conv(xs) => xs,
             Ssm::Num(_) | Ssm::Tag(_) => &mut [],
         }
     }
@@ -163,6 +169,9 @@ impl fmt::Display for Ssm {
             Ssm::Final(_) => f.write_str("final"),
             Ssm::Gate(_) => f.write_str("gate"),
             Ssm::Conv(_) => f.write_str("conv"),
+            Ssm::Shift(_) => f.write_str("shift"),
+            Ssm::Window(_) => f.write_str("window"),
+            Ssm::Bcast(_) => f.write_str("bcast"),
         }
     }
 }
@@ -183,7 +192,10 @@ impl FromOp for Ssm {
             "disc_b" if n == 4 => Ssm::DiscB(fixed(children)),
             "scan" if n == 5 => Ssm::Scan(fixed(children)),
             "gate" if n == 3 => Ssm::Gate(fixed(children)),
-            "conv" if n == 4 => Ssm::Conv(fixed(children)),
+            "conv" if n == 5 => Ssm::Conv(fixed(children)),
+            "shift" if n == 4 => Ssm::Shift(fixed(children)),
+            "window" if n == 4 => Ssm::Window(fixed(children)),
+            "bcast" if n == 2 => Ssm::Bcast(fixed(children)),
             _ if children.is_empty() => match op.parse::<Real>() {
                 Ok(r) => Ssm::Num(r),
                 Err(()) => Ssm::Tag(Symbol::from(op)),

@@ -126,8 +126,20 @@ impl Plan {
 
     /// Builds the plan that stores `stored` (and the outputs), merging and splitting kernels
     /// until every kernel fits the row template.
-    pub fn build(graph: Graph, mut stored: BTreeSet<NodeId>, fusion: Fusion, input_dtype: DType) -> Result<Plan, IrError> {
+    pub fn build(mut graph: Graph, mut stored: BTreeSet<NodeId>, fusion: Fusion, input_dtype: DType) -> Result<Plan, IrError> {
         let mut notes = Vec::new();
+        // an output that is an input laid out otherwise is a copy (`x * 1`, exact)
+        let relaid: Vec<(String, NodeId)> = graph
+            .outputs()
+            .iter()
+            .filter(|o| matches!(&graph.node(o.node).op, Op::Input(d) if d.layout != o.layout))
+            .map(|o| (o.name.clone(), o.node))
+            .collect();
+        for (name, x) in relaid {
+            let one = graph.constant(1.0)?;
+            let copy = graph.binary(ssmc_ir::BinaryOp::Mul, x, one)?;
+            graph.retarget_output(&name, copy)?;
+        }
         // inputs are in memory already; an output that is an input is read from its buffer
         stored.retain(|n| !matches!(graph.node(*n).op, Op::Input(_)));
         for o in graph.outputs() {
@@ -158,6 +170,7 @@ impl Plan {
             let dtype = decl.dtype.unwrap_or(input_dtype);
             buffers.push(Buffer { name: decl.name.clone(), node: id, kind: BufferKind::Input, shape: decl.layout.clone(), dtype });
         }
+        let mut output_buffer: BTreeMap<(NodeId, Shape), BufferId> = BTreeMap::new();
         let mut kernels = Vec::new();
         for (k, mut group) in groups.into_iter().enumerate() {
             // outputs in declaration order, then intermediates
@@ -165,21 +178,36 @@ impl Plan {
             group.roots.sort_by_key(|r| (rank(r), *r));
             let mut writes = Vec::new();
             for &r in &group.roots {
-                let out = graph.outputs().iter().find(|o| o.node == r);
-                let (name, kind) = match out {
-                    Some(o) => (o.name.clone(), BufferKind::Output),
-                    None => (format!("t{}", r.0), BufferKind::Intermediate),
-                };
+                // one buffer per layout the outputs of `r` ask for (outputs laid out alike share
+                // it), or an intermediate one
+                let mut layouts: Vec<(String, Shape)> = Vec::new();
+                for o in graph.outputs().iter().filter(|o| o.node == r) {
+                    if !layouts.iter().any(|(_, l)| *l == o.layout) {
+                        layouts.push((o.name.clone(), o.layout.clone()));
+                    }
+                }
+                let kind = if layouts.is_empty() { BufferKind::Intermediate } else { BufferKind::Output };
+                if layouts.is_empty() {
+                    layouts.push((format!("t{}", r.0), graph.node(r).shape.clone()));
+                }
                 buffer_of.insert(r, BufferId(buffers.len()));
-                writes.push(BufferId(buffers.len()));
-                buffers.push(Buffer { name, node: r, kind, shape: graph.node(r).shape.clone(), dtype: DType::F32 });
+                for (name, shape) in layouts {
+                    output_buffer.insert((r, shape.clone()), BufferId(buffers.len()));
+                    writes.push(BufferId(buffers.len()));
+                    buffers.push(Buffer { name, node: r, kind, shape, dtype: DType::F32 });
+                }
             }
             let reads = group.leaves.iter().map(|l| buffer_of[l]).collect();
             let space = group.check(&graph).map_err(|v| IrError::new(v.why))?;
             let name = format!("k{k}_{}", graph.node(group.roots[0]).op.name());
             kernels.push(Kernel { name, roots: group.roots, body: group.body, reads, writes, space });
         }
-        let outputs = graph.outputs().iter().map(|o| (o.name.clone(), buffer_of[&o.node])).collect();
+        // an output of an input reads the input's buffer (in the input's layout)
+        let outputs = graph
+            .outputs()
+            .iter()
+            .map(|o| (o.name.clone(), output_buffer.get(&(o.node, o.layout.clone())).copied().unwrap_or(buffer_of[&o.node])))
+            .collect();
         Ok(Plan { fusion, graph, buffers, kernels, outputs, notes })
     }
 
@@ -251,7 +279,8 @@ impl Plan {
         }
         for &b in &k.writes {
             let name = format!("b{}", b.0);
-            sub.add_output(&name, map[&self.buffers[b.0].node])?;
+            let buf = &self.buffers[b.0];
+            sub.add_output_as(&name, map[&buf.node], buf.shape.dims())?;
             names.insert(b, name);
         }
         Ok((sub, names))
@@ -278,13 +307,22 @@ fn remap(op: &Op, map: &BTreeMap<NodeId, NodeId>) -> Option<Op> {
         }
         Op::ScanFinal(s) => Op::ScanFinal(m(s)?),
         Op::Gate { kind, x, z } => Op::Gate { kind: *kind, x: m(x)?, z: m(z)? },
-        Op::Conv1d { x, weight, bias, dim } => {
+        Op::Conv1d { x, weight, bias, dim, reverse } => {
             let bias = match bias {
                 Some(b) => Some(m(b)?),
                 None => None,
             };
-            Op::Conv1d { x: m(x)?, weight: m(weight)?, bias, dim: *dim }
+            Op::Conv1d { x: m(x)?, weight: m(weight)?, bias, dim: *dim, reverse: *reverse }
         }
+        Op::Shift { x, dim, fill, reverse } => {
+            let fill = match fill {
+                Some(f) => Some(m(f)?),
+                None => None,
+            };
+            Op::Shift { x: m(x)?, dim: *dim, fill, reverse: *reverse }
+        }
+        Op::Window { x, dim, taps, reverse } => Op::Window { x: m(x)?, dim: *dim, taps: *taps, reverse: *reverse },
+        Op::Broadcast { x, dims } => Op::Broadcast { x: m(x)?, dims: dims.clone() },
     })
 }
 
@@ -361,6 +399,17 @@ impl Group {
                         }
                     }
                 }
+                // so do shift and window (and a shift its fill, read at the edge)
+                Op::Shift { x, fill, .. } => {
+                    for (o, what) in [(Some(*x), "operand"), (*fill, "fill")] {
+                        if let Some(o) = o.filter(|o| in_body(*o) && !matches!(g.node(*o).op, Op::Const(_))) {
+                            return Err(Violation { store: o, why: format!("a shift reads its {what} from memory") });
+                        }
+                    }
+                }
+                Op::Window { x, .. } if in_body(*x) && !matches!(g.node(*x).op, Op::Const(_)) => {
+                    return Err(Violation { store: *x, why: "a window reads its signal from memory".into() });
+                }
                 // 3. no sum over the sequential dim
                 Op::Sum { x, dim } if Some(*dim) == l => {
                     let store = if in_body(*x) { *x } else { n };
@@ -419,7 +468,11 @@ impl Group {
         let touched = |n: NodeId| {
             let mut ds = shape(n).dims().to_vec();
             match &g.node(n).op {
-                Op::Conv1d { x, .. } => ds.extend(shape(*x).dims()),
+                Op::Conv1d { x, .. } | Op::Window { x, .. } => ds.extend(shape(*x).dims()),
+                Op::Shift { x, fill, .. } => {
+                    ds.extend(shape(*x).dims());
+                    fill.iter().for_each(|f| ds.extend(shape(*f).dims()));
+                }
                 op => op.operands().into_iter().for_each(|o| ds.extend(shape(o).dims())),
             }
             ds

@@ -21,8 +21,8 @@ pub enum Stmt {
     Decl(Decl),
     /// `let name = expr;`
     Let(Ident, Expr),
-    /// `output name = expr;`
-    Output(Ident, Expr),
+    /// `output name = expr;`, or `output name: [dims] = expr;` to store it in that order
+    Output(Ident, Option<Vec<Ident>>, Expr),
 }
 
 /// A declared input or parameter.

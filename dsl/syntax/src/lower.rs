@@ -64,11 +64,20 @@ impl Lowering {
                 }
                 self.bind(name, node);
             }
-            Stmt::Output(name, e) => {
+            Stmt::Output(name, layout, e) => {
                 let node = self.expr(e);
+                // Some(None): a layout naming an unknown dim (reported)
+                let layout: Option<Option<Vec<DimId>>> = layout.as_ref().map(|dims| {
+                    let ids: Vec<Option<DimId>> = dims.iter().map(|d| self.dim(d)).collect();
+                    ids.into_iter().collect()
+                });
                 if self.bind(name, node) {
-                    if let Some(n) = node {
-                        if let Err(err) = self.g.add_output(&name.to_string(), n) {
+                    if let (Some(n), false) = (node, matches!(layout, Some(None))) {
+                        let added = match layout.flatten() {
+                            Some(l) => self.g.add_output_as(&name.to_string(), n, &l),
+                            None => self.g.add_output(&name.to_string(), n),
+                        };
+                        if let Err(err) = added {
                             self.err(name.span(), err.message);
                         }
                     }
@@ -201,6 +210,9 @@ impl Lowering {
             }
             Op::Scan { .. } => pos[2].span(),
             Op::ScanFinal(_) => pos[0].span(),
+            Op::Shift { x, dim, .. } if !shape(*x).contains(*dim) => pos[1].span(),
+            Op::Window { x, dim, .. } if !shape(*x).contains(*dim) => pos[1].span(),
+            Op::Window { .. } => pos[2].span(),
             Op::Conv1d { x, weight, dim, .. } => {
                 let (xs, ws) = (shape(*x), shape(*weight));
                 let taps = ws.dims().iter().filter(|d| !xs.contains(**d)).count();
@@ -290,7 +302,11 @@ impl Lowering {
             }
         }
         if pos.len() < sig.min || pos.len() > sig.max {
-            let want = if sig.min == sig.max { format!("{}", sig.min) } else { format!("{} to {}", sig.min, sig.max) };
+            let want = match sig.max {
+                max if max == sig.min => format!("{max}"),
+                usize::MAX => format!("at least {}", sig.min),
+                max => format!("{} to {max}", sig.min),
+            };
             let plural = if sig.max == 1 { "" } else { "s" };
             self.err(f.span(), format!("`{name}` takes {want} positional argument{plural} ({}), found {}", sig.usage, pos.len()));
             return None;
@@ -352,7 +368,40 @@ impl Lowering {
                     Some(b) => Some(b?),
                     None => None,
                 };
-                Op::Conv1d { x: x?, weight: w?, bias, dim: dim? }
+                let reverse = match kw("reverse") {
+                    Some(e) => self.bool_arg(e)?,
+                    None => false,
+                };
+                Op::Conv1d { x: x?, weight: w?, bias, dim: dim?, reverse }
+            }
+            "shift" => {
+                let x = self.expr(pos[0]);
+                let dim = self.dim_arg(pos[1]);
+                let fill = match kw("fill").map(|e| self.expr(e)) {
+                    Some(f) => Some(f?),
+                    None => None,
+                };
+                let reverse = match kw("reverse") {
+                    Some(e) => self.bool_arg(e)?,
+                    None => false,
+                };
+                Op::Shift { x: x?, dim: dim?, fill, reverse }
+            }
+            "window" => {
+                let x = self.expr(pos[0]);
+                let dim = self.dim_arg(pos[1]);
+                let taps = self.dim_arg(pos[2]);
+                let reverse = match kw("reverse") {
+                    Some(e) => self.bool_arg(e)?,
+                    None => false,
+                };
+                Op::Window { x: x?, dim: dim?, taps: taps?, reverse }
+            }
+            "broadcast" => {
+                let x = self.expr(pos[0]);
+                let dims: Vec<Option<DimId>> = pos[1..].iter().map(|e| self.dim_arg(e)).collect();
+                let dims: Option<Vec<DimId>> = dims.into_iter().collect();
+                Op::Broadcast { x: x?, dims: Shape(dims?).canonical() }
             }
             other => unreachable!("`{other}` has a signature but no lowering"),
         };
@@ -422,7 +471,10 @@ fn signature(name: &str) -> Option<Signature> {
         "scan" => s(3, 3, &["init", "reverse"], "a, b, dim"),
         "final_state" => s(1, 1, &[], "h"),
         "gate" => s(2, 3, &[], "x, z, kind"),
-        "conv1d" => s(3, 3, &["bias"], "x, weight, dim"),
+        "conv1d" => s(3, 3, &["bias", "reverse"], "x, weight, dim"),
+        "shift" => s(2, 2, &["fill", "reverse"], "x, dim"),
+        "window" => s(3, 3, &["reverse"], "x, dim, taps"),
+        "broadcast" => s(2, usize::MAX, &[], "x, dim, ..."),
         _ => None,
     }
 }
@@ -431,7 +483,7 @@ fn signature(name: &str) -> Option<Signature> {
 pub fn op_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = UnaryOp::ALL.iter().map(|u| u.name()).collect();
     v.extend(BinaryOp::ALL.iter().map(|b| b.name()));
-    v.extend(["sum", "discretize_a", "discretize_b", "scan", "final_state", "gate", "conv1d"]);
+    v.extend(["sum", "discretize_a", "discretize_b", "scan", "final_state", "gate", "conv1d", "shift", "window", "broadcast"]);
     v
 }
 

@@ -53,8 +53,19 @@ impl Parse for Stmt {
                 Stmt::Decl(decl(kind, input)?)
             }
             "output" => {
-                let (name, expr) = binding(input)?;
-                Stmt::Output(name, expr)
+                let name = input.call(Ident::parse_any)?;
+                let layout = if input.peek(Token![:]) {
+                    input.parse::<Token![:]>()?;
+                    let inner;
+                    bracketed!(inner in input);
+                    Some(inner.parse_terminated(Ident::parse_any, Token![,])?.into_iter().collect())
+                } else {
+                    None
+                };
+                input.parse::<Token![=]>()?;
+                let e: syn::Expr = input.parse()?;
+                input.parse::<Token![;]>()?;
+                Stmt::Output(name, layout, expr(&e)?)
             }
             other => {
                 return Err(syn::Error::new(

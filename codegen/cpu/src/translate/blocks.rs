@@ -18,7 +18,7 @@ impl KernelTranslator<'_, '_> {
             && self.unrolled
             && self.k.rows.last().is_some_and(|&e| e % 4 == 0)
             && self.k.seq.is_none_or(|s| s.0 == 1)
-            && !self.k.steps.iter().any(|(l, st)| outer(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+            && !self.k.steps.iter().any(|(l, st)| outer(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Gather { .. } | Step::Final(_)))
     }
 
     /// Rows `r0 .. r0 + 4`.
@@ -63,7 +63,7 @@ impl KernelTranslator<'_, '_> {
         self.vw == 4
             && !reverse
             && extent >= 4
-            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)))
+            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Gather { .. } | Step::Final(_)))
     }
 
     /// Four forward seq steps starting at `l0`: seq-level steps as vectors along seq, the inner

@@ -58,7 +58,7 @@ impl KernelTranslator<'_, '_> {
             && self.unrolled
             && self.k.inner.is_some()
             && self.chunks.iter().all(|&(_, w)| w == 4)
-            && !self.k.steps.iter().any(|(l, st)| *l == Level::Inner && matches!(st, Step::Conv { .. } | Step::Store(..))))
+            && !self.k.steps.iter().any(|(l, st)| *l == Level::Inner && matches!(st, Step::Conv { .. } | Step::Gather { .. } | Step::Store(..))))
         .then_some(steps)
     }
 
@@ -257,7 +257,7 @@ impl KernelTranslator<'_, '_> {
             && self.row_blocks()
             && self.chunks.iter().all(|&(_, w)| w == 4)
             && inner(&|st| matches!(st, Step::Scan { .. }))
-            && !inner(&|st| matches!(st, Step::Store(..) | Step::Conv { .. }))
+            && !inner(&|st| matches!(st, Step::Store(..) | Step::Conv { .. } | Step::Gather { .. }))
             && self.steps_at(Level::Final).into_iter().all(|v| match self.k.steps[v].1 {
                 Step::Store(x, _) => final_state(x),
                 _ => final_state(v),

@@ -47,7 +47,7 @@ pub(crate) fn chunkable(k: &Kir, schedule: &Schedule) -> Option<V> {
         && extent >= 64
         && n <= schedule.unroll_limit
         && k.steps[scans[0]].0 == Level::Inner
-        && !k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. }));
+        && !k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. } | Step::Gather { .. }));
     ok.then(|| scans[0])
 }
 

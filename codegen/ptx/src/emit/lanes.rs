@@ -101,7 +101,7 @@ impl Translator<'_> {
         let ok = matches!(self.mapping, Mapping::Lanes(_))
             && !reverse
             && extent > 1
-            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Final(_)));
+            && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Gather { .. } | Step::Final(_)));
         ok.then_some(extent)
     }
 

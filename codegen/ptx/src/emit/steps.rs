@@ -4,7 +4,7 @@
 use super::{ChunkPass, Inner, Mapping, Translator};
 use crate::isa::{self, fimm};
 use ssmc_ir::{GateKind, Method};
-use ssmc_kernel::{Axis, Level, Step, V};
+use ssmc_kernel::{Axis, Back, Level, Step, V};
 
 impl Translator<'_> {
     pub(super) fn state_get(&mut self, scan: V, at: &Inner) -> String {
@@ -18,6 +18,24 @@ impl Translator<'_> {
                 self.w.ins(format!("ld.local.f32 {d}, [{addr}]"));
                 d
             }
+        }
+    }
+
+    /// The index of the loop `axis` at inner position `here`.
+    fn axis_index(&mut self, axis: Axis, here: &Inner) -> String {
+        match (axis, here) {
+            (Axis::Row(k), _) => self.row_idx[k].clone(),
+            (Axis::Seq, _) => self.l.clone().expect("a step along seq runs in the seq loop"),
+            (Axis::Inner, Inner::Static(c)) => {
+                let r = self.w.rd();
+                match self.lane_run() {
+                    Some(first) => self.w.ins(format!("add.u64 {r}, {first}, {c}")),
+                    None => self.w.ins(format!("mov.u64 {r}, {c}")),
+                }
+                r
+            }
+            (Axis::Inner, Inner::Reg(i) | Inner::Lane(i)) => i.clone(),
+            (Axis::Inner, Inner::None) => unreachable!("a step along the inner dim has an inner index"),
         }
     }
 
@@ -158,21 +176,8 @@ impl Translator<'_> {
                 self.w.ins(format!("mov.f32 {d}, {h}"));
                 d
             }
-            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias } => {
-                let pos = match (axis, &here) {
-                    (Axis::Row(k), _) => self.row_idx[k].clone(),
-                    (Axis::Seq, _) => self.l.clone().expect("a conv along seq runs in the seq loop"),
-                    (Axis::Inner, Inner::Static(c)) => {
-                        let r = self.w.rd();
-                        match self.lane_run() {
-                            Some(first) => self.w.ins(format!("add.u64 {r}, {first}, {c}")),
-                            None => self.w.ins(format!("mov.u64 {r}, {c}")),
-                        }
-                        r
-                    }
-                    (Axis::Inner, Inner::Reg(i) | Inner::Lane(i)) => i.clone(),
-                    (Axis::Inner, Inner::None) => unreachable!("a conv along the inner dim has an inner index"),
-                };
+            Step::Conv { x, w, tap_stride, taps, axis, x_axis_stride, bias, reverse, extent } => {
+                let pos = self.axis_index(axis, &here);
                 let xo = self.offset(&x, &here);
                 let wo = self.offset(&w, &here);
                 let acc0 = self.w.f();
@@ -181,9 +186,15 @@ impl Translator<'_> {
                 for j in 0..taps {
                     let back = taps - 1 - j;
                     let p = self.w.p();
-                    self.w.ins(format!("setp.ge.u64 {p}, {pos}, {back}"));
                     let (shifted, safe) = (self.w.rd(), self.w.rd());
-                    self.w.ins(format!("sub.u64 {shifted}, {xo}, {}", back * x_axis_stride));
+                    if reverse {
+                        // tap j reads `back` steps ahead, while inside the axis
+                        self.w.ins(format!("setp.lt.s64 {p}, {pos}, {}", extent as i64 - back as i64));
+                        self.w.ins(format!("add.u64 {shifted}, {xo}, {}", back * x_axis_stride));
+                    } else {
+                        self.w.ins(format!("setp.ge.u64 {p}, {pos}, {back}"));
+                        self.w.ins(format!("sub.u64 {shifted}, {xo}, {}", back * x_axis_stride));
+                    }
                     self.w.ins(format!("selp.u64 {safe}, {shifted}, 0, {p}"));
                     let xa = self.address(x.buffer, &safe);
                     let xv = self.load_at(self.k.buffers[x.buffer].dtype, &xa);
@@ -204,6 +215,43 @@ impl Translator<'_> {
                     acc = n;
                 }
                 acc
+            }
+            Step::Gather { x, axis, x_axis_stride, extent, reverse, back, fill } => {
+                let pos = self.axis_index(axis, &here);
+                // `back` and the element offset it moves by: immediates, or registers by tap
+                let (back, moved) = match back {
+                    Back::Fixed(b) => (format!("{b}"), format!("{}", b * x_axis_stride)),
+                    Back::Taps { axis, taps } => {
+                        let j = self.axis_index(axis, &here);
+                        let (last, r, m) = (self.w.rd(), self.w.rd(), self.w.rd());
+                        self.w.ins(format!("mov.u64 {last}, {}", taps - 1));
+                        self.w.ins(format!("sub.u64 {r}, {last}, {j}"));
+                        self.w.ins(format!("mul.lo.u64 {m}, {r}, {x_axis_stride}"));
+                        (r, m)
+                    }
+                };
+                // inside the axis: pos >= back, or pos + back < extent reversed
+                let (p, shifted, safe) = (self.w.p(), self.w.rd(), self.w.rd());
+                let xo = self.offset(&x, &here);
+                if reverse {
+                    let at = self.w.rd();
+                    self.w.ins(format!("add.u64 {at}, {pos}, {back}"));
+                    self.w.ins(format!("setp.lt.u64 {p}, {at}, {extent}"));
+                    self.w.ins(format!("add.u64 {shifted}, {xo}, {moved}"));
+                } else {
+                    self.w.ins(format!("setp.ge.u64 {p}, {pos}, {back}"));
+                    self.w.ins(format!("sub.u64 {shifted}, {xo}, {moved}"));
+                }
+                self.w.ins(format!("selp.u64 {safe}, {shifted}, 0, {p}"));
+                let xa = self.address(x.buffer, &safe);
+                let xv = self.load_at(self.k.buffers[x.buffer].dtype, &xa);
+                let edge = match fill {
+                    Some(f) => op(self, f),
+                    None => fimm(0.0),
+                };
+                let d = self.w.f();
+                self.w.ins(format!("selp.f32 {d}, {xv}, {edge}, {p}"));
+                d
             }
             Step::Store(x, a) => {
                 let val = op(self, x);

@@ -77,7 +77,7 @@ pub(crate) fn warp_scannable(k: &Kir, schedule: &Schedule) -> Option<WarpScan> {
     if reverse || extent < 64 || n > schedule.unroll_limit.max(1) {
         return None;
     }
-    if k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. })) {
+    if k.steps.iter().any(|(_, st)| matches!(st, Step::Conv { .. } | Step::Gather { .. })) {
         return None;
     }
     let scans: Vec<V> = (0..k.steps.len()).filter(|&v| matches!(k.steps[v].1, Step::Scan { .. })).collect();

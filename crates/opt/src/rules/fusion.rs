@@ -12,7 +12,7 @@
 //! | `fuse-scan-into-sum`         | scan along l | sum over a dim other than l                |
 //! | `fuse-scan-into-final-state` | scan         | `final_state`                              |
 //! | `fuse-sum-into-epilogue`     | sum          | elementwise (skip term, gate)              |
-//! | `fuse-conv-into-elementwise` | conv1d       | elementwise                                |
+//! | `fuse-conv-into-elementwise` | conv1d, shift, window | elementwise                       |
 
 use super::Rewrite;
 use crate::analysis::{Kind, SsmAnalysis};
@@ -25,14 +25,15 @@ use ssmc_ir::{BinaryOp, UnaryOp};
 type Consumer = (String, &'static [&'static str], &'static [usize]);
 
 /// Every elementwise consumer: each unary and binary op of the IR (as the term language writes
-/// it), then the discretizations and the gate.
+/// it), then the discretizations, the gate and broadcast.
 fn elementwise_consumers() -> Vec<Consumer> {
     let unary = UnaryOp::ALL.into_iter().map(|u| (u.to_string(), &["?x"][..], &[0][..]));
     let binary = BinaryOp::ALL.into_iter().map(|b| (b.to_string(), &["?x", "?y"][..], &[0, 1][..]));
-    let others: [(&str, &'static [&'static str], &'static [usize]); 3] = [
+    let others: [(&str, &'static [&'static str], &'static [usize]); 4] = [
         ("disc_a", &["?m", "?x", "?y"], &[1, 2]),
         ("disc_b", &["?m", "?x", "?y", "?z"], &[1, 2, 3]),
         ("gate", &["?m", "?x", "?z"], &[1, 2]),
+        ("bcast", &["?x", "?d"], &[0]),
     ];
     unary.chain(binary).chain(others.into_iter().map(|(op, vars, at)| (op.to_string(), vars, at))).collect()
 }
