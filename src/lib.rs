@@ -122,6 +122,13 @@ impl Layer {
         Ok(Layer { graph: ssmc_dsl::parse_named(&name, &src).map_err(Error::Spec)? })
     }
 
+    /// The backward layer (see [`ssmc_ir::grad`]): it takes this layer's inputs and one
+    /// cotangent `d_<output>` per output, and returns `d_<input>` for every input and param,
+    /// each laid out as its input. It compiles and runs like any layer.
+    pub fn grad(&self) -> Result<Layer, Error> {
+        Ok(Layer { graph: ssmc_ir::grad::grad(&self.graph)? })
+    }
+
     /// Wraps a graph built by other means (the `ssm!` macro, the IR builder).
     pub fn from_graph(graph: Graph) -> Result<Layer, Error> {
         graph.validate()?;

@@ -171,3 +171,14 @@ fn sin_and_cos_of_large_and_special_arguments() {
     assert_eq!(jit("sin", &[0.0]), vec![0.0]);
     assert_eq!(jit("cos", &[0.0]), vec![1.0]);
 }
+
+#[test]
+fn sign_is_exact_and_keeps_zeros_and_nan() {
+    let xs = [-3.0, -1e-40, -0.0, 0.0, 1e-30, 5.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+    let got = jit("sign", &xs);
+    let want: [f64; 8] = [-1.0, -1.0, -0.0, 0.0, 1.0, 1.0, 1.0, -1.0];
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(got[i].to_bits(), w.to_bits(), "sign({}) = {}", xs[i], got[i]);
+    }
+    assert!(got[8].is_nan());
+}

@@ -24,6 +24,12 @@ enum Command {
         /// The .ssm file.
         spec: PathBuf,
     },
+    /// Print the backward layer as .ssm: it takes the layer's inputs and one cotangent
+    /// `d_<output>` per output, and gives `d_<input>` for every input and param.
+    Grad {
+        /// The .ssm file.
+        spec: PathBuf,
+    },
     /// Print the layer compiled for a target (PTX for the GPU).
     Compile {
         /// The .ssm file.
@@ -257,6 +263,7 @@ impl Command {
     fn spec(&self) -> &std::path::Path {
         match self {
             Command::Check { spec }
+            | Command::Grad { spec }
             | Command::Compile { spec, .. }
             | Command::Explain { spec, .. }
             | Command::Run { spec, .. }
@@ -291,6 +298,11 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Check { spec } => {
             let layer = Layer::from_file(&spec)?;
             print!("{}", print::print_annotated(layer.graph()));
+            Ok(())
+        }
+        Command::Grad { spec } => {
+            let layer = Layer::from_file(&spec)?;
+            print!("{}", print::print(layer.grad()?.graph()));
             Ok(())
         }
         Command::Compile { spec, target: Target::Ptx, fusion, dtype, dims, lanes, chunked, chunks, tile, no_prefetch, warp_scan, stream_out, block } => {

@@ -401,3 +401,21 @@ fn sin_quadrant(b: &mut FunctionBuilder, ty: Type, x: Value, k: i64) -> Value {
     let nan = konst(b, ty, f32::NAN);
     select(b, ty, far, nan, y)
 }
+
+/// `-1`, `0` or `1` by the sign of `x`; `x` itself where it is 0 or NaN. (Cranelift has no
+/// `fcopysign` of vectors on x86-64: the sign bit is moved by integer ops.)
+pub fn sign(b: &mut FunctionBuilder, ty: Type, x: Value) -> Value {
+    let sign_bit = iconst(b, ty, i64::from(i32::MIN));
+    let bits = to_bits(b, ty, x);
+    let s = b.ins().band(bits, sign_bit);
+    let one = konst(b, ty, 1.0);
+    let one = to_bits(b, ty, one);
+    let signed_one = b.ins().bor(s, one);
+    let signed_one = from_bits(b, ty, signed_one);
+    let zero = konst(b, ty, 0.0);
+    // (x86-64 compares vectors for `eq` and `unord`, not for their union)
+    let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    let keep = b.ins().bor(is_zero, is_nan);
+    select(b, ty, keep, x, signed_one)
+}

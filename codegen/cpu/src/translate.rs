@@ -905,13 +905,6 @@ fn unary(b: &mut FunctionBuilder, ty: Type, u: UnaryOp, x: Value) -> Value {
         UnaryOp::Tanh => math::tanh(b, ty, x),
         UnaryOp::Sin => math::sin(b, ty, x),
         UnaryOp::Cos => math::cos(b, ty, x),
-        UnaryOp::Sign => {
-            // +-1 with x's sign; x itself where it is 0 or NaN
-            let one = math::konst(b, ty, 1.0);
-            let s = b.ins().fcopysign(one, x);
-            let zero = math::konst(b, ty, 0.0);
-            let keep = b.ins().fcmp(FloatCC::UnorderedOrEqual, x, zero);
-            math::select(b, ty, keep, x, s)
-        }
+        UnaryOp::Sign => math::sign(b, ty, x),
     }
 }
