@@ -5,28 +5,13 @@
 //! test binary with `SSMC_REQUIRE_GPU=1`, so a missing GPU fails instead of skipping).
 
 mod common;
-use common::{assert_agree, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, ROTARY, TWO_READOUTS, two_readouts_products_only};
+use common::{assert_agree, cuda_compile as compile, dims, example, fair_for_f32, random_dims, random_variant, variant_shape, Tolerance, EXAMPLES, ROTARY, TWO_READOUTS, two_readouts_products_only};
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
 use ssmc::{Backend, Block, Chunks, Fusion, GpuSchedule, LaneWidth, Layer, Tiles};
 
 
 
-/// The compiled layer, or `None` (with the reason checked) when no GPU is usable here.
-fn compile(layer: &Layer, fusion: Fusion) -> Option<ssmc::CompiledLayer> {
-    match layer.compile(Backend::Cuda, fusion) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(std::env::var("SSMC_REQUIRE_GPU").is_err(), "SSMC_REQUIRE_GPU is set but: {msg}");
-            assert!(
-                msg.contains("not built in") || msg.contains("no CUDA driver") || msg.contains("CUDA"),
-                "unexpected error without a GPU: {msg}"
-            );
-            None
-        }
-    }
-}
 
 /// The fused plan of `layer` under the warp scan, or `None` as [`compile`] says.
 fn warp_scan(layer: &Layer) -> Option<ssmc::CompiledLayer> {

@@ -206,3 +206,20 @@ pub fn variant_shape(seed: u64) -> (usize, usize, usize, usize) {
     let s = seed as usize;
     (1 + s % 3, 1 + (s * 7) % 40, 1 + (s * 37) % 200, 1 + (s * 5) % 24)
 }
+
+/// The layer compiled for the GPU, or `None` (with the reason checked) when no GPU is usable
+/// here; with `SSMC_REQUIRE_GPU` set, a missing GPU fails the test instead.
+pub fn cuda_compile(layer: &Layer, fusion: ssmc::Fusion) -> Option<ssmc::CompiledLayer> {
+    match layer.compile(ssmc::Backend::Cuda, fusion) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(std::env::var("SSMC_REQUIRE_GPU").is_err(), "SSMC_REQUIRE_GPU is set but: {msg}");
+            assert!(
+                msg.contains("not built in") || msg.contains("no CUDA driver") || msg.contains("CUDA"),
+                "unexpected error without a GPU: {msg}"
+            );
+            None
+        }
+    }
+}
