@@ -563,3 +563,15 @@ pub fn bench_cuda(layer: &Layer, dims: &BTreeMap<String, usize>, opts: &BenchOpt
         unfused_schedule: unfused.prepare_gpu(&x)?.describe(),
     })
 }
+
+/// `ssmc bench --grad --json`: the forward's and the backward's results, and the headline
+/// numbers of training (`fwd_train_ms` is the forward's: the backward recomputes what it needs
+/// from the inputs, so the training-mode forward is the plain one).
+pub fn grad_json(forward: &str, backward: &str, bwd_ms: f64, bwd_unfused_ms: f64, fwd_train_ms: f64, bwd_bytes: u64) -> String {
+    format!(
+        "{{\"forward\": {forward}, \"backward\": {backward}, \"bwd_ms\": {}, \"bwd_unfused_ms\": {}, \"fwd_train_ms\": {}, \"bwd_bytes\": {bwd_bytes}}}",
+        json_num(bwd_ms),
+        json_num(bwd_unfused_ms),
+        json_num(fwd_train_ms)
+    )
+}

@@ -24,8 +24,10 @@ pub mod compiled;
 pub use ssmc_kernel::dump;
 pub mod gpu;
 pub mod random;
+pub mod train;
 
 pub use compiled::{Backend, CompiledLayer, Target};
+pub use train::{Saved, Training};
 pub use ssmc_opt::Fusion;
 pub use ssmc_kernel::Schedule;
 pub use ssmc_ptx::{Block, Chunks, GpuSchedule, LaneWidth, ScheduleError, Tiles};
@@ -90,6 +92,9 @@ pub enum Error {
     /// A compiled layer's cache or kept buffers were left poisoned by a panic in another thread.
     #[error("the compiled layer's {0} was poisoned by a panic in another thread")]
     Poisoned(&'static str),
+    /// Cotangents that do not fit the layer's outputs: missing, extra or mis-shaped.
+    #[error("{0}")]
+    Cotangent(String),
     /// A command-line argument that does not fit (the message names the flag).
     #[error("{0}")]
     Usage(String),

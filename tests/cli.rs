@@ -839,3 +839,75 @@ fn seq_chunk_is_a_cpu_option_in_steps_of_four() {
         assert!(err < 1e-4, "chunk {chunk}: max_abs_err {err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Gradients
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn grad_prints_a_backward_that_checks() {
+    let dir = TempDir::new("grad");
+    let text = ok(&["grad", &p(&mamba1())]);
+    assert!(text.starts_with("layer Mamba1_grad {"), "{text}");
+    for want in ["input d_out: [batch, dim, len];", "output d_B: [batch, state, len] =", "output d_delta_bias ="] {
+        assert!(text.contains(want), "{want} in\n{text}");
+    }
+    let spec = dir.write("back.ssm", &text);
+    ok(&["check", &p(&spec)]);
+}
+
+#[test]
+fn run_with_grad_writes_outputs_and_gradients_alike_on_every_backend() {
+    let dir = TempDir::new("run-grad");
+    let mut got = Vec::new();
+    for backend in ["interp", "cpu"] {
+        let out = dir.path(&format!("{backend}.safetensors"));
+        let args = ["run", &p(&mamba1()), "--random", "--dims", "batch=2,dim=3,len=7,state=4", "--grad", "--backend", backend, "--out", &p(&out)];
+        ok(&args);
+        got.push(io::load(&out).unwrap());
+    }
+    let names: Vec<&String> = got[0].keys().collect();
+    assert_eq!(names, ["d_A", "d_B", "d_C", "d_D", "d_delta", "d_delta_bias", "d_u", "d_z", "out"]);
+    assert_eq!(got[0]["d_B"].shape(), [2, 4, 7], "d_B is laid out as B");
+    for (name, t) in &got[0] {
+        for (a, b) in t.to_f64().iter().zip(got[1][name].to_f64()) {
+            assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{name}: interp {a}, cpu {b}");
+        }
+    }
+}
+
+#[test]
+fn cotangents_come_from_a_file_and_must_fit() {
+    let dir = TempDir::new("cotangents");
+    let inputs = dir.path("in.safetensors");
+    ok(&["run", &p(&mamba1()), "--random", "--dims", "batch=1,dim=2,len=3,state=2", "--save-inputs", &p(&inputs)]);
+    fails(&["run", &p(&mamba1()), "--inputs", &p(&inputs), "--grad"], 1, &["--cotangents"]);
+    let good = dir.path("dout.safetensors");
+    io::save(&good, &TensorMap::from([("d_out".to_string(), tensor(DType::F32, &[1, 2, 3], -1.0, 1.0, 3))])).unwrap();
+    let text = ok(&["run", &p(&mamba1()), "--inputs", &p(&inputs), "--cotangents", &p(&good)]);
+    assert!(text.contains("d_A: f32 [2, 2]"), "{text}");
+    let wrong_name = dir.path("wrong.safetensors");
+    io::save(&wrong_name, &TensorMap::from([("out".to_string(), tensor(DType::F32, &[1, 2, 3], -1.0, 1.0, 3))])).unwrap();
+    fails(&["run", &p(&mamba1()), "--inputs", &p(&inputs), "--cotangents", &p(&wrong_name)], 1, &["unexpected cotangent `out`", "`d_out`"]);
+    let wrong_shape = dir.path("shape.safetensors");
+    io::save(&wrong_shape, &TensorMap::from([("d_out".to_string(), tensor(DType::F32, &[1, 3, 2], -1.0, 1.0, 3))])).unwrap();
+    fails(&["run", &p(&mamba1()), "--inputs", &p(&inputs), "--cotangents", &p(&wrong_shape)], 1, &["`d_out` has shape [1, 3, 2]", "[1, 2, 3]"]);
+    let none = dir.path("none.safetensors");
+    io::save(&none, &TensorMap::new()).unwrap();
+    fails(&["run", &p(&mamba1()), "--inputs", &p(&inputs), "--cotangents", &p(&none)], 1, &["missing cotangent `d_out`"]);
+}
+
+#[test]
+fn explain_grad_says_what_the_fused_backward_keeps() {
+    let text = ok(&["explain", &p(&mamba1()), "--grad", "--dims", "batch=1,dim=16,len=64,state=4"]);
+    assert!(text.contains("layer Mamba1_grad"), "{text}");
+    assert!(text.contains("forward values the fused backward keeps in memory"), "{text}");
+}
+
+#[test]
+fn bench_grad_times_forward_and_backward() {
+    let text = ok(&["bench", &p(&mamba1()), "--grad", "--dims", "batch=1,dim=4,len=16,state=2", "--reps", "1", "--json"]);
+    for key in ["\"forward\": {", "\"backward\": {", "\"bwd_ms\": ", "\"bwd_unfused_ms\": ", "\"fwd_train_ms\": ", "\"bwd_bytes\": "] {
+        assert!(text.contains(key), "{key} in {text}");
+    }
+}

@@ -153,3 +153,30 @@ fn random_ssm_variants_backward_matches_the_oracle() {
     }
     assert!(fair >= n * 2 / 3, "only {fair} of {n} variants' backwards were fair tests");
 }
+
+#[test]
+fn a_training_step_runs_forward_then_backward_and_checks_its_cotangents() {
+    let layer = example("mamba1_step.ssm");
+    let step = layer.compile_training(ssmc::Backend::Cpu, Fusion::On).unwrap();
+    let sizes = dims(&layer, 2, 3, 1, 4);
+    let all = random_inputs(step.grad().graph(), &sizes, DType::F32, 3).unwrap();
+    let (inputs, cots): (TensorMap, TensorMap) = all.into_iter().partition(|(n, _)| layer.graph().input_named(n).is_some());
+    let (outputs, saved) = step.forward(&inputs).unwrap();
+    assert_eq!(outputs.len(), 2);
+    let grads = step.backward(&saved, &cots).unwrap();
+    let mut both = inputs.clone();
+    both.extend(cots.clone());
+    let want = step.grad().eval_as(&both, DType::F64).unwrap();
+    assert_agree(&grads, &want, &TOL, "training step");
+    // the cotangents must be exactly one `d_<output>` per output, shaped as it
+    let err = |c: &TensorMap| step.backward(&saved, c).unwrap_err().to_string();
+    let mut missing = cots.clone();
+    missing.remove("d_h_last");
+    assert_eq!(err(&missing), "missing cotangent `d_h_last` for output `h_last` of shape [2, 3, 4]");
+    let mut extra = cots.clone();
+    extra.insert("d_h0".into(), cots["d_h_last"].clone());
+    assert!(err(&extra).starts_with("unexpected cotangent `d_h0`; the backward takes `d_h_last`, `d_out`"), "{}", err(&extra));
+    let mut wrong = cots.clone();
+    wrong.insert("d_out".into(), cots["d_h_last"].clone());
+    assert_eq!(err(&wrong), "cotangent `d_out` has shape [2, 3, 4], but output `out` has shape [2, 3, 1]");
+}

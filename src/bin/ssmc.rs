@@ -92,6 +92,10 @@ enum Command {
         /// Also write the fused plan as a Graphviz file.
         #[arg(long)]
         dot: Option<PathBuf>,
+        /// Explain the backward layer (`ssmc grad SPEC`) instead, and which forward values its
+        /// fused plan keeps in memory rather than recomputes.
+        #[arg(long)]
+        grad: bool,
     },
     /// Evaluate a layer on inputs from a safetensors file, or on random inputs.
     Run {
@@ -131,6 +135,13 @@ enum Command {
         /// bench prints, e.g. `lanes4`, `warpscan`, `rows+tiles16+prefetch`).
         #[arg(long)]
         schedule: Option<String>,
+        /// Also run the backward: write `d_<input>` for every input beside the outputs, from
+        /// the cotangents of --cotangents, or (with --random) random ones.
+        #[arg(long)]
+        grad: bool,
+        /// The cotangents, one `d_<output>` per output shaped as it (implies --grad).
+        #[arg(long)]
+        cotangents: Option<PathBuf>,
     },
     /// Time the fused and the unfused plan on random inputs, checked against the oracle.
     Bench {
@@ -166,6 +177,10 @@ enum Command {
         /// at a time instead of in chunks of rows). Default 64.
         #[arg(long)]
         seq_chunk: Option<usize>,
+        /// Time the backward too (the layer `ssmc grad SPEC` prints), fused and unfused; JSON
+        /// gets `bwd_ms`, `bwd_unfused_ms`, `fwd_train_ms` and `bwd_bytes` (GPU: `bwd_us`, ...).
+        #[arg(long, conflicts_with = "sweep")]
+        grad: bool,
     },
 }
 
@@ -312,8 +327,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }
-        Command::Explain { spec, dims, dtype, json, dot } => {
-            let layer = Layer::from_file(&spec)?;
+        Command::Explain { spec, dims, dtype, json, dot, grad } => {
+            let forward = Layer::from_file(&spec)?;
+            let layer = if grad { forward.grad()? } else { forward.clone() };
             let given = random::parse_dims(layer.graph(), &dims)?;
             let pairs: Vec<(&str, usize)> = given.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let mut opts = Options::at_sizes(layer.graph(), &pairs);
@@ -332,9 +348,20 @@ fn run(cli: Cli) -> Result<(), Error> {
                     .map_err(|source| Error::File { path: path.display().to_string(), source })?;
             }
             print!("{}", if json { ex.json() } else { ex.text() });
+            if grad && !json {
+                let cots: Vec<String> = forward.graph().outputs().iter().map(|o| ssmc::ir::grad::cotangent_name(&o.name)).collect();
+                let kept = ssmc::train::kept_forward_values(&fused.plan, &cots, &opts.sizes);
+                println!("\nforward values the fused backward keeps in memory (the rest it recomputes in registers):");
+                if kept.is_empty() {
+                    println!("  none");
+                }
+                for (what, dims, bytes) in kept {
+                    println!("  {what:<24} {dims:<28} {:.2} MB", bytes as f64 / 1e6);
+                }
+            }
             Ok(())
         }
-        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json, schedule, seq_chunk } => {
+        Command::Bench { spec, dims, backend, dtype, reps, sweep, svg, json, schedule, seq_chunk, grad } => {
             let layer = Layer::from_file(&spec)?;
             let base = random::parse_dims(layer.graph(), &dims)?;
             let schedule = gpu_schedule(schedule.as_deref(), backend == BenchBackend::Cuda)?;
@@ -353,10 +380,29 @@ fn run(cli: Cli) -> Result<(), Error> {
                     return Err(Error::Usage("--sweep runs on the cpu backend only".into()));
                 }
                 let r = ssmc::bench::bench_cuda(&layer, &base, &opts)?;
+                if grad {
+                    let b = ssmc::bench::bench_cuda(&layer.grad()?, &base, &opts)?;
+                    if json {
+                        println!("{}", ssmc::bench::grad_json(&r.json(), &b.json(), b.fused_us / 1e3, b.unfused_us / 1e3, r.fused_us / 1e3, b.floor_bytes));
+                    } else {
+                        print!("forward\n{}\nbackward\n{}", r.table(), b.table());
+                    }
+                    return Ok(());
+                }
                 print!("{}", if json { r.json() + "\n" } else { r.table() });
                 return Ok(());
             }
             match sweep {
+                None if grad => {
+                    let r = ssmc::bench::bench(&layer, ssmc::Backend::Cpu, &base, &opts)?;
+                    let b = ssmc::bench::bench(&layer.grad()?, ssmc::Backend::Cpu, &base, &opts)?;
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    if json {
+                        println!("{}", ssmc::bench::grad_json(&r.json(), &b.json(), ms(b.fused), ms(b.unfused), ms(r.fused), b.floor_bytes));
+                    } else {
+                        print!("forward\n{}\nbackward\n{}", r.table(), b.table());
+                    }
+                }
                 None => {
                     let r = ssmc::bench::bench(&layer, ssmc::Backend::Cpu, &base, &opts)?;
                     print!("{}", if json { r.json() + "\n" } else { r.table() });
@@ -392,7 +438,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend, fusion, schedule } => {
+        Command::Run { spec, inputs, random, dims, seed, dtype, save_inputs, out, out_dtype, backend, fusion, schedule, grad, cotangents } => {
             let layer = Layer::from_file(&spec)?;
             let schedule = gpu_schedule(schedule.as_deref(), matches!(backend, Backend::Cuda))?;
             let inputs = match (inputs, random) {
@@ -409,18 +455,45 @@ fn run(cli: Cli) -> Result<(), Error> {
                     return Err(Error::Usage("give the inputs with --inputs FILE, or use --random --dims ...".into()))
                 }
             };
-            let outputs = match backend {
-                Backend::Interp => layer.eval_as(&inputs, out_dtype)?,
-                Backend::Cpu | Backend::Cuda => {
-                    let target = if matches!(backend, Backend::Cpu) { ssmc::Backend::Cpu } else { ssmc::Backend::Cuda };
-                    let compiled = layer.compile(target, fusion.into())?;
-                    let compiled = match schedule {
-                        Some(s) => compiled.with_gpu_schedule(s)?,
-                        None => compiled,
-                    };
-                    compiled.run_as(&inputs, out_dtype)?
+            let evaluate = |layer: &Layer, inputs: &ssmc::runtime::TensorMap| -> Result<ssmc::runtime::TensorMap, Error> {
+                match backend {
+                    Backend::Interp => layer.eval_as(inputs, out_dtype),
+                    Backend::Cpu | Backend::Cuda => {
+                        let target = if matches!(backend, Backend::Cpu) { ssmc::Backend::Cpu } else { ssmc::Backend::Cuda };
+                        let compiled = layer.compile(target, fusion.into())?;
+                        let compiled = match schedule {
+                            Some(s) => compiled.with_gpu_schedule(s)?,
+                            None => compiled,
+                        };
+                        compiled.run_as(inputs, out_dtype)
+                    }
                 }
             };
+            let mut outputs = evaluate(&layer, &inputs)?;
+            if grad || cotangents.is_some() {
+                let back = layer.grad()?;
+                let cots = match cotangents {
+                    Some(path) => io::load(&path)?,
+                    // the backward's inputs are the forward's (drawn again from the same seed:
+                    // the same values) and then the cotangents
+                    None if random => {
+                        let d = random::parse_dims(back.graph(), dims.as_deref().unwrap_or(""))?;
+                        let mut all = random::random_inputs(back.graph(), &d, dtype, seed)?;
+                        all.retain(|n, _| layer.graph().input_named(n).is_none());
+                        all
+                    }
+                    None => {
+                        return Err(Error::Usage(
+                            "--grad with --inputs needs --cotangents FILE (one `d_<output>` per output)".into(),
+                        ))
+                    }
+                };
+                let shapes: Vec<(String, Vec<usize>)> = outputs.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
+                ssmc::train::check_cotangents(&shapes, &cots)?;
+                let mut all = inputs.clone();
+                all.extend(cots);
+                outputs.extend(evaluate(&back, &all)?);
+            }
             match out {
                 Some(path) => {
                     io::save(&path, &outputs)?;

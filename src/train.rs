@@ -1,0 +1,133 @@
+//! Training: a layer's compiled forward beside its compiled backward.
+//!
+//! ```
+//! use ssmc::{Backend, Fusion, Layer};
+//! let layer = Layer::parse("layer L { dims n; input x: [n]; param a: [] in 0.1..0.9; output y = scan(a, x, n); }")?;
+//! let step = layer.compile_training(Backend::Cpu, Fusion::On)?;
+//! let dims = [("n".to_string(), 8)].into();
+//! let x = ssmc::random::random_inputs(layer.graph(), &dims, ssmc::ir::DType::F32, 0)?;
+//! let (y, saved) = step.forward(&x)?;
+//! let dy = ssmc::runtime::TensorMap::from([("d_y".to_string(), y["y"].clone())]);
+//! let grads = step.backward(&saved, &dy)?;
+//! assert_eq!(grads["d_x"].shape(), x["x"].shape());
+//! assert_eq!(grads["d_a"].shape(), &[] as &[usize]);
+//! # Ok::<(), ssmc::Error>(())
+//! ```
+
+use crate::{Backend, CompiledLayer, Error, Fusion, Layer, Target};
+use ssmc_ir::grad::cotangent_name;
+use ssmc_runtime::TensorMap;
+
+/// A layer compiled for training: [`Training::forward`] then [`Training::backward`].
+pub struct Training {
+    forward: CompiledLayer,
+    backward: CompiledLayer,
+    grad: Layer,
+}
+
+/// What a training-mode forward keeps for its backward. The backward recomputes every forward
+/// value it reads from the inputs, so this is the inputs (and the outputs' shapes, to check
+/// the cotangents against).
+pub struct Saved {
+    inputs: TensorMap,
+    output_shapes: Vec<(String, Vec<usize>)>,
+}
+
+impl Saved {
+    /// The tensors kept.
+    pub fn tensors(&self) -> &TensorMap {
+        &self.inputs
+    }
+}
+
+impl Layer {
+    /// The layer and its backward ([`Layer::grad`]), both compiled for `backend`.
+    pub fn compile_training(&self, backend: Backend, fusion: Fusion) -> Result<Training, Error> {
+        self.compile_training_for(backend.into(), fusion)
+    }
+
+    /// [`Layer::compile_training`] with a backend's options (both passes get them).
+    pub fn compile_training_for(&self, target: Target, fusion: Fusion) -> Result<Training, Error> {
+        let grad = self.grad()?;
+        Ok(Training { forward: self.compile_for(target, fusion)?, backward: grad.compile_for(target, fusion)?, grad })
+    }
+}
+
+impl Training {
+    /// The compiled forward.
+    pub fn forward_layer(&self) -> &CompiledLayer {
+        &self.forward
+    }
+
+    /// The compiled backward.
+    pub fn backward_layer(&self) -> &CompiledLayer {
+        &self.backward
+    }
+
+    /// The backward as a layer (what `ssmc grad` prints).
+    pub fn grad(&self) -> &Layer {
+        &self.grad
+    }
+
+    /// The outputs, and what the backward needs.
+    pub fn forward(&self, inputs: &TensorMap) -> Result<(TensorMap, Saved), Error> {
+        let outputs = self.forward.run(inputs)?;
+        let output_shapes = outputs.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
+        Ok((outputs, Saved { inputs: inputs.clone(), output_shapes }))
+    }
+
+    /// `d_<input>` for every input and param, from one cotangent `d_<output>` per output
+    /// (shaped as that output). A missing, extra or mis-shaped cotangent is an error.
+    pub fn backward(&self, saved: &Saved, cotangents: &TensorMap) -> Result<TensorMap, Error> {
+        check_cotangents(&saved.output_shapes, cotangents)?;
+        let mut all = saved.inputs.clone();
+        all.extend(cotangents.iter().map(|(n, t)| (n.clone(), t.clone())));
+        self.backward.run(&all)
+    }
+}
+
+/// Cotangents named `d_<output>`, one per output, each shaped as its output.
+pub fn check_cotangents(outputs: &[(String, Vec<usize>)], cotangents: &TensorMap) -> Result<(), Error> {
+    let wanted: Vec<String> = outputs.iter().map(|(n, _)| cotangent_name(n)).collect();
+    if let Some(extra) = cotangents.keys().find(|k| !wanted.contains(k)) {
+        let list = wanted.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ");
+        return Err(Error::Cotangent(format!("unexpected cotangent `{extra}`; the backward takes {list}")));
+    }
+    for (name, shape) in outputs {
+        let d = cotangent_name(name);
+        match cotangents.get(&d) {
+            None => return Err(Error::Cotangent(format!("missing cotangent `{d}` for output `{name}` of shape {shape:?}"))),
+            Some(t) if t.shape() != shape.as_slice() => {
+                return Err(Error::Cotangent(format!(
+                    "cotangent `{d}` has shape {:?}, but output `{name}` has shape {shape:?}",
+                    t.shape()
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The intermediates of a backward plan that hold forward values (they depend on no
+/// cotangent): what the plan keeps in memory instead of recomputing in registers. Each with its
+/// dims and bytes at `sizes`.
+pub fn kept_forward_values(plan: &ssmc_opt::Plan, cotangents: &[String], sizes: &[usize]) -> Vec<(String, String, u64)> {
+    let g = &plan.graph;
+    let mut backward = vec![false; g.nodes().len()];
+    for (i, n) in g.nodes().iter().enumerate() {
+        backward[i] = match &n.op {
+            ssmc_ir::Op::Input(d) => cotangents.contains(&d.name),
+            op => op.operands().iter().any(|o| backward[o.index()]),
+        };
+    }
+    plan.buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.kind == ssmc_opt::BufferKind::Intermediate && !backward[b.node.index()])
+        .map(|(i, b)| {
+            let what = format!("{} = {}", b.name, g.node(b.node).op.name());
+            (what, g.fmt_shape(&b.shape), plan.buffer_bytes(ssmc_opt::BufferId(i), sizes))
+        })
+        .collect()
+}
