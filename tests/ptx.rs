@@ -67,6 +67,36 @@ fn every_example_assembles_for_sm90() {
 }
 
 #[test]
+fn every_examples_backward_assembles_for_sm90() {
+    // shift and window read their neighbours under every schedule, reversed convs look ahead,
+    // broadcasts copy, sign selects
+    let Some(ptxas) = ptxas() else { return };
+    for name in EXAMPLES {
+        let back = example(name).grad().unwrap();
+        let d: BTreeMap<String, usize> = [("batch", 2), ("dim", 64), ("len", 33), ("state", 16), ("width", 4)]
+            .into_iter()
+            .filter(|(k, _)| back.graph().dim(k).is_some())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        // (the unfused backward has ~50 kernels: one schedule and dtype of it; the fused one
+        // under every schedule in f32, and in bf16 one thread per row)
+        let every = GpuSchedule::ALL.into_iter().step_by(if ssmc::ir::gen::quick() { 3 } else { 1 });
+        let runs = every
+            .map(|s| (Fusion::On, DType::F32, s))
+            .chain([(Fusion::On, DType::BF16, GpuSchedule::ROWS), (Fusion::Off, DType::F32, GpuSchedule::ROWS)]);
+        for (fusion, dtype, schedule) in runs {
+            let what = format!("{name} backward {fusion:?} {dtype} {schedule}");
+            let ptx = ssmc::gpu::ptx(&back, fusion, &d, dtype, schedule).unwrap_or_else(|e| panic!("{what}: {e}"));
+            ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("{what}: ptxas failed:\n{log}"));
+        }
+    }
+    let layer = ssmc::Layer::parse("layer S { dims n; input x: [n]; output y = sign(x) * abs(x); }").unwrap();
+    let ptx = ssmc::gpu::ptx(&layer, Fusion::On, &BTreeMap::from([("n".to_string(), 100)]), DType::F32, GpuSchedule::ROWS).unwrap();
+    assert!(ptx.contains("copysign.f32"), "{ptx}");
+    ssmc_ptx::ptxas::assemble(&ptxas, &ptx, 90).unwrap_or_else(|log| panic!("sign: ptxas failed:\n{log}"));
+}
+
+#[test]
 fn sin_and_cos_reduce_their_argument_and_assemble_under_every_schedule() {
     let Some(ptxas) = ptxas() else { return };
     let layer = ssmc::Layer::parse(ROTARY).unwrap();
