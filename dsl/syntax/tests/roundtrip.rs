@@ -263,3 +263,56 @@ fn long_chains_and_wide_trees_print_in_statements_the_parser_takes() {
     assert!(longest < ssmc_dsl::MAX_STATEMENT_TOKENS / 2, "a statement has {longest} words");
     assert!(text.lines().count() > 5000 * 2 / ssmc_ir::print::INLINE_DEPTH, "{} lines", text.lines().count());
 }
+
+#[test]
+fn shifts_windows_broadcasts_reversed_convs_and_output_layouts_round_trip() {
+    let src = "layer N {
+        dims b, l, n, k;
+        input x: [b, l];
+        input f: [b];
+        param w: [k];
+        let s = shift(x, l, fill = f) + shift(x, l, reverse = true);
+        let c = conv1d(x, w, l, reverse = true);
+        let v = sum(window(x, l, k, reverse = true) * w, k);
+        output y: [l, b] = s + c + v;
+        output z: [n, l, b] = broadcast(s, n);
+    }";
+    let g = parse_str(src).unwrap_or_else(|e| panic!("{e}"));
+    let text = print(&g);
+    for want in [
+        "shift(x, l, fill = f)",
+        "shift(x, l, reverse = true)",
+        "conv1d(x, w, l, reverse = true)",
+        "window(x, l, k, reverse = true)",
+        "broadcast(s, n)",
+        "output y: [l, b] =",
+        "output z: [n, l, b] =",
+    ] {
+        assert!(text.contains(want), "{want} in\n{text}");
+    }
+    assert!(parse_str(&text).unwrap().same_as(&g), "{text}");
+}
+
+#[test]
+fn the_new_ops_and_layouts_report_errors_at_the_token() {
+    let at = |body: &str| {
+        let src = format!("layer E {{ dims b, l, k; input x: [b, l]; input y: [b]; {body} }}");
+        let err = parse_str(&src).unwrap_err();
+        let e = &err.errors[0];
+        let (line, col) = e.line_col();
+        assert_eq!(line, 1);
+        (e.message.clone(), src.chars().skip(col - 1).take(8).collect::<String>())
+    };
+    let (m, token) = at("output o = shift(y, l);");
+    assert!(m.contains("shift along `l`") && token.starts_with("l)"), "{m} at {token}");
+    let (m, token) = at("output o = shift(x, l, fill = x);");
+    assert!(m.contains("fill of a shift"), "{m} at {token}");
+    let (m, token) = at("output o = window(x, l, b);");
+    assert!(m.contains("taps of a window") && token.starts_with("b)"), "{m} at {token}");
+    let (m, _) = at("output o = broadcast(x, l);");
+    assert!(m.contains("broadcast adds `l`"), "{m}");
+    let (m, token) = at("output o: [l, q] = x;");
+    assert!(m.contains("unknown dim `q`") && token.starts_with("q]"), "{m} at {token}");
+    let (m, token) = at("output o: [l] = x;");
+    assert!(m.contains("laid out as [l]") && token.starts_with("o:"), "{m} at {token}");
+}
