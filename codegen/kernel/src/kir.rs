@@ -196,6 +196,23 @@ pub struct Staging {
 impl Staging {
     /// The staged copy of `values` (the stored buffer, widened to `f32`).
     pub fn apply(&self, values: &[f32]) -> Vec<f32> {
+        // the permutation lowering makes, one axis moved last: a transpose of [m, inner] per
+        // outer index, done in tiles (the general walk below is several times slower)
+        let rank = self.extents.len();
+        if let Some(&pos) = self.perm.last() {
+            let moves_one_last = self.perm[..rank - 1].iter().copied().eq((0..rank).filter(|&i| i != pos));
+            if moves_one_last && values.len() == self.extents.iter().product::<usize>() {
+                let outer: usize = self.extents[..pos].iter().product();
+                let m = self.extents[pos];
+                let inner: usize = self.extents[pos + 1..].iter().product();
+                return transpose_batches(values, outer, m, inner);
+            }
+        }
+        self.apply_any(values)
+    }
+
+    /// [`Staging::apply`] for any permutation, an element at a time.
+    fn apply_any(&self, values: &[f32]) -> Vec<f32> {
         let rank = self.extents.len();
         let mut strides = vec![1; rank];
         for i in (0..rank.saturating_sub(1)).rev() {
@@ -220,6 +237,25 @@ impl Staging {
     }
 }
 
+/// `values` as `outer` matrices of `m` rows and `inner` columns, each transposed.
+fn transpose_batches(values: &[f32], outer: usize, m: usize, inner: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0.0f32; values.len()];
+    for o in 0..outer {
+        let (src, dst) = (&values[o * m * inner..(o + 1) * m * inner], &mut out[o * m * inner..(o + 1) * m * inner]);
+        for i0 in (0..m).step_by(TILE) {
+            for j0 in (0..inner).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(m) {
+                    for j in j0..(j0 + TILE).min(inner) {
+                        dst[j * m + i] = src[i * inner + j];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One kernel, lowered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kir {
@@ -241,5 +277,24 @@ impl Kir {
     /// Number of rows.
     pub fn row_count(&self) -> usize {
         self.rows.iter().product()
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::Staging;
+
+    #[test]
+    fn the_tiled_transpose_agrees_with_the_general_walk() {
+        for extents in [vec![3, 5, 7, 2], vec![1, 40, 33], vec![70, 1], vec![2, 3], vec![4, 1, 1, 9]] {
+            let rank = extents.len();
+            let values: Vec<f32> = (0..extents.iter().product::<usize>()).map(|i| i as f32).collect();
+            for pos in 0..rank {
+                let mut perm: Vec<usize> = (0..rank).filter(|&i| i != pos).collect();
+                perm.push(pos);
+                let st = Staging { extents: extents.clone(), perm };
+                assert_eq!(st.apply(&values), st.apply_any(&values), "{extents:?} moving axis {pos} last");
+            }
+        }
     }
 }
