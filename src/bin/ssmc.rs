@@ -397,10 +397,18 @@ fn run(cli: Cli) -> Result<(), Error> {
                     let r = ssmc::bench::bench(&layer, ssmc::Backend::Cpu, &base, &opts)?;
                     let b = ssmc::bench::bench(&layer.grad()?, ssmc::Backend::Cpu, &base, &opts)?;
                     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    // from the spec's layer to the backward's machine code: grad, the optimizer, the JIT
+                    let start = std::time::Instant::now();
+                    let back = layer.grad()?;
+                    let x = random::random_inputs(back.graph(), &base, dtype, 0)?;
+                    back.compile_for(ssmc::Target::Cpu { schedule: cpu_schedule, keep_buffers: false }, Fusion::On)?.prepare(&x)?;
+                    let compile = ms(start.elapsed());
                     if json {
-                        println!("{}", ssmc::bench::grad_json(&r.json(), &b.json(), ms(b.fused), ms(b.unfused), ms(r.fused), b.floor_bytes));
+                        let j = ssmc::bench::grad_json(&r.json(), &b.json(), ms(b.fused), ms(b.unfused), ms(r.fused), b.floor_bytes);
+                        println!("{}, \"bwd_compile_ms\": {}}}", j.trim_end_matches('}'), compile);
                     } else {
                         print!("forward\n{}\nbackward\n{}", r.table(), b.table());
+                        println!("backward from the spec to machine code (grad, optimizer, JIT): {compile:.1} ms");
                     }
                 }
                 None => {

@@ -31,7 +31,8 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         let stored = &buf.shape;
         let len = plan.buffer_bytes(*b, sizes) as usize / buf.dtype.size();
         let stage = match inner {
-            Some(d) if schedule.stage_strided && !written && stored.contains(d) && stored.dims().last() != Some(&d) => {
+            // (an inner loop of one step reads one element: no order to fix)
+            Some(d) if schedule.stage_strided && !written && sizes[d.index()] > 1 && stored.contains(d) && stored.dims().last() != Some(&d) => {
                 let pos = stored.position(d).expect("contains");
                 let mut perm: Vec<usize> = (0..stored.rank()).filter(|&i| i != pos).collect();
                 perm.push(pos);
