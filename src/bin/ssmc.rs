@@ -398,9 +398,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     let b = ssmc::bench::bench(&layer.grad()?, ssmc::Backend::Cpu, &base, &opts)?;
                     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
                     // from the spec's layer to the backward's machine code: grad, the optimizer, the JIT
+                    let x = random::random_inputs(layer.grad()?.graph(), &base, dtype, 0)?;
                     let start = std::time::Instant::now();
                     let back = layer.grad()?;
-                    let x = random::random_inputs(back.graph(), &base, dtype, 0)?;
                     back.compile_for(ssmc::Target::Cpu { schedule: cpu_schedule, keep_buffers: false }, Fusion::On)?.prepare(&x)?;
                     let compile = ms(start.elapsed());
                     if json {
