@@ -48,8 +48,8 @@ impl Default for GenOptions {
     }
 }
 
-/// The dims every generated graph declares: `b, d, l, n` and the conv tap dim `k` (used only by
-/// the conv weight `w`).
+/// The dims every generated graph declares: `b, d, l, n` and the tap dim `k` (used only by the
+/// conv weight `w` and by windows).
 pub const DIMS: [&str; 5] = ["b", "d", "l", "n", "k"];
 
 /// A random valid graph with at least one output.
@@ -84,6 +84,7 @@ pub fn random_graph(seed: u64, opts: GenOptions) -> Graph {
             Domain::Small | Domain::Jump => false,
         })
         .collect();
+    let bound: Vec<DimId> = g.inputs().flat_map(|(_, decl)| decl.layout.dims().to_vec()).collect();
     let mut tries = 0;
     let mut added = 0;
     while added < opts.ops && tries < opts.ops * 20 {
@@ -92,7 +93,7 @@ pub fn random_graph(seed: u64, opts: GenOptions) -> Graph {
         let mut any = || NodeId(p.below(count) as u32);
         let (a, b, c) = (any(), any(), any());
         let d = main[p.below(4)];
-        let op = match p.below(12) {
+        let op = match p.below(15) {
             0 => Op::Const((p.below(41) as f64 - 20.0) / 8.0),
             1 | 2 => Op::Unary(p.of(&unary), a),
             3 | 4 => Op::Binary(p.of(&BinaryOp::ALL), a, b),
@@ -111,6 +112,11 @@ pub fn random_graph(seed: u64, opts: GenOptions) -> Graph {
                 Op::ScanFinal(p.of(&scans))
             }
             10 => Op::Gate { kind: p.of(&GateKind::ALL), x: a, z: b },
+            11 => Op::Shift { x: a, dim: d, fill: if p.chance(40) { Some(c) } else { None }, reverse: p.chance(40) },
+            12 => Op::Window { x: a, dim: d, taps: k, reverse: p.chance(40) },
+            // along a dim some input gives a size to
+            13 if bound.contains(&d) => Op::Broadcast { x: a, dims: crate::dim::Shape(vec![d]) },
+            13 => continue,
             _ => Op::Conv1d { x: a, weight: w, bias: if p.chance(50) { Some(b) } else { None }, dim: d, reverse: false },
         };
         if g.push(op).is_ok() {

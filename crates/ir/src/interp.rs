@@ -153,12 +153,7 @@ pub struct Values {
 /// assert_eq!(out["y"].data, vec![-1.0, 2.0]);
 /// ```
 pub fn evaluate(g: &Graph, inputs: &[(&str, &Tensor)]) -> Result<BTreeMap<String, Tensor>> {
-    let all = evaluate_all(g, inputs)?;
-    Ok(g
-        .outputs()
-        .iter()
-        .map(|o| (o.name.clone(), lay_out(&all.nodes[o.node.index()], &g.node(o.node).shape, &o.layout)))
-        .collect())
+    evaluate_sized(g, inputs, &DimSizes(Vec::new()))
 }
 
 /// `t`, whose axes are the dims of `shape`, with its axes reordered as the dims of `layout`.
@@ -175,6 +170,21 @@ pub fn lay_out(t: &Tensor, shape: &Shape, layout: &Shape) -> Tensor {
 
 /// Evaluates every node of `g`.
 pub fn evaluate_all(g: &Graph, inputs: &[(&str, &Tensor)]) -> Result<Values> {
+    evaluate_all_sized(g, inputs, &DimSizes(Vec::new()))
+}
+
+/// [`evaluate`] of a piece of a larger graph: dims no input of `g` ranges over (a window's taps,
+/// a broadcast's new dims) take their sizes from `known`.
+pub fn evaluate_sized(g: &Graph, inputs: &[(&str, &Tensor)], known: &DimSizes) -> Result<BTreeMap<String, Tensor>> {
+    let all = evaluate_all_sized(g, inputs, known)?;
+    Ok(g
+        .outputs()
+        .iter()
+        .map(|o| (o.name.clone(), lay_out(&all.nodes[o.node.index()], &g.node(o.node).shape, &o.layout)))
+        .collect())
+}
+
+fn evaluate_all_sized(g: &Graph, inputs: &[(&str, &Tensor)], known: &DimSizes) -> Result<Values> {
     for (name, t) in inputs {
         if t.shape.iter().product::<usize>() != t.data.len() {
             return Err(IrError::new(format!(
@@ -184,7 +194,12 @@ pub fn evaluate_all(g: &Graph, inputs: &[(&str, &Tensor)]) -> Result<Values> {
             )));
         }
     }
-    let sizes = bind_dims(g, inputs.iter().map(|(n, t)| (*n, t.shape.as_slice())))?;
+    let mut sizes = bind_dims(g, inputs.iter().map(|(n, t)| (*n, t.shape.as_slice())))?;
+    for (i, s) in sizes.0.iter_mut().enumerate() {
+        if s.is_none() {
+            *s = known.0.get(i).copied().flatten();
+        }
+    }
     let mut nodes: Vec<Tensor> = Vec::with_capacity(g.nodes().len());
     for (i, node) in g.nodes().iter().enumerate() {
         let value = match &node.op {

@@ -324,6 +324,8 @@ proptest! {
     #[test]
     fn random_graphs_agree_with_finite_differences(seed in any::<u64>(), ops in 1usize..16) {
         let g = random_graph(seed, GenOptions { ops, partial_ops: true });
+        // (a window's own gradient has no rule: see `windows_have_no_rule_yet_and_say_so`)
+        prop_assume!(grad(&g).is_ok());
         let sizes = random_sizes(&g, seed, 3);
         let (inputs, cots) = case(&g, &sizes, seed);
         let out = evaluate(&g, &refs(&inputs)).unwrap();

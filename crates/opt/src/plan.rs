@@ -17,7 +17,7 @@
 //! A kernel that does not fit is split by storing one more value, and the plan says so in
 //! [`Plan::notes`].
 
-use ssmc_ir::interp::{evaluate, Tensor};
+use ssmc_ir::interp::{evaluate_sized, Tensor};
 use ssmc_ir::{DType, DimId, Graph, IrError, NodeId, Op, Shape};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -246,10 +246,12 @@ impl Plan {
                 values.insert(BufferId(i), t.1.clone());
             }
         }
+        // every dim's size, for kernels whose reads do not give them all (a window's taps)
+        let known = ssmc_ir::interp::bind_dims(&self.graph, inputs.iter().map(|(n, t)| (*n, t.shape.as_slice())))?;
         for k in &self.kernels {
             let (sub, names) = self.kernel_graph(k)?;
             let args: Vec<(&str, &Tensor)> = k.reads.iter().map(|b| (names[b].as_str(), &values[b])).collect();
-            let out = evaluate(&sub, &args).map_err(|e| IrError::new(format!("kernel {}: {}", k.name, e.message)))?;
+            let out = evaluate_sized(&sub, &args, &known).map_err(|e| IrError::new(format!("kernel {}: {}", k.name, e.message)))?;
             for &w in &k.writes {
                 values.insert(w, out[&names[&w]].clone());
             }

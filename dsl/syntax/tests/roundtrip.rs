@@ -85,7 +85,7 @@ fn every_op_kind_is_covered_by_the_random_graphs() {
             });
         }
     }
-    for want in ["input", "param", "const", "unary", "add", "sum", "discretize_a", "discretize_b", "scan", "final_state", "gate", "conv1d"] {
+    for want in ["input", "param", "const", "unary", "add", "sum", "discretize_a", "discretize_b", "scan", "final_state", "gate", "conv1d", "shift", "window", "broadcast"] {
         assert!(seen.contains(want), "random graphs never contain `{want}`: {seen:?}");
     }
 }
