@@ -18,6 +18,21 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
             return Err(IrError::new(format!("kernel {} has {} inner dims; lowering takes one", k.name, more.len())));
         }
     };
+    // an inner loop of one step is no loop: where rows are vectorized instead (the CPU), a sum
+    // over it is its summand, and the fastest row dim goes inside (a kernel of many rows that
+    // each reduce over a batch of 1 would otherwise pay a row's overhead per element)
+    let mut elided = None;
+    if let Some(d) = inner.filter(|d| schedule.vectorize_rows && sizes[d.index()] == 1) {
+        let moves_along = k.body.iter().any(|&n| match &g.node(n).op {
+            Op::Conv1d { dim, .. } | Op::Shift { dim, .. } => *dim == d,
+            Op::Window { dim, taps, .. } => *dim == d || *taps == d,
+            _ => false,
+        });
+        if !moves_along {
+            elided = Some(d);
+            inner = None;
+        }
+    }
     if inner.is_none() && schedule.vectorize_rows {
         inner = rows.pop();
     }
@@ -63,6 +78,7 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         value: BTreeMap::new(),
         loads: BTreeMap::new(),
         post: BTreeMap::new(),
+        elided,
     };
     for &n in &k.body {
         cx.node(n)?;
@@ -191,6 +207,8 @@ struct Lowerer<'a> {
     loads: BTreeMap<(NodeId, Level), V>,
     /// Whether a computed node depends on a sum of this kernel.
     post: BTreeMap<NodeId, bool>,
+    /// A dim of extent 1 the kernel does not loop over (its index is always 0).
+    elided: Option<DimId>,
 }
 
 impl Lowerer<'_> {
@@ -268,7 +286,8 @@ impl Lowerer<'_> {
         let node = self.g.node(n);
         let op = node.op.clone();
         let shape = node.shape.clone();
-        let post = matches!(op, Op::Sum { .. })
+        let identity_sum = matches!(op, Op::Sum { dim, .. } if Some(dim) == self.elided);
+        let post = (matches!(op, Op::Sum { .. }) && !identity_sum)
             || op.operands().iter().any(|o| self.post.get(o).copied().unwrap_or(false));
         self.post.insert(n, post);
         let mut level = self.level_of(&shape, post);
@@ -285,6 +304,11 @@ impl Lowerer<'_> {
                 Step::DiscB(*method, self.operand(*dt)?, self.operand(*a)?, self.operand(*b)?)
             }
             Op::Gate { kind, x, z } => Step::Gate(*kind, self.operand(*x)?, self.operand(*z)?),
+            Op::Sum { x, .. } if identity_sum => {
+                // the sum of one element (a copy, so the value sits at its own level)
+                let one = self.push(Level::Row, Step::Const(1.0));
+                Step::Binary(BinaryOp::Mul, self.operand(*x)?, one)
+            }
             Op::Sum { x, .. } => {
                 level = Level::SeqPost;
                 Step::Sum(self.operand(*x)?)
