@@ -1,6 +1,7 @@
 //! Compiled layers: a plan, JIT-compiled per concrete shape and input dtypes (cached), run with
 //! every input checked before any machine code touches memory.
 
+use rayon::prelude::*;
 use crate::{Error, Layer};
 use ssmc_cpu::{Arg, CpuModule};
 use ssmc_ir::{DType, IrError};
@@ -367,11 +368,11 @@ impl CompiledLayer {
         }
         for (k, jit) in plan.kernels.iter().zip(&module.kernels) {
             let mut written: Vec<Vec<u8>> = k.writes.iter().map(|w| std::mem::take(&mut memory[w.0])).collect();
-            // staged copies (see `ssmc_kernel::Staging`), made before the launch
+            // staged copies (see `ssmc_kernel::Staging`), made before the launch, one per thread
             let staged: Vec<Option<Vec<f32>>> = k
                 .reads
-                .iter()
-                .zip(&jit.kir.buffers)
+                .par_iter()
+                .zip(&jit.kir.buffers[..k.reads.len()])
                 .map(|(r, param)| {
                     param.stage.as_ref().map(|st| {
                         let b = &plan.buffers[r.0];

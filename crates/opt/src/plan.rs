@@ -525,7 +525,12 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>)
                 let mut trial = groups.clone();
                 trial[i] = merged.clone();
                 trial.remove(j);
-                if merged.check(g).is_ok() && order(g, trial.clone()).is_ok() {
+                let keeps_stores = |space: &Space| {
+                    strided_stores(g, &merged.roots, space)
+                        <= strided_stores(g, &groups[i].roots, &groups[i].check(g).map_or(space.clone(), |s| s))
+                            + strided_stores(g, &groups[j].roots, &groups[j].check(g).map_or(space.clone(), |s| s))
+                };
+                if merged.check(g).is_ok_and(|space| keeps_stores(&space)) && order(g, trial.clone()).is_ok() {
                     *groups = trial;
                     continue;
                 }
@@ -534,6 +539,15 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>)
         }
         i += 1;
     }
+}
+
+/// How many of `roots` a kernel iterating `space` stores across its inner loop's grain: the
+/// stored value's last dim is not the inner dim, so consecutive inner steps write far apart. A
+/// merge that makes a store strided (Mamba's states `h` written from a loop over `dim`) costs
+/// more than the recomputation it saves.
+fn strided_stores(g: &Graph, roots: &[NodeId], space: &Space) -> usize {
+    let Some(&inner) = space.inner.first() else { return 0 };
+    roots.iter().filter(|&&r| g.node(r).shape.contains(inner) && g.node(r).shape.canonical().dims().last() != Some(&inner)).count()
 }
 
 /// Orders kernels so each comes after the kernels whose buffers it reads.
