@@ -109,10 +109,18 @@ pub fn check_cotangents(outputs: &[(String, Vec<usize>)], cotangents: &TensorMap
     Ok(())
 }
 
-/// The intermediates of a backward plan that hold forward values (they depend on no
-/// cotangent): what the plan keeps in memory instead of recomputing in registers. Each with its
-/// dims and bytes at `sizes`.
-pub fn kept_forward_values(plan: &ssmc_opt::Plan, cotangents: &[String], sizes: &[usize]) -> Vec<(String, String, u64)> {
+/// Which forward values a backward plan keeps in memory and which it recomputes.
+pub struct Recomputation {
+    /// Intermediates holding forward values (they depend on no cotangent): name and op, dims,
+    /// bytes at the sizes asked for.
+    pub kept: Vec<(String, String, u64)>,
+    /// Per kernel: the ops of the forward values it computes in registers.
+    pub recomputed: Vec<(String, Vec<&'static str>)>,
+}
+
+/// What the backward plan `plan` keeps and recomputes of the forward (`cotangents`: the
+/// backward's cotangent inputs; `sizes`: every dim's extent).
+pub fn recomputation(plan: &ssmc_opt::Plan, cotangents: &[String], sizes: &[usize]) -> Recomputation {
     let g = &plan.graph;
     let mut backward = vec![false; g.nodes().len()];
     for (i, n) in g.nodes().iter().enumerate() {
@@ -121,13 +129,21 @@ pub fn kept_forward_values(plan: &ssmc_opt::Plan, cotangents: &[String], sizes: 
             op => op.operands().iter().any(|o| backward[o.index()]),
         };
     }
-    plan.buffers
+    let forward = |n: ssmc_ir::NodeId| !backward[n.index()] && !matches!(g.node(n).op, ssmc_ir::Op::Input(_) | ssmc_ir::Op::Const(_));
+    let kept = plan
+        .buffers
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.kind == ssmc_opt::BufferKind::Intermediate && !backward[b.node.index()])
+        .filter(|(_, b)| b.kind == ssmc_opt::BufferKind::Intermediate && forward(b.node))
         .map(|(i, b)| {
             let what = format!("{} = {}", b.name, g.node(b.node).op.name());
             (what, g.fmt_shape(&b.shape), plan.buffer_bytes(ssmc_opt::BufferId(i), sizes))
         })
-        .collect()
+        .collect();
+    let recomputed = plan
+        .kernels
+        .iter()
+        .map(|k| (k.name.clone(), k.body.iter().filter(|&&n| forward(n)).map(|&n| g.node(n).op.name()).collect()))
+        .collect();
+    Recomputation { kept, recomputed }
 }

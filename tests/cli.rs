@@ -902,6 +902,10 @@ fn explain_grad_says_what_the_fused_backward_keeps() {
     let text = ok(&["explain", &p(&mamba1()), "--grad", "--dims", "batch=1,dim=16,len=64,state=4"]);
     assert!(text.contains("layer Mamba1_grad"), "{text}");
     assert!(text.contains("forward values the fused backward keeps in memory"), "{text}");
+    // Mamba's states are kept (the fused backward walks `len` one way a kernel), and the
+    // discretization is recomputed where it is read
+    assert!(text.contains(" = scan ") && text.contains("[batch, dim, len, state]"), "{text}");
+    assert!(text.contains("forward values it recomputes in registers, by kernel:") && text.contains("softplus"), "{text}");
 }
 
 #[test]

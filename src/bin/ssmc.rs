@@ -350,13 +350,17 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", if json { ex.json() } else { ex.text() });
             if grad && !json {
                 let cots: Vec<String> = forward.graph().outputs().iter().map(|o| ssmc::ir::grad::cotangent_name(&o.name)).collect();
-                let kept = ssmc::train::kept_forward_values(&fused.plan, &cots, &opts.sizes);
-                println!("\nforward values the fused backward keeps in memory (the rest it recomputes in registers):");
-                if kept.is_empty() {
+                let r = ssmc::train::recomputation(&fused.plan, &cots, &opts.sizes);
+                println!("\nforward values the fused backward keeps in memory:");
+                if r.kept.is_empty() {
                     println!("  none");
                 }
-                for (what, dims, bytes) in kept {
-                    println!("  {what:<24} {dims:<28} {:.2} MB", bytes as f64 / 1e6);
+                for (what, dims, bytes) in &r.kept {
+                    println!("  {what:<24} {dims:<28} {:.2} MB", *bytes as f64 / 1e6);
+                }
+                println!("forward values it recomputes in registers, by kernel:");
+                for (kernel, ops) in r.recomputed.iter().filter(|(_, ops)| !ops.is_empty()) {
+                    println!("  {kernel:<16} {} ({})", ops.len(), ops.join(" "));
                 }
             }
             Ok(())
