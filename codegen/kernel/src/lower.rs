@@ -229,6 +229,21 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A read of node `x` (from its buffer) `back` steps along `dim` from the loop's position.
+    fn gather(&self, x: NodeId, dim: DimId, reverse: bool, back: Back, fill: Option<V>) -> Result<Step, IrError> {
+        let px = *self.param_of.get(&x).ok_or_else(|| IrError::new(format!("kernel {} reads node {} from no buffer", self.k.name, x.0)))?;
+        let xl = self.layouts[px].clone();
+        Ok(Step::Gather {
+            x: self.access(px, &xl),
+            axis: self.axis(dim)?,
+            x_axis_stride: self.stride(&xl, dim),
+            extent: self.sizes[dim.index()],
+            reverse,
+            back,
+            fill,
+        })
+    }
+
     /// Elements between neighbours along `d` in a buffer laid out as `l` (0 if it lacks `d`).
     fn stride(&self, l: &Shape, d: DimId) -> usize {
         l.position(d).map_or(0, |i| l.dims()[i + 1..].iter().map(|x| self.sizes[x.index()]).product())
@@ -330,34 +345,15 @@ impl Lowerer<'_> {
                 Step::Binary(BinaryOp::Mul, self.operand(*x)?, one)
             }
             Op::Shift { x, dim, fill, reverse } => {
-                let px = *self.param_of.get(x).ok_or_else(|| IrError::new("shift operand not in memory"))?;
-                let xl = self.layouts[px].clone();
                 let fill = match fill {
                     Some(f) => Some(self.operand(*f)?),
                     None => None,
                 };
-                Step::Gather {
-                    x: self.access(px, &xl),
-                    axis: self.axis(*dim)?,
-                    x_axis_stride: self.stride(&xl, *dim),
-                    extent: self.sizes[dim.index()],
-                    reverse: *reverse,
-                    back: Back::Fixed(1),
-                    fill,
-                }
+                self.gather(*x, *dim, *reverse, Back::Fixed(1), fill)?
             }
             Op::Window { x, dim, taps, reverse } => {
-                let px = *self.param_of.get(x).ok_or_else(|| IrError::new("window signal not in memory"))?;
-                let xl = self.layouts[px].clone();
-                Step::Gather {
-                    x: self.access(px, &xl),
-                    axis: self.axis(*dim)?,
-                    x_axis_stride: self.stride(&xl, *dim),
-                    extent: self.sizes[dim.index()],
-                    reverse: *reverse,
-                    back: Back::Taps { axis: self.axis(*taps)?, taps: self.sizes[taps.index()] },
-                    fill: None,
-                }
+                let back = Back::Taps { axis: self.axis(*taps)?, taps: self.sizes[taps.index()] };
+                self.gather(*x, *dim, *reverse, back, None)?
             }
             Op::Conv1d { x, weight, bias, dim, reverse } => {
                 let taps = conv_taps(self.g, *x, *weight).ok_or_else(|| IrError::new("conv1d without taps"))?;

@@ -302,8 +302,8 @@ fn a_gradient_name_the_layer_already_uses_is_an_error() {
 }
 
 #[test]
-fn the_backward_prints_and_parses_back_as_the_same_graph() {
-    // (the parser lives in ssmc-dsl; here: printing is total and names every gradient)
+fn the_backward_prints_its_cotangents_gradients_and_reverse_scans() {
+    // (parsing it back is tested in the facade, which has the parser: tests/grad.rs)
     let mut g = Graph::new("t");
     let l = g.add_dim("l").unwrap();
     let a = g.input("a", InputKind::Input, &[l], None).unwrap();
