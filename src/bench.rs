@@ -23,7 +23,7 @@ pub struct BenchResult {
     /// Median time of the unfused plan.
     pub unfused: Duration,
     /// Median time of the fused plan writing into the outputs of the run before
-    /// ([`CompiledLayer::run_into`]).
+    /// ([`CompiledLayer::run_into`]), its intermediates (a backward has some) kept.
     pub fused_reused: Duration,
     /// Median time of the unfused plan with its intermediates kept between runs
     /// ([`CompiledLayer::keep_buffers`]) and its outputs reused.
@@ -120,6 +120,11 @@ pub fn bench(layer: &Layer, backend: Backend, dims: &BTreeMap<String, usize>, op
     let compile_unfused = unfused.compile_time(&x)?;
     let (tf, of) = time_runs(&fused, &x, opts.reps, false)?;
     let (tu, ou) = time_runs(&unfused, &x, opts.reps, false)?;
+    // (a fused plan may have intermediates too, a backward's does: kept, as the unfused ones)
+    let fused = match backend {
+        Backend::Cpu => fused.keep_buffers(true)?,
+        Backend::Cuda => fused,
+    };
     let (fused_reused, _) = time_runs(&fused, &x, opts.reps, true)?;
     let unfused = match backend {
         Backend::Cpu => unfused.keep_buffers(true)?,
