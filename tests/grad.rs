@@ -10,7 +10,7 @@ use ssmc::ir::grad::{evaluate_grad, finite_differences};
 use ssmc::ir::interp::Tensor;
 use ssmc::ir::DType;
 use ssmc::random::random_inputs;
-use ssmc::runtime::TensorMap;
+use ssmc::runtime::{HostTensor, TensorMap};
 use ssmc::{Fusion, Layer, Target};
 use ssmc_kernel::Schedule;
 
@@ -179,4 +179,39 @@ fn a_training_step_runs_forward_then_backward_and_checks_its_cotangents() {
     let mut wrong = cots.clone();
     wrong.insert("d_out".into(), cots["d_h_last"].clone());
     assert_eq!(err(&wrong), "cotangent `d_out` has shape [2, 3, 4], but output `out` has shape [2, 3, 1]");
+}
+
+/// Training, end to end: a Mamba-1 layer whose parameters start elsewhere learns its teacher's
+/// outputs by gradient descent on the generated backward (CPU, fused).
+#[test]
+fn a_layer_fits_its_teacher_by_gradient_descent() {
+    let layer = example("mamba1.ssm");
+    let step = layer.compile_training(ssmc::Backend::Cpu, Fusion::On).unwrap();
+    let sizes = dims(&layer, 2, 4, 16, 4);
+    let data = random_inputs(layer.graph(), &sizes, DType::F32, 1).unwrap();
+    let teacher = step.forward(&data).unwrap().0["out"].to_f64();
+    // the student: the same inputs, its parameters drawn with another seed
+    let params = ["A", "D", "delta_bias"];
+    let mut x = data.clone();
+    let other = random_inputs(layer.graph(), &sizes, DType::F32, 2).unwrap();
+    for p in params {
+        x.insert(p.to_string(), other[p].clone());
+    }
+    let loss = |y: &[f64]| y.iter().zip(&teacher).map(|(a, b)| 0.5 * (a - b) * (a - b)).sum::<f64>();
+    let mut losses = Vec::new();
+    for _ in 0..100 {
+        let (out, saved) = step.forward(&x).unwrap();
+        let y = out["out"].to_f64();
+        losses.push(loss(&y));
+        let dy: Vec<f64> = y.iter().zip(&teacher).map(|(a, b)| a - b).collect();
+        let cot = TensorMap::from([("d_out".to_string(), HostTensor::from_f64(DType::F32, out["out"].shape().to_vec(), &dy).unwrap())]);
+        let grads = step.backward(&saved, &cot).unwrap();
+        for p in params {
+            let (v, g) = (x[p].to_f64(), grads[&format!("d_{p}")].to_f64());
+            let moved: Vec<f64> = v.iter().zip(&g).map(|(v, g)| v - 0.2 * g).collect();
+            x.insert(p.to_string(), HostTensor::from_f64(DType::F32, x[p].shape().to_vec(), &moved).unwrap());
+        }
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < 0.1 * first, "loss {first} -> {last}: {losses:?}");
 }
