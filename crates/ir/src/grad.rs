@@ -265,7 +265,11 @@ impl Builder<'_> {
                     }
                     Method::Zoh => {
                         // Bbar = b (e^{dt a} - 1) / a: d/ddt = b e^{dt a},
-                        // d/da = b (dt e^{dt a} - Bbar(b = 1)) / a, d/db = Bbar(b = 1)
+                        // d/da = b (dt e^{dt a} - Bbar(b = 1)) / a, d/db = Bbar(b = 1).
+                        // d/da divides by `a`: at a = 0 exactly it is NaN (its limit is
+                        // b dt^2 / 2), and for |dt a| below about 1e-4 it loses digits to
+                        // cancellation; the IR has no op for the series there yet
+                        // (Mamba's A, -exp(A_log), is never near 0)
                         let abar = self.out.discretize_a(Method::Zoh, tv, av)?;
                         let one = self.k(1.0)?;
                         let per_b = self.out.discretize_b(Method::Zoh, tv, av, one)?;
