@@ -107,6 +107,9 @@ pub struct KernelTranslator<'a, 'b> {
     unclamped: Vec<V>,
 }
 
+/// How many vector steps an inner loop without scan states may unroll into.
+const UNROLL_BUDGET: usize = 256;
+
 impl<'a, 'b> KernelTranslator<'a, 'b> {
     /// Emits the whole function body into `b` (whose signature is [`signature`]) and returns the
     /// row alignment it needs: every row range a call runs must start on a multiple of it (a
@@ -114,7 +117,12 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
     pub fn translate(b: &'a mut FunctionBuilder<'b>, k: &'a Kir, schedule: &Schedule) -> usize {
         let n = k.inner.unwrap_or(1);
         let vw = if schedule.vector_width >= 4 { 4 } else { 1 };
-        let unrolled = n <= schedule.unroll_limit.max(1) || k.inner.is_none();
+        // unrolled, inner scan states live in registers; without them, unrolling only saves
+        // loop overhead, not worth Cranelift's time on long bodies (a backward's sums over `dim`)
+        let inner_steps = k.steps.iter().filter(|(l, _)| *l == Level::Inner).count();
+        let carries_states = k.steps.iter().any(|(l, st)| matches!(l, Level::Inner | Level::RowInner) && matches!(st, Step::Scan { .. }));
+        let short = n <= schedule.unroll_limit.max(1) && (carries_states || n.div_ceil(vw) * inner_steps <= UNROLL_BUDGET);
+        let unrolled = short || k.inner.is_none();
         let mut chunks = Vec::new();
         let mut at = 0;
         while at < n {
