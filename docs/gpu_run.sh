@@ -8,6 +8,20 @@ set -u
 export SSMC_ROOT=$PWD SSMC_REQUIRE_GPU=1
 what=${1:-all}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt
+# `bash gpu_run.sh grad`: the backward's GPU tests, then ssmc's backward timed at the five
+# benchmark shapes beside the official selective_scan_bwd (docs/official_bwd.py, with a checkout
+# of state-spaces/mamba at carry/mamba)
+if [ "$what" = grad ]; then
+  ./carry/grad_cuda --test-threads=1 2>&1 | tail -40 | tee $OUT/grad_tests.txt
+  for shape in 1,1536,2048,16 8,1536,2048,16 8,4096,2048,16 1,4096,8192,16 16,2048,4096,16; do
+    IFS=, read b d l n <<< "$shape"
+    for dt in f32 bf16; do
+      timeout 150 ./carry/ssmc bench examples/mamba1.ssm --grad --backend cuda --dims batch=$b,dim=$d,len=$l,state=$n --dtype $dt --reps 9 --json 2>&1 | tee -a $OUT/grad.jsonl
+    done
+  done
+  [ -d carry/mamba ] && MAMBA=carry/mamba python docs/official_bwd.py 2>&1 | tee $OUT/official_bwd.jsonl
+  exit 0
+fi
 if [ "$what" != bench ]; then
   ./carry/oracle_cuda --test-threads=1 2>&1 | tail -40 | tee $OUT/tests.txt
 fi
