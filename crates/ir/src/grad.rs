@@ -43,7 +43,8 @@ pub fn cotangent_name(name: &str) -> String {
 /// The backward of `g`: inputs are `g`'s inputs then `d_<output>` per output; outputs are
 /// `d_<input>` per input and param, in declaration order.
 pub fn grad(g: &Graph) -> Result<Graph> {
-    let mut b = Builder { g, out: Graph::new(format!("{}_grad", g.name())), map: BTreeMap::new() };
+    let scanned = g.nodes().iter().filter_map(|n| if let Op::Scan { dim, .. } = n.op { Some(dim) } else { None }).collect();
+    let mut b = Builder { g, out: Graph::new(format!("{}_grad", g.name())), map: BTreeMap::new(), scanned };
     for (_, name) in g.dims() {
         b.out.add_dim(name)?;
     }
@@ -118,6 +119,8 @@ struct Builder<'a> {
     out: Graph,
     /// Forward node to its recomputation in `out`.
     map: BTreeMap<NodeId, NodeId>,
+    /// The dims the forward's scans run along.
+    scanned: Vec<DimId>,
 }
 
 impl Builder<'_> {
@@ -161,9 +164,19 @@ impl Builder<'_> {
     fn accumulate(&mut self, into: &mut BTreeMap<NodeId, NodeId>, to: NodeId, contribution: NodeId) -> Result<()> {
         let target = self.g.node(to).shape.clone();
         let mut c = contribution;
-        let extra: Vec<DimId> = self.shape(c).dims().iter().copied().filter(|d| !target.contains(*d)).collect();
+        let mut extra: Vec<DimId> = self.shape(c).dims().iter().copied().filter(|d| !target.contains(*d)).collect();
+        // along a dim the forward scans, the sum is a running sum's last value: a kernel then
+        // walks that dim as the forward does, over contiguous rows, instead of reducing across
+        // them (`d_A`, summed over `len` and `batch`, sums over `len` first, in one pass)
+        extra.sort_by_key(|d| !self.scanned.contains(d));
         for d in extra {
-            c = self.out.sum(c, d)?;
+            c = if self.scanned.contains(&d) {
+                let one = self.k(1.0)?;
+                let running = self.out.scan(one, c, d, false, None)?;
+                self.out.scan_final(running)?
+            } else {
+                self.out.sum(c, d)?
+            };
         }
         let total = match into.get(&to) {
             Some(&prev) => self.bin(BinaryOp::Add, prev, c)?,
