@@ -525,12 +525,10 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>)
                 let mut trial = groups.clone();
                 trial[i] = merged.clone();
                 trial.remove(j);
-                let keeps_stores = |space: &Space| {
-                    strided_stores(g, &merged.roots, space)
-                        <= strided_stores(g, &groups[i].roots, &groups[i].check(g).map_or(space.clone(), |s| s))
-                            + strided_stores(g, &groups[j].roots, &groups[j].check(g).map_or(space.clone(), |s| s))
+                let keeps_stores = || {
+                    strided_stores(g, &merged) <= strided_stores(g, &groups[i]) + strided_stores(g, &groups[j])
                 };
-                if merged.check(g).is_ok_and(|space| keeps_stores(&space)) && order(g, trial.clone()).is_ok() {
+                if merged.check(g).is_ok() && keeps_stores() && order(g, trial.clone()).is_ok() {
                     *groups = trial;
                     continue;
                 }
@@ -541,13 +539,17 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>)
     }
 }
 
-/// How many of `roots` a kernel iterating `space` stores across its inner loop's grain: the
-/// stored value's last dim is not the inner dim, so consecutive inner steps write far apart. A
-/// merge that makes a store strided (Mamba's states `h` written from a loop over `dim`) costs
-/// more than the recomputation it saves.
-fn strided_stores(g: &Graph, roots: &[NodeId], space: &Space) -> usize {
-    let Some(&inner) = space.inner.first() else { return 0 };
-    roots.iter().filter(|&&r| g.node(r).shape.contains(inner) && g.node(r).shape.canonical().dims().last() != Some(&inner)).count()
+/// How many roots a (valid) kernel stores across its inner loop's grain: the stored value's
+/// last dim is not the inner dim, so consecutive inner steps write far apart. A merge that
+/// makes a store strided (Mamba's states `h` written from a loop over `dim`) costs more than
+/// the recomputation it saves.
+fn strided_stores(g: &Graph, group: &Group) -> usize {
+    let Some(inner) = group.check(g).ok().and_then(|space| space.inner.first().copied()) else { return 0 };
+    let strided = |r: &&NodeId| {
+        let shape = &g.node(**r).shape;
+        shape.contains(inner) && shape.canonical().dims().last() != Some(&inner)
+    };
+    group.roots.iter().filter(strided).count()
 }
 
 /// Orders kernels so each comes after the kernels whose buffers it reads.
