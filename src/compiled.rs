@@ -22,6 +22,17 @@ pub enum Backend {
     Cuda,
 }
 
+impl Backend {
+    /// The kernel forms beyond the row template its code generator lowers (the optimizer plans
+    /// with them): replayed scans and sums across rows on the CPU, none yet on the GPU.
+    pub fn forms(self) -> ssmc_opt::Forms {
+        match self {
+            Backend::Cpu => ssmc_opt::Forms::ALL,
+            Backend::Cuda => ssmc_opt::Forms::default(),
+        }
+    }
+}
+
 /// What a compiled kernel set is specialized on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ShapeKey {
@@ -106,7 +117,12 @@ impl Layer {
             Target::Cuda { schedule } => Code::Cuda(CudaCode { gpu: Gpu::new(0)?, schedule, cache: Mutex::new(HashMap::new()) }),
         };
         crate::dump::dump("ir", self.graph().name(), || ssmc_ir::print::print_annotated(self.graph()));
-        let plan = self.plan(fusion, &Options::at_sizes(self.graph(), &[]))?.plan;
+        let backend = match target {
+            Target::Cpu { .. } => Backend::Cpu,
+            Target::Cuda { .. } => Backend::Cuda,
+        };
+        let opts = Options { forms: backend.forms(), ..Options::at_sizes(self.graph(), &[]) };
+        let plan = self.plan(fusion, &opts)?.plan;
         crate::dump::dump("plan", &format!("{} {fusion:?}", self.graph().name()), || {
             let mut s = ssmc_ir::print::print_annotated(&plan.graph);
             for k in &plan.kernels {
@@ -397,10 +413,22 @@ impl CompiledLayer {
                         (None, _) => Arg::Read(&memory[r.0], DType::F32),
                     });
                 }
-                for w in written.iter_mut() {
-                    args.push(Arg::Write(w));
+                // sums across rows add into zeroed blocks (see `ssmc_kernel::Blocks`)
+                let params = &jit.kir.buffers[k.reads.len()..];
+                let mut partials: Vec<Option<Vec<u8>>> =
+                    params.iter().map(|p| p.blocks.as_ref().map(|_| zeroed(4 * p.len))).collect::<Vec<_>>().into_iter().map(Option::transpose).collect::<Result<_, _>>()?;
+                for (w, part) in written.iter_mut().zip(partials.iter_mut()) {
+                    args.push(Arg::Write(part.as_mut().unwrap_or(w)));
                 }
                 ssmc_cpu::launch(jit, &mut args, cpu.schedule.threads)?;
+                drop(args);
+                for ((w, part), p) in written.iter_mut().zip(partials).zip(params) {
+                    if let (Some(part), Some(blocks)) = (part, &p.blocks) {
+                        let total = blocks.total(&ssmc_runtime::tensor::f32s_from_le_bytes(&part));
+                        w.clear();
+                        w.extend(total.iter().flat_map(|x| x.to_le_bytes()));
+                    }
+                }
             }
             for (w, data) in k.writes.iter().zip(written) {
                 memory[w.0] = data;

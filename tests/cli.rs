@@ -902,10 +902,16 @@ fn explain_grad_says_what_the_fused_backward_keeps() {
     let text = ok(&["explain", &p(&mamba1()), "--grad", "--dims", "batch=1,dim=16,len=64,state=4"]);
     assert!(text.contains("layer Mamba1_grad"), "{text}");
     assert!(text.contains("forward values the fused backward keeps in memory"), "{text}");
-    // Mamba's states are kept (the fused backward walks `len` one way a kernel), and the
-    // discretization is recomputed where it is read
-    assert!(text.contains(" = scan ") && text.contains("[batch, dim, len, state]"), "{text}");
+    // on the CPU, one kernel replays Mamba's states per chunk and sums d_B and d_C across rows:
+    // nothing of the forward is kept, the discretization is recomputed where it is read
+    assert!(text.contains(" forwards per chunk; sums d_B, d_C across rows"), "{text}");
+    assert!(text.contains("keeps in memory:\n  none\n"), "{text}");
+    assert!(!text.contains("[batch, dim, len, state]  "), "{text}");
     assert!(text.contains("forward values it recomputes in registers, by kernel:") && text.contains("softplus"), "{text}");
+    // the GPU's plans keep to the row template: its fused backward keeps the states
+    let gpu = ok(&["explain", &p(&mamba1()), "--grad", "--backend", "cuda", "--dims", "batch=1,dim=16,len=64,state=4"]);
+    assert!(gpu.contains(" = scan ") && gpu.contains("[batch, dim, len, state]"), "{gpu}");
+    assert!(!gpu.contains("replays"), "{gpu}");
 }
 
 #[test]

@@ -96,7 +96,17 @@ fn check_cpu(back: &Layer, x: &TensorMap, what: &str) {
     let want = back.eval_as(x, DType::F64).unwrap();
     for fusion in [Fusion::On, Fusion::Off] {
         let chunks4 = Schedule { seq_chunk: 4, ..Schedule::cpu_default() };
-        for (sname, schedule) in [("default", Schedule::cpu_default()), ("scalar", Schedule::cpu_scalar()), ("seq chunks of 4", chunks4)] {
+        // (replays in chunks of 3 steps: checkpoints, a short last chunk)
+        let replay3 = Schedule { replay_chunk: 3, ..Schedule::cpu_default() };
+        let replay2_scalar = Schedule { replay_chunk: 2, ..Schedule::cpu_scalar() };
+        let schedules = [
+            ("default", Schedule::cpu_default()),
+            ("scalar", Schedule::cpu_scalar()),
+            ("seq chunks of 4", chunks4),
+            ("replay chunks of 3", replay3),
+            ("scalar, replay chunks of 2", replay2_scalar),
+        ];
+        for (sname, schedule) in schedules {
             let compiled = back.compile_for(Target::Cpu { schedule, keep_buffers: false }, fusion).unwrap();
             let got = compiled.run_as(x, DType::F64).unwrap();
             assert_agree(&got, &want, &TOL, &format!("{what} {fusion:?} {sname}"));
@@ -214,4 +224,51 @@ fn a_layer_fits_its_teacher_by_gradient_descent() {
     }
     let (first, last) = (losses[0], *losses.last().unwrap());
     assert!(last < 0.1 * first, "loss {first} -> {last}: {losses:?}");
+}
+
+/// The memory target: the CPU's fused training step of Mamba-1 (the forward, then the backward)
+/// stores no `(batch, dim, len, state)` tensor, and no intermediate with both `len` and
+/// `state`: one kernel replays the states per chunk and sums `d_B` and `d_C` across rows.
+#[test]
+fn the_cpu_training_step_of_mamba1_stores_no_state_tensor() {
+    let layer = example("mamba1.ssm");
+    let step = layer.compile_training(ssmc::Backend::Cpu, Fusion::On).unwrap();
+    for plan in [step.forward_layer().plan(), step.backward_layer().plan()] {
+        let g = &plan.graph;
+        let dim = |name: &str| g.dims().find(|(_, n)| *n == name).map(|(d, _)| d).unwrap();
+        let (d, l, n) = (dim("dim"), dim("len"), dim("state"));
+        for b in &plan.buffers {
+            let has = |x| b.shape.contains(x);
+            assert!(!(has(d) && has(l) && has(n)), "{} {}", b.name, g.fmt_shape(&b.shape));
+            if b.kind == ssmc::opt::BufferKind::Intermediate {
+                assert!(!(has(l) && has(n)), "{} {}", b.name, g.fmt_shape(&b.shape));
+            }
+        }
+    }
+    let back = step.backward_layer().plan();
+    assert!(back.kernels.iter().any(|k| !k.space.replayed.is_empty() && k.space.row_sums.len() == 2), "{:?}", back.kernels);
+    // the GPU's plan keeps to the row template (its states go through memory)
+    let grad = layer.grad().unwrap();
+    let gpu = grad.plan(Fusion::On, &ssmc::opt::Options::at_sizes(grad.graph(), &[])).unwrap().plan;
+    assert!(gpu.kernels.iter().all(|k| k.space.replayed.is_empty() && k.space.row_sums.is_empty()));
+}
+
+/// Replays over many chunks of the default length (a walk longer than one chunk's kept values),
+/// and sums across rows in blocks, against the oracle; the same bits on one thread and on two.
+#[test]
+fn long_replays_match_the_oracle_and_row_sums_do_not_depend_on_threads() {
+    for name in ["mamba1.ssm", "reverse.ssm", "mamba1_conv.ssm"] {
+        let back = example(name).grad().unwrap();
+        let x = random_inputs(back.graph(), &dims(&back, 2, 37, 700, 16), DType::F32, 11).unwrap();
+        let want = back.eval_as(&x, DType::F64).unwrap();
+        let run = |threads| {
+            let schedule = Schedule { threads, ..Schedule::cpu_default() };
+            back.compile_for(Target::Cpu { schedule, keep_buffers: false }, Fusion::On).unwrap().run_as(&x, DType::F64).unwrap()
+        };
+        let (one, two) = (run(1), run(2));
+        assert_agree(&two, &want, &TOL, &format!("{name} (2,37,700,16)"));
+        for (k, t) in &one {
+            assert_eq!(t.to_f64(), two[k].to_f64(), "{name}: {k} differs between one thread and two");
+        }
+    }
 }

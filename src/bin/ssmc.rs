@@ -96,6 +96,10 @@ enum Command {
         /// fused plan keeps in memory rather than recomputes.
         #[arg(long)]
         grad: bool,
+        /// The backend to plan for: kernel forms differ (the CPU replays scans and sums across
+        /// rows; the GPU's plans keep to the row template).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BenchBackend,
     },
     /// Evaluate a layer on inputs from a safetensors file, or on random inputs.
     Run {
@@ -327,13 +331,17 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", ssmc::gpu::ptx(&layer, fusion.into(), &given, dtype, schedule)?);
             Ok(())
         }
-        Command::Explain { spec, dims, dtype, json, dot, grad } => {
+        Command::Explain { spec, dims, dtype, json, dot, grad, backend } => {
             let forward = Layer::from_file(&spec)?;
             let layer = if grad { forward.grad()? } else { forward.clone() };
             let given = random::parse_dims(layer.graph(), &dims)?;
             let pairs: Vec<(&str, usize)> = given.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let mut opts = Options::at_sizes(layer.graph(), &pairs);
             opts.input_dtype = dtype;
+            opts.forms = match backend {
+                BenchBackend::Cpu => ssmc::Backend::Cpu.forms(),
+                BenchBackend::Cuda => ssmc::Backend::Cuda.forms(),
+            };
             let unfused = layer.plan(Fusion::Off, &opts)?;
             let fused = layer.plan(Fusion::On, &opts)?;
             let ex = Explanation {

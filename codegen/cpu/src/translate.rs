@@ -19,6 +19,7 @@ use std::collections::HashMap;
 mod blocks;
 mod chunks;
 mod memory;
+mod replay;
 
 /// Memory flags for kernel loads and stores: the buffers are checked before launch, so accesses
 /// do not trap; they may be unaligned (inputs come straight from files).
@@ -105,6 +106,14 @@ pub struct KernelTranslator<'a, 'b> {
     /// `exp2` steps emitted without their clamp: a seq chunk checked that their arguments are
     /// in range (see `ranged_exp2s`).
     unclamped: Vec<V>,
+    /// Steps per chunk of a replay ([`Schedule::replay_chunk`]).
+    replay_chunk: usize,
+    /// A replay kernel's stack buffers (see `replay.rs`).
+    replay: Option<replay::Replay>,
+    /// The current row's number (sums across rows add into its block).
+    row_value: Option<Value>,
+    /// Each scan's state before the current step's update (what `Step::Prev` reads).
+    prev_state: HashMap<V, Value>,
 }
 
 /// How many vector steps an inner loop without scan states may unroll into.
@@ -120,7 +129,8 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         // unrolled, inner scan states live in registers; without them, unrolling only saves
         // loop overhead, not worth Cranelift's time on long bodies (a backward's sums over `dim`)
         let inner_steps = k.steps.iter().filter(|(l, _)| *l == Level::Inner).count();
-        let carries_states = k.steps.iter().any(|(l, st)| matches!(l, Level::Inner | Level::RowInner) && matches!(st, Step::Scan { .. }));
+        let carries_states =
+            k.steps.iter().any(|(l, st)| matches!(l, Level::Inner | Level::RowInner | Level::ReplayInner) && matches!(st, Step::Scan { .. }));
         let short = n <= schedule.unroll_limit.max(1) && (carries_states || n.div_ceil(vw) * inner_steps <= UNROLL_BUDGET);
         let unrolled = short || k.inner.is_none();
         let mut chunks = Vec::new();
@@ -152,6 +162,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             seq_vecs: HashMap::new(),
             along_rows: false,
             seq_chunk: schedule.seq_chunk / 4 * 4,
+            replay_chunk: schedule.replay_chunk,
             chunk_pre: HashMap::new(),
             chunk_sums: HashMap::new(),
             in_chunk: None,
@@ -161,8 +172,15 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             row_step: 0,
             parked: HashMap::new(),
             unclamped: Vec::new(),
+            replay: None,
+            row_value: None,
+            prev_state: HashMap::new(),
         };
         t.body();
+        // a sum across rows adds each block of rows on one thread
+        if let Some(blocks) = k.buffers.iter().find_map(|p| p.blocks.as_ref()) {
+            return blocks.rows;
+        }
         t.row_chunks().unwrap_or(4)
     }
 
@@ -210,7 +228,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         if !self.unrolled {
             let n = self.k.inner.unwrap_or(1);
             for v in 0..self.k.steps.len() {
-                if matches!(self.k.steps[v].1, Step::Scan { .. }) && self.level(v) == Level::Inner {
+                if matches!(self.k.steps[v].1, Step::Scan { .. }) && matches!(self.level(v), Level::Inner | Level::ReplayInner) {
                     let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (n * 4) as u32, 4));
                     self.state_slots.insert(v, slot);
                 }
@@ -254,6 +272,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.scalars.clear();
         self.per_chunk.clear();
         self.row_idx = self.decompose_row(r);
+        self.row_value = Some(r);
         self.l = None;
         for v in self.steps_at(Level::Row) {
             self.scalar_step(v);
@@ -263,7 +282,11 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             self.keep_row_inner();
         }
         self.init_states();
-        self.seq_loop();
+        if self.k.replay {
+            self.replay_loop();
+        } else {
+            self.seq_loop();
+        }
         self.final_level();
     }
 
@@ -327,7 +350,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         let scans: Vec<V> = (0..self.k.steps.len()).filter(|&v| matches!(self.k.steps[v].1, Step::Scan { .. })).collect();
         for v in scans {
             let Step::Scan { init, .. } = self.k.steps[v].1.clone() else { unreachable!() };
-            if self.level(v) == Level::Inner {
+            if matches!(self.level(v), Level::Inner | Level::ReplayInner) {
                 if self.unrolled {
                     for c in 0..self.chunks.len() {
                         let ch = self.chunk(c);
@@ -461,6 +484,25 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.b.switch_to_block(done);
     }
 
+    /// Runs `f` on each inner chunk: unrolled, or as loops (recomputing the row-invariant inner
+    /// values first in each iteration).
+    fn each_chunk(&mut self, mut f: impl FnMut(&mut Self, Chunk)) {
+        if self.unrolled {
+            for c in 0..self.chunks.len() {
+                let ch = self.chunk(c);
+                self.cur.clear();
+                f(self, ch);
+            }
+        } else {
+            self.inner_loops(|t, ch| {
+                for v in t.steps_at(Level::RowInner) {
+                    t.vector_step(v, ch);
+                }
+                f(t, ch);
+            });
+        }
+    }
+
     fn inner_level(&mut self) {
         let inner = self.steps_at(Level::Inner);
         let sums = self.sums();
@@ -474,12 +516,6 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             self.sum_vars.insert(s, (vacc, sacc));
         }
         let run_chunk = |t: &mut Self, ch: Chunk| {
-            if !t.unrolled {
-                // looped: row-invariant inner values are recomputed here
-                for v in t.steps_at(Level::RowInner) {
-                    t.vector_step(v, ch);
-                }
-            }
             for &v in &inner {
                 t.vector_step(v, ch);
             }
@@ -491,15 +527,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 t.b.def_var(var, acc);
             }
         };
-        if self.unrolled {
-            for c in 0..self.chunks.len() {
-                let ch = self.chunk(c);
-                self.cur.clear();
-                run_chunk(self, ch);
-            }
-        } else {
-            self.inner_loops(run_chunk);
-        }
+        self.each_chunk(run_chunk);
         // in a seq block of whole vectors, the four steps' sums are reduced together after the
         // block (see `KernelTranslator::seq_block`)
         if self.defer_sums && self.unrolled && self.chunks.iter().all(|&(_, w)| w == 4) {
@@ -602,6 +630,9 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 return val;
             }
         }
+        if let Some(val) = self.recall(v, ch) {
+            return val;
+        }
         if self.along_seq || self.along_rows {
             if let Some(&vec) = self.seq_vecs.get(&v) {
                 return vec;
@@ -610,7 +641,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             return self.b.ins().splat(types::F32X4, s);
         }
         let val = match self.level(v) {
-            Level::Row | Level::SeqPre | Level::SeqPost => self.scalars[&v],
+            Level::Row | Level::SeqPre | Level::SeqPost | Level::Replay => self.scalars[&v],
             Level::RowInner if self.unrolled => match ch.unrolled {
                 Some(c) => match self.row_slots.get(&(v, c)) {
                     Some(&slot) => self.b.ins().stack_load(types::I64, types::F32X4, slot, 0),
@@ -723,6 +754,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             Step::Scan { a, b: bv, .. } => {
                 let (a, bv) = (op(self, a), op(self, bv));
                 let h = self.state_get(v, ch, outer);
+                self.prev_state.insert(v, h);
                 // the state first: Cranelift places pure values depth-first from their uses, so
                 // this makes earlier steps' chains come before this step's `a` (fewer spills)
                 let h = self.b.ins().fma(h, a, bv);
@@ -828,6 +860,12 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
             Step::Store(x, a) => {
                 let val = op(self, x);
                 self.store(val, &a, chunk);
+                return None;
+            }
+            Step::Prev(s) => self.prev_state[&s],
+            Step::AddTo(x, a) => {
+                let val = op(self, x);
+                self.add_to(val, &a, chunk);
                 return None;
             }
         })

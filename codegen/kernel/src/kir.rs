@@ -10,6 +10,24 @@
 //!         SeqPost steps             // after the inner loop: sums are complete
 //!     Final steps                   // after the seq loop: final scan states
 //! ```
+//!
+//! A replay kernel ([`Kir::replay`]) walks seq backwards with scans along it forwards: its Replay
+//! and ReplayInner steps (the forward scans and what they read) run in a forward pass per chunk
+//! of steps, from the last chunk, before the chunk's steps run backwards; a later level reads
+//! the value a replay step had at the same step.
+//!
+//! ```text
+//! for row in rows:
+//!     Row, RowInner steps
+//!     for chunk in chunks:            // forwards: the replayed scans' state at each chunk start
+//!         for l in chunk: Replay, ReplayInner steps
+//!     for chunk in chunks, last first:
+//!         for l in chunk:             // forwards, from the chunk's checkpoint, values kept
+//!             Replay, ReplayInner steps
+//!         for l in chunk, backwards:
+//!             SeqPre, Inner, SeqPost steps
+//!     Final steps
+//! ```
 
 use ssmc_ir::{BinaryOp, DType, GateKind, Method, UnaryOp};
 
@@ -20,6 +38,10 @@ pub enum Level {
     Row,
     /// Once per row and inner index, before the seq loop.
     RowInner,
+    /// Once per seq step of a replay (see the module docs), before its inner loop.
+    Replay,
+    /// Once per seq step of a replay and inner index.
+    ReplayInner,
     /// Once per seq step, before the inner loop.
     SeqPre,
     /// Once per seq step and inner index.
@@ -145,6 +167,11 @@ pub enum Step {
     },
     /// Write a value.
     Store(V, Access),
+    /// The state of a scan step before this seq step's update (its initial state at the
+    /// first): a shift of the scan along its walk.
+    Prev(V),
+    /// Add a value into its row block's partial sums (see [`Blocks`]): a sum across rows.
+    AddTo(V, Access),
 }
 
 impl Step {
@@ -152,7 +179,7 @@ impl Step {
     pub fn operands(&self) -> Vec<V> {
         match self {
             Step::Load(_) | Step::Const(_) => vec![],
-            Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) => vec![*x],
+            Step::Unary(_, x) | Step::Sum(x) | Step::Final(x) | Step::Store(x, _) | Step::Prev(x) | Step::AddTo(x, _) => vec![*x],
             Step::Binary(_, x, y) | Step::DiscA(_, x, y) | Step::Gate(_, x, y) => vec![*x, *y],
             Step::DiscB(_, x, y, z) => vec![*x, *y, *z],
             Step::Scan { a, b, init } => [Some(*a), Some(*b), *init].into_iter().flatten().collect(),
@@ -181,6 +208,38 @@ pub struct Param {
     pub written: bool,
     /// Set when the runtime must pass a staged copy instead of the buffer itself.
     pub stage: Option<Staging>,
+    /// Set when the kernel adds into partial sums per block of rows instead of writing the
+    /// buffer (`len` then counts every block's elements).
+    pub blocks: Option<Blocks>,
+}
+
+/// Partial sums of a sum across rows: rows `r` of a kernel add into block `r / rows`, a buffer of
+/// `len / count` elements laid out in the kernel's loop order, starting zeroed. Each block's rows
+/// run in order on one thread, and the blocks are added in order afterwards
+/// ([`Blocks::total`]), so the sum is the same bits on any number of threads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Blocks {
+    /// Number of blocks.
+    pub count: usize,
+    /// Rows a block spans.
+    pub rows: usize,
+    /// From one block's layout to the stored buffer's.
+    pub order: Staging,
+}
+
+impl Blocks {
+    /// The sum over blocks of `partials` (`count` blocks one after the other), laid out as the
+    /// stored buffer.
+    pub fn total(&self, partials: &[f32]) -> Vec<f32> {
+        let n = partials.len() / self.count.max(1);
+        let mut sum = partials[..n].to_vec();
+        for block in partials.chunks_exact(n).skip(1) {
+            for (s, p) in sum.iter_mut().zip(block) {
+                *s += p;
+            }
+        }
+        self.order.apply(&sum)
+    }
 }
 
 /// How to stage a buffer: convert it to `f32` and permute its axes, so that the kernel's inner
@@ -271,6 +330,9 @@ pub struct Kir {
     pub inner: Option<usize>,
     /// Steps with their levels, in an order that respects both levels and operands.
     pub steps: Vec<(Level, Step)>,
+    /// Whether it replays scans per chunk (see the module docs): the seq dim then runs
+    /// backwards and Replay levels have steps.
+    pub replay: bool,
 }
 
 impl Kir {

@@ -7,6 +7,6 @@ pub mod kir;
 pub mod lower;
 pub mod schedule;
 
-pub use kir::{Access, Axis, Back, Kir, Level, Param, Staging, Step, V};
+pub use kir::{Access, Axis, Back, Blocks, Kir, Level, Param, Staging, Step, V};
 pub use lower::lower;
 pub use schedule::Schedule;

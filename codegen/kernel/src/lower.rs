@@ -1,6 +1,6 @@
 //! Lowering: one kernel of a [`Plan`] at concrete sizes, under a [`Schedule`], into [`Kir`].
 
-use crate::kir::{Access, Axis, Back, Kir, Level, Param, Staging, Step, V};
+use crate::kir::{Access, Axis, Back, Blocks, Kir, Level, Param, Staging, Step, V};
 use crate::schedule::Schedule;
 use ssmc_ir::{infer::conv_taps, BinaryOp, DimId, IrError, NodeId, Op, Shape};
 use ssmc_opt::{Kernel, Plan};
@@ -21,8 +21,10 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
     // an inner loop of one step is no loop: where rows are vectorized instead (the CPU), a sum
     // over it is its summand, and the fastest row dim goes inside (a kernel of many rows that
     // each reduce over a batch of 1 would otherwise pay a row's overhead per element)
+    // (kernels that replay or sum across rows keep their rows: each row is one channel)
+    let vectorize_rows = schedule.vectorize_rows && k.space.replayed.is_empty() && k.space.row_sums.is_empty();
     let mut elided = None;
-    if let Some(d) = inner.filter(|d| schedule.vectorize_rows && sizes[d.index()] == 1) {
+    if let Some(d) = inner.filter(|d| vectorize_rows && sizes[d.index()] == 1) {
         let moves_along = k.body.iter().any(|&n| match &g.node(n).op {
             Op::Conv1d { dim, .. } | Op::Shift { dim, .. } => *dim == d,
             Op::Window { dim, taps, .. } => *dim == d || *taps == d,
@@ -33,9 +35,13 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
             inner = None;
         }
     }
-    if inner.is_none() && schedule.vectorize_rows {
+    if inner.is_none() && vectorize_rows {
         inner = rows.pop();
     }
+    // a sum across rows adds into blocks of rows, each laid out in loop order
+    let row_extent: usize = rows.iter().map(|d| sizes[d.index()]).product();
+    let block_rows = row_extent.div_ceil(ROW_BLOCKS).max(1);
+    let block_count = row_extent.div_ceil(block_rows).max(1);
     // A read buffer whose inner dim is not its fastest axis is staged: copied to f32 with the
     // inner dim moved last, so the inner loop reads it contiguously (B and C of Mamba, stored
     // [batch, state, len] and read along state).
@@ -45,6 +51,16 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         let buf = &plan.buffers[b.0];
         let stored = &buf.shape;
         let len = plan.buffer_bytes(*b, sizes) as usize / buf.dtype.size();
+        if written && k.space.row_sums.contains(&buf.node) {
+            let in_order: Vec<DimId> =
+                rows.iter().copied().chain(seq.map(|s| s.0)).chain(inner).filter(|d| stored.contains(*d)).collect();
+            let perm = stored.dims().iter().map(|d| in_order.iter().position(|x| x == d).expect("a row sum ranges over the kernel's loops")).collect();
+            let extents = in_order.iter().map(|d| sizes[d.index()]).collect();
+            let blocks = Blocks { count: block_count, rows: block_rows, order: Staging { extents, perm } };
+            buffers.push(Param { name: buf.name.clone(), dtype: buf.dtype, len: len * block_count, written, stage: None, blocks: Some(blocks) });
+            layouts.push(Shape(in_order));
+            continue;
+        }
         let stage = match inner {
             // (an inner loop of one step reads one element: no order to fix)
             Some(d) if schedule.stage_strided && !written && sizes[d.index()] > 1 && stored.contains(d) && stored.dims().last() != Some(&d) => {
@@ -60,7 +76,7 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
             None => (stored.clone(), buf.dtype),
         };
         let extents = stored.dims().iter().map(|d| sizes[d.index()]).collect();
-        buffers.push(Param { name: buf.name.clone(), dtype, len, written, stage: stage.map(|perm| Staging { extents, perm }) });
+        buffers.push(Param { name: buf.name.clone(), dtype, len, written, stage: stage.map(|perm| Staging { extents, perm }), blocks: None });
         layouts.push(layout);
     }
     let param_of: BTreeMap<NodeId, usize> =
@@ -79,6 +95,9 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         loads: BTreeMap::new(),
         post: BTreeMap::new(),
         elided,
+        replayed: k.space.replayed.iter().copied().collect(),
+        replaying: false,
+        plan_forms_replay: plan.forms.replay,
     };
     for &n in &k.body {
         cx.node(n)?;
@@ -87,9 +106,15 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
     for (p, &b) in k.writes.iter().enumerate() {
         let r = plan.buffers[b.0].node;
         let v = cx.value[&r];
-        let level = cx.steps[v].0;
+        // (a replayed value is stored, or added, from the backward pass, which sees each step once)
+        let level = match cx.steps[v].0 {
+            Level::Replay => Level::SeqPre,
+            Level::ReplayInner => Level::Inner,
+            l => l,
+        };
         let to = cx.access(k.reads.len() + p, &g.node(r).shape.clone());
-        cx.steps.push((level, Step::Store(v, to)));
+        let step = if k.space.row_sums.contains(&r) { Step::AddTo(v, to) } else { Step::Store(v, to) };
+        cx.steps.push((level, step));
     }
     // in a kernel of one seq step (a decode step) row-inner values are computed once per row
     // and inner index, as inner ones are
@@ -111,8 +136,13 @@ pub fn lower(plan: &Plan, k: &Kernel, sizes: &[usize], schedule: &Schedule) -> R
         seq: seq.map(|(d, rev)| (extent(d), rev)),
         inner: inner.map(extent),
         steps,
+        replay: !k.space.replayed.is_empty(),
     })
 }
+
+/// How many blocks of rows a sum across rows adds into: a fixed number, so the order of its
+/// additions does not depend on the threads.
+const ROW_BLOCKS: usize = 16;
 
 /// `(s * x) * t` in the inner loop, with `s` and `t` scalars of the row or step and `x` an
 /// inner value used only there, becomes `x * (s * t)`: one multiply per inner index instead of
@@ -190,6 +220,8 @@ fn renumber_step(s: &Step, r: &[usize]) -> Step {
             fill: fill.as_ref().map(m),
         },
         Step::Store(v, a) => Step::Store(m(v), a.clone()),
+        Step::Prev(x) => Step::Prev(m(x)),
+        Step::AddTo(v, a) => Step::AddTo(m(v), a.clone()),
     }
 }
 
@@ -209,6 +241,13 @@ struct Lowerer<'a> {
     post: BTreeMap<NodeId, bool>,
     /// A dim of extent 1 the kernel does not loop over (its index is always 0).
     elided: Option<DimId>,
+    /// The replayed nodes (see [`ssmc_opt::Space::replayed`]).
+    replayed: std::collections::BTreeSet<NodeId>,
+    /// Whether the node being lowered is replayed (its loads are too).
+    replaying: bool,
+    /// Whether the plan was built for backends that lower a shift of a scan as its state
+    /// before the step.
+    plan_forms_replay: bool,
 }
 
 impl Lowerer<'_> {
@@ -249,6 +288,14 @@ impl Lowerer<'_> {
         l.position(d).map_or(0, |i| l.dims()[i + 1..].iter().map(|x| self.sizes[x.index()]).product())
     }
 
+    /// Whether a shift of `x` is the state before the step of a scan this kernel computes (see
+    /// [`ssmc_opt::Forms::replay`]).
+    fn prev_state(&self, x: NodeId, dim: DimId, reverse: bool, fill: Option<NodeId>) -> bool {
+        self.plan_forms_replay
+            && self.value.contains_key(&x)
+            && matches!(self.g.node(x).op, Op::Scan { dim: d, reverse: r, init, .. } if d == dim && r == reverse && init == fill)
+    }
+
     /// Which of the kernel's loops runs along `d`.
     fn axis(&self, d: DimId) -> Result<Axis, IrError> {
         if Some(d) == self.seq {
@@ -264,12 +311,17 @@ impl Lowerer<'_> {
     fn level_of(&self, shape: &Shape, post: bool) -> Level {
         let has_seq = self.seq.is_some_and(|d| shape.contains(d));
         let has_inner = self.inner.is_some_and(|d| shape.contains(d));
-        match (post, has_seq, has_inner) {
+        let level = match (post, has_seq, has_inner) {
             (_, _, true) if self.seq.is_some() && !has_seq && !post => Level::RowInner,
             (_, _, true) => Level::Inner,
             (true, _, false) => Level::SeqPost,
             (false, true, false) => Level::SeqPre,
             (false, false, false) => Level::Row,
+        };
+        match level {
+            Level::SeqPre if self.replaying => Level::Replay,
+            Level::Inner if self.replaying => Level::ReplayInner,
+            l => l,
         }
     }
 
@@ -301,6 +353,15 @@ impl Lowerer<'_> {
         let node = self.g.node(n);
         let op = node.op.clone();
         let shape = node.shape.clone();
+        self.replaying = self.replayed.contains(&n);
+        // a sum across rows is its operand, added into its blocks by its store
+        if self.k.space.row_sums.contains(&n) {
+            let Op::Sum { x, .. } = op else { return Err(IrError::new("a row sum that is not a sum")) };
+            let v = self.operand(x)?;
+            self.value.insert(n, v);
+            self.post.insert(n, false);
+            return Ok(());
+        }
         let identity_sum = matches!(op, Op::Sum { dim, .. } if Some(dim) == self.elided);
         let post = (matches!(op, Op::Sum { .. }) && !identity_sum)
             || op.operands().iter().any(|o| self.post.get(o).copied().unwrap_or(false));
@@ -343,6 +404,12 @@ impl Lowerer<'_> {
                 // a copy at the level of the wider shape (a store or sum there needs a value there)
                 let one = self.push(Level::Row, Step::Const(1.0));
                 Step::Binary(BinaryOp::Mul, self.operand(*x)?, one)
+            }
+            // a scan's state before the step: at the scan's level (a replayed scan's is kept)
+            Op::Shift { x, dim, fill, reverse } if self.prev_state(*x, *dim, *reverse, *fill) => {
+                let s = self.value[x];
+                level = self.steps[s].0;
+                Step::Prev(s)
             }
             Op::Shift { x, dim, fill, reverse } => {
                 let fill = match fill {

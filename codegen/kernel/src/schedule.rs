@@ -23,17 +23,20 @@ pub struct Schedule {
     /// every inner vector, so the states stay in registers. Unless 0, one-step kernels (decode)
     /// run their rows in chunks of up to 64 the same way.
     pub seq_chunk: usize,
+    /// CPU: steps per chunk of a replay kernel (see [`crate::Kir::replay`]); 0 = as many as
+    /// keep its replayed values within about 24 kB.
+    pub replay_chunk: usize,
 }
 
 impl Schedule {
     /// The default CPU schedule: `f32x4`, unroll up to 64, all cores, seq chunks of 64 steps.
     pub fn cpu_default() -> Self {
-        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, seq_chunk: 64 }
+        Schedule { vector_width: 4, unroll_limit: 64, threads: 0, vectorize_rows: true, stage_strided: true, seq_chunk: 64, replay_chunk: 0 }
     }
 
     /// Plain scalar code on one thread, no unrolling: the simplest lowering, for testing the
     /// others against.
     pub fn cpu_scalar() -> Self {
-        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, seq_chunk: 0 }
+        Schedule { vector_width: 1, unroll_limit: 0, threads: 1, vectorize_rows: false, stage_strided: false, seq_chunk: 0, replay_chunk: 0 }
     }
 }

@@ -246,7 +246,7 @@ impl GpuSchedule {
     /// The kernel schedule a plan is lowered under for the GPU: scalar code, inner dims up to 64
     /// unrolled into registers, strided inputs read in place.
     pub fn kernel(self) -> Schedule {
-        Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, seq_chunk: 0 }
+        Schedule { vector_width: 1, unroll_limit: 64, threads: 0, vectorize_rows: false, stage_strided: false, seq_chunk: 0, replay_chunk: 0 }
     }
 
     /// Inner indices a lane owns under lanes, else 0.

@@ -43,7 +43,7 @@ pub fn cotangent_name(name: &str) -> String {
 /// The backward of `g`: inputs are `g`'s inputs then `d_<output>` per output; outputs are
 /// `d_<input>` per input and param, in declaration order.
 pub fn grad(g: &Graph) -> Result<Graph> {
-    let scanned = g.nodes().iter().filter_map(|n| if let Op::Scan { dim, .. } = n.op { Some(dim) } else { None }).collect();
+    let scanned = g.nodes().iter().filter_map(|n| if let Op::Scan { dim, reverse, .. } = n.op { Some((dim, reverse)) } else { None }).collect();
     let mut b = Builder { g, out: Graph::new(format!("{}_grad", g.name())), map: BTreeMap::new(), scanned };
     for (_, name) in g.dims() {
         b.out.add_dim(name)?;
@@ -120,7 +120,7 @@ struct Builder<'a> {
     /// Forward node to its recomputation in `out`.
     map: BTreeMap<NodeId, NodeId>,
     /// The dims the forward's scans run along.
-    scanned: Vec<DimId>,
+    scanned: Vec<(DimId, bool)>,
 }
 
 impl Builder<'_> {
@@ -166,13 +166,16 @@ impl Builder<'_> {
         let mut c = contribution;
         let mut extra: Vec<DimId> = self.shape(c).dims().iter().copied().filter(|d| !target.contains(*d)).collect();
         // along a dim the forward scans, the sum is a running sum's last value: a kernel then
-        // walks that dim as the forward does, over contiguous rows, instead of reducing across
-        // them (`d_A`, summed over `len` and `batch`, sums over `len` first, in one pass)
-        extra.sort_by_key(|d| !self.scanned.contains(d));
+        // walks that dim as the scan's adjoint does (the other way), over contiguous rows,
+        // instead of reducing across them (`d_A`, summed over `len` and `batch`, sums over
+        // `len` first, in the pass that computes it)
+        let scanned = self.scanned.clone();
+        let walk = |d: DimId| scanned.iter().find(|(s, _)| *s == d).map(|(_, reverse)| !reverse);
+        extra.sort_by_key(|d| walk(*d).is_none());
         for d in extra {
-            c = if self.scanned.contains(&d) {
+            c = if let Some(reverse) = walk(d) {
                 let one = self.k(1.0)?;
-                let running = self.out.scan(one, c, d, false, None)?;
+                let running = self.out.scan(one, c, d, reverse, None)?;
                 self.out.scan_final(running)?
             } else {
                 self.out.sum(c, d)?

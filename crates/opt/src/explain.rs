@@ -82,6 +82,20 @@ impl Explanation<'_> {
             if !k.space.inner.is_empty() {
                 let _ = write!(space, " x inner {}", g.fmt_shape(&ssmc_ir::Shape(k.space.inner.clone())));
             }
+            let scans: Vec<String> = k
+                .space
+                .replayed
+                .iter()
+                .filter(|n| matches!(g.node(**n).op, ssmc_ir::Op::Scan { .. }))
+                .map(|n| g.node(*n).name.clone().unwrap_or_else(|| format!("_{}", n.0)))
+                .collect();
+            if !scans.is_empty() {
+                let _ = write!(space, "; replays {} forwards per chunk", scans.join(", "));
+            }
+            if !k.space.row_sums.is_empty() {
+                let sums: Vec<String> = k.space.row_sums.iter().map(|n| names(&k.writes.iter().copied().filter(|b| p.buffers[b.0].node == *n).collect::<Vec<_>>())).collect();
+                let _ = write!(space, "; sums {} across rows", sums.join(", "));
+            }
             let _ = writeln!(
                 out,
                 "  {:<16} {} ops  rows {space}\n                   reads {}  writes {}  ({} read, {} written)",
@@ -160,13 +174,15 @@ impl Explanation<'_> {
                     None => "null".into(),
                 };
                 format!(
-                    "{{\"name\": {}, \"ops\": {}, \"reads\": [{}], \"writes\": [{}], \"bytes_read\": {r}, \"bytes_written\": {w}, \"parallel\": [{}], \"seq\": {seq}, \"inner\": [{}]}}",
+                    "{{\"name\": {}, \"ops\": {}, \"reads\": [{}], \"writes\": [{}], \"bytes_read\": {r}, \"bytes_written\": {w}, \"parallel\": [{}], \"seq\": {seq}, \"inner\": [{}], \"replays\": {}, \"row_sums\": {}}}",
                     json_str(&k.name),
                     k.body.len(),
                     names(&k.reads),
                     names(&k.writes),
                     dims(&k.space.parallel),
-                    dims(&k.space.inner)
+                    dims(&k.space.inner),
+                    !k.space.replayed.is_empty(),
+                    k.space.row_sums.len()
                 )
             })
             .collect();

@@ -32,7 +32,7 @@ pub mod plan;
 pub mod rules;
 
 pub use explain::{Explanation, Report};
-pub use plan::{Buffer, BufferId, BufferKind, Fusion, Kernel, Plan, Space};
+pub use plan::{Buffer, BufferId, BufferKind, Forms, Fusion, Kernel, Plan, Space};
 
 use analysis::SsmAnalysis;
 use cost::{CostModel, TermCost};
@@ -53,6 +53,8 @@ pub struct Options {
     pub iter_limit: usize,
     /// Stop saturating after this long.
     pub time_limit: Duration,
+    /// The kernel forms the backend lowers beyond the row template (none by default).
+    pub forms: Forms,
 }
 
 /// Sizes used for dims the caller does not give: Mamba's reference shape.
@@ -74,7 +76,7 @@ impl Options {
             .dims()
             .map(|(_, n)| given.iter().find(|(k, _)| *k == n).map_or_else(|| default_size(n), |(_, v)| *v))
             .collect();
-        Options { sizes, input_dtype: DType::F32, node_limit: 20_000, iter_limit: 30, time_limit: Duration::from_secs(5) }
+        Options { sizes, input_dtype: DType::F32, node_limit: 20_000, iter_limit: 30, time_limit: Duration::from_secs(5), forms: Forms::default() }
     }
 }
 
@@ -99,7 +101,7 @@ pub fn optimize(g: &Graph, fusion: Fusion, opts: &Options) -> Result<Optimized, 
         .with_iter_limit(opts.iter_limit)
         .with_time_limit(opts.time_limit)
         .with_expr(&term)
-        .run(&rules::all());
+        .run(&rules::all(opts.forms));
     let mut report = Report::default();
     for it in &runner.iterations {
         let mut applied: Vec<(String, usize)> = Vec::new();
@@ -127,6 +129,6 @@ pub fn optimize(g: &Graph, fusion: Fusion, opts: &Options) -> Result<Optimized, 
     let (cost, best) = extract::cheapest(&runner.egraph, runner.roots[0], TermCost { egraph: &runner.egraph, model: &model });
     report.term_cost = cost;
     let rebuilt = convert::from_term(g, &best)?;
-    let plan = Plan::build(rebuilt.graph, rebuilt.stored, Fusion::On, opts.input_dtype)?;
+    let plan = Plan::build(rebuilt.graph, rebuilt.stored, Fusion::On, opts.input_dtype, opts.forms)?;
     Ok(Optimized { plan, report })
 }

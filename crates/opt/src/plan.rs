@@ -30,6 +30,28 @@ pub enum Fusion {
     On,
 }
 
+/// Kernel forms beyond the row template that the backend running a plan can lower. Plans for a
+/// backend without them keep to the template (and store what it cannot hold).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Forms {
+    /// Replay: a kernel that walks its seq dim backwards may hold scans along it forwards (a
+    /// backward's recomputed forward states). Each row's seq loop then runs in chunks, from the
+    /// last: the forward scans replayed over the chunk from a checkpoint of their states (kept
+    /// in the row's own memory), then the chunk's steps backwards, reading what the replay kept.
+    /// A shift of a scan along its dim and direction (filled with the scan's initial state) is
+    /// then the scan's state before the step, not a read of memory.
+    pub replay: bool,
+    /// Sums across rows: a kernel may store sums over a dim its rows range over (a backward's
+    /// gradient of a value broadcast along that dim), added up per block of rows in a fixed
+    /// order and then over the blocks, so the result is the same bits on any number of threads.
+    pub row_sums: bool,
+}
+
+impl Forms {
+    /// Every form (what the CPU backend lowers).
+    pub const ALL: Forms = Forms { replay: true, row_sums: true };
+}
+
 /// Index of a buffer in [`Plan::buffers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BufferId(pub usize);
@@ -69,6 +91,11 @@ pub struct Space {
     pub seq: Option<(DimId, bool)>,
     /// Dims reduced or carried inside a row.
     pub inner: Vec<DimId>,
+    /// Scans replayed forwards along the (backwards) seq dim, and what they need (see
+    /// [`Forms::replay`]); empty in kernels of the row template.
+    pub replayed: Vec<NodeId>,
+    /// Roots that are sums over one of the rows' dims (see [`Forms::row_sums`]).
+    pub row_sums: Vec<NodeId>,
 }
 
 /// One kernel: the nodes it computes, what it reads and what it writes.
@@ -103,6 +130,8 @@ pub struct Plan {
     pub outputs: Vec<(String, BufferId)>,
     /// Why kernels were split, if any were.
     pub notes: Vec<String>,
+    /// The kernel forms it was built for.
+    pub forms: Forms,
 }
 
 /// Why a kernel does not fit the row template, and which value to store to fix it.
@@ -121,12 +150,12 @@ impl Plan {
             .filter(|(_, n)| !matches!(n.op, Op::Input(_) | Op::Const(_)))
             .map(|(i, _)| NodeId(i as u32))
             .collect();
-        Plan::build(g.clone(), stored, Fusion::Off, input_dtype)
+        Plan::build(g.clone(), stored, Fusion::Off, input_dtype, Forms::default())
     }
 
     /// Builds the plan that stores `stored` (and the outputs), merging and splitting kernels
     /// until every kernel fits the row template.
-    pub fn build(mut graph: Graph, mut stored: BTreeSet<NodeId>, fusion: Fusion, input_dtype: DType) -> Result<Plan, IrError> {
+    pub fn build(mut graph: Graph, mut stored: BTreeSet<NodeId>, fusion: Fusion, input_dtype: DType, forms: Forms) -> Result<Plan, IrError> {
         let mut notes = Vec::new();
         // an output that is an input laid out otherwise is a copy (`x * 1`, exact)
         let relaid: Vec<(String, NodeId)> = graph
@@ -149,8 +178,8 @@ impl Plan {
         }
         let groups = loop {
             let mut groups: Vec<Group> = stored.iter().map(|&r| Group::rooted(&graph, &stored, vec![r])).collect();
-            merge_siblings(&graph, &stored, &mut groups);
-            let violation = groups.iter().find_map(|gr| gr.check(&graph).err().map(|v| (gr, v)));
+            merge_siblings(&graph, &stored, &mut groups, forms);
+            let violation = groups.iter().find_map(|gr| gr.check(&graph, forms).err().map(|v| (gr, v)));
             let Some((group, v)) = violation else { break groups };
             // A stored scan is only inside another kernel because a final state pulls it in:
             // then store that final state (its own kernel with the scan) instead.
@@ -198,7 +227,7 @@ impl Plan {
                 }
             }
             let reads = group.leaves.iter().map(|l| buffer_of[l]).collect();
-            let space = group.check(&graph).map_err(|v| IrError::new(v.why))?;
+            let space = group.check(&graph, forms).map_err(|v| IrError::new(v.why))?;
             let name = format!("k{k}_{}", graph.node(group.roots[0]).op.name());
             kernels.push(Kernel { name, roots: group.roots, body: group.body, reads, writes, space });
         }
@@ -208,7 +237,7 @@ impl Plan {
             .iter()
             .map(|o| (o.name.clone(), output_buffer.get(&(o.node, o.layout.clone())).copied().unwrap_or(buffer_of[&o.node])))
             .collect();
-        Ok(Plan { fusion, graph, buffers, kernels, outputs, notes })
+        Ok(Plan { fusion, graph, buffers, kernels, outputs, notes, forms })
     }
 
     /// Bytes a buffer occupies at `sizes`.
@@ -365,13 +394,16 @@ impl Group {
         Group { roots, body: body.into_iter().collect(), leaves: leaves.into_iter().collect() }
     }
 
-    /// Checks the row template; returns the iteration space, or the value to store.
-    fn check(&self, g: &Graph) -> Result<Space, Violation> {
+    /// Checks the row template (widened by `forms`); returns the iteration space, or the value
+    /// to store.
+    fn check(&self, g: &Graph, forms: Forms) -> Result<Space, Violation> {
         let in_body = |n: NodeId| self.body.binary_search(&n).is_ok();
         let shape = |n: NodeId| &g.node(n).shape;
-        // 1. at most one sequential dim and direction
+        // 1. at most one sequential dim and direction; with replay, scans along it both ways
+        // (the kernel walks backwards, the forward scans are replayed)
         let mut seq: Option<(DimId, bool)> = None;
         let mut first_scan = None;
+        let mut both_ways = false;
         for &n in &self.body {
             // (a conv reads its signal from memory at shifted positions, so it needs no order)
             let this = match &g.node(n).op {
@@ -381,7 +413,11 @@ impl Group {
             if let Some(t) = this {
                 match (seq, first_scan) {
                     (None, _) | (_, None) => (seq, first_scan) = (Some(t), Some(n)),
-                    (Some(s), _) if s == t => {}
+                    (Some(s), _) if s.0 == t.0 && (s.1 == t.1 || both_ways) => {}
+                    (Some(s), _) if s.0 == t.0 && forms.replay => {
+                        both_ways = true;
+                        seq = Some((s.0, true));
+                    }
                     (Some(_), Some(first)) => {
                         // store whichever of the two is not already a root of this kernel
                         let store = if self.roots.contains(&n) { first } else { n };
@@ -390,6 +426,17 @@ impl Group {
                 }
             }
         }
+        let replayed = match (both_ways, seq) {
+            (true, Some((d, _))) => self.replayed(g, d)?,
+            _ => Vec::new(),
+        };
+        // a shift of a scan along its own walk, filled with its initial state, is its state
+        // before the step (no read of memory)
+        let prev_state = |x: NodeId, dim: DimId, reverse: bool, fill: Option<NodeId>| {
+            forms.replay
+                && in_body(x)
+                && matches!(g.node(x).op, Op::Scan { dim: d, reverse: r, init, .. } if d == dim && r == reverse && init == fill)
+        };
         let l = seq.map(|s| s.0);
         for &n in &self.body {
             match &g.node(n).op {
@@ -402,6 +449,7 @@ impl Group {
                     }
                 }
                 // so do shift and window (and a shift its fill, read at the edge)
+                Op::Shift { x, dim, fill, reverse } if prev_state(*x, *dim, *reverse, *fill) => {}
                 Op::Shift { x, fill, .. } => {
                     for (o, what) in [(Some(*x), "operand"), (*fill, "fill")] {
                         if let Some(o) = o.filter(|o| in_body(*o) && !matches!(g.node(*o).op, Op::Const(_))) {
@@ -429,18 +477,53 @@ impl Group {
             }
         }
         // 5. one level of inner loops: sums reduce inner dims to row level, nothing inner reads a sum
-        let mut parallel: Option<Shape> = None;
-        for &r in &self.roots {
-            let s = match l {
-                Some(l) => shape(r).without(l),
-                None => shape(r).canonical(),
-            };
-            parallel = Some(match parallel {
+        let without_seq = |r: NodeId| match l {
+            Some(l) => shape(r).without(l),
+            None => shape(r).canonical(),
+        };
+        let meet = |p: Option<Shape>, s: Shape| {
+            Some(match p {
                 None => s,
                 Some(p) => Shape(p.dims().iter().copied().filter(|d| s.contains(*d)).collect()),
-            });
+            })
+        };
+        // with sums across rows, a root summing over a dim the other roots range over is one
+        let candidate = |r: &NodeId| forms.row_sums && matches!(g.node(*r).op, Op::Sum { .. });
+        let mut row_sums: Vec<NodeId> = Vec::new();
+        let mut parallel: Option<Shape> = None;
+        if self.roots.iter().all(candidate) {
+            for &r in &self.roots {
+                parallel = meet(parallel, without_seq(r));
+            }
+        } else {
+            let mut ranges: Vec<NodeId> = self.roots.iter().copied().filter(|r| !candidate(r)).collect();
+            loop {
+                let mut p = None;
+                for &r in &ranges {
+                    p = meet(p, without_seq(r));
+                }
+                let p = p.unwrap_or_default();
+                let across = |r: &NodeId| matches!(g.node(*r).op, Op::Sum { dim, .. } if p.contains(dim));
+                match self.roots.iter().copied().find(|r| candidate(r) && !ranges.contains(r) && !across(r)) {
+                    Some(r) => ranges.push(r),
+                    None => {
+                        row_sums = self.roots.iter().copied().filter(|r| candidate(r) && !ranges.contains(r)).collect();
+                        parallel = Some(p);
+                        break;
+                    }
+                }
+            }
         }
         let parallel = parallel.unwrap_or_default();
+        // a sum across rows is complete only after every row: nothing in the kernel reads it
+        for &n in &self.body {
+            if let Some(&s) = g.node(n).op.operands().iter().find(|o| row_sums.contains(o)) {
+                return Err(Violation { store: s, why: "a sum across rows is complete only after the kernel".into() });
+            }
+        }
+        if let Some(&r) = replayed.iter().find(|r| row_sums.contains(r) || self.roots.contains(r)) {
+            return Err(Violation { store: r, why: "a replayed value is not stored".into() });
+        }
         // a sum reduces inside a row: over a dim the rows range over, it would need every row
         for &n in &self.body {
             if let Op::Sum { dim, .. } = &g.node(n).op {
@@ -453,7 +536,8 @@ impl Group {
         let mut after_sum = BTreeSet::new();
         for &n in &self.body {
             let reads_sum = g.node(n).op.operands().into_iter().any(|o| in_body(o) && after_sum.contains(&o));
-            let is_sum = matches!(g.node(n).op, Op::Sum { .. });
+            // (a sum across rows adds its operand where it is)
+            let is_sum = matches!(g.node(n).op, Op::Sum { .. }) && !row_sums.contains(&n);
             if is_sum && !outer(n) {
                 return Err(Violation { store: n, why: "a sum must reduce to the kernel's rows".into() });
             }
@@ -503,13 +587,48 @@ impl Group {
                 None => return Err(Violation { store: self.roots[0], why: "a kernel has one inner loop".into() }),
             }
         }
-        Ok(Space { parallel: parallel.canonical().dims().to_vec(), seq, inner })
+        Ok(Space { parallel: parallel.canonical().dims().to_vec(), seq, inner, replayed, row_sums })
+    }
+
+    /// The forward scans along `d` of a kernel that walks it both ways, and the body values
+    /// they read (in definition order); an error where they cannot be replayed.
+    fn replayed(&self, g: &Graph, d: DimId) -> Result<Vec<NodeId>, Violation> {
+        let in_body = |n: NodeId| self.body.binary_search(&n).is_ok();
+        let mut marked: BTreeSet<NodeId> = BTreeSet::new();
+        for &n in self.body.iter().rev() {
+            let forward = matches!(g.node(n).op, Op::Scan { dim, reverse: false, .. } if dim == d);
+            if !forward && !marked.contains(&n) {
+                continue;
+            }
+            marked.insert(n);
+            match &g.node(n).op {
+                Op::Scan { dim, reverse: true, .. } if *dim == d => {
+                    return Err(Violation { store: n, why: "a replayed scan reads a scan in the kernel's direction".into() });
+                }
+                Op::Sum { .. } => return Err(Violation { store: n, why: "a replayed scan reads a sum".into() }),
+                _ => {}
+            }
+            for o in g.node(n).op.operands() {
+                if in_body(o) {
+                    marked.insert(o);
+                }
+            }
+        }
+        // a replayed scan's state is known at each step of a chunk, not after the loop
+        for &n in &self.body {
+            if let Op::ScanFinal(s) = g.node(n).op {
+                if marked.contains(&s) {
+                    return Err(Violation { store: n, why: "a replayed scan has no final state in the kernel".into() });
+                }
+            }
+        }
+        Ok(marked.into_iter().collect())
     }
 }
 
 /// Merges kernels that compute a common node (one pass instead of two recomputations), when
 /// the merged kernel still fits and no other kernel sits between them.
-fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>) {
+fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>, forms: Forms) {
     let mut i = 0;
     while i < groups.len() {
         let mut j = i + 1;
@@ -526,9 +645,9 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>)
                 trial[i] = merged.clone();
                 trial.remove(j);
                 let keeps_stores = || {
-                    strided_stores(g, &merged) <= strided_stores(g, &groups[i]) + strided_stores(g, &groups[j])
+                    strided_stores(g, &merged, forms) <= strided_stores(g, &groups[i], forms) + strided_stores(g, &groups[j], forms)
                 };
-                if merged.check(g).is_ok() && keeps_stores() && order(g, trial.clone()).is_ok() {
+                if merged.check(g, forms).is_ok() && keeps_stores() && order(g, trial.clone()).is_ok() {
                     *groups = trial;
                     continue;
                 }
@@ -542,12 +661,14 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>)
 /// How many roots a (valid) kernel stores across its inner loop's grain: the stored value's
 /// last dim is not the inner dim, so consecutive inner steps write far apart. A merge that
 /// makes a store strided (Mamba's states `h` written from a loop over `dim`) costs more than
-/// the recomputation it saves.
-fn strided_stores(g: &Graph, group: &Group) -> usize {
-    let Some(inner) = group.check(g).ok().and_then(|space| space.inner.first().copied()) else { return 0 };
+/// the recomputation it saves. (A sum across rows adds into blocks laid out in the kernel's
+/// order.)
+fn strided_stores(g: &Graph, group: &Group, forms: Forms) -> usize {
+    let Ok(space) = group.check(g, forms) else { return 0 };
+    let Some(inner) = space.inner.first().copied() else { return 0 };
     let strided = |r: &&NodeId| {
         let shape = &g.node(**r).shape;
-        shape.contains(inner) && shape.canonical().dims().last() != Some(&inner)
+        !space.row_sums.contains(r) && shape.contains(inner) && shape.canonical().dims().last() != Some(&inner)
     };
     group.roots.iter().filter(strided).count()
 }

@@ -236,7 +236,7 @@ fn the_worklist_extractor_finds_egg_extractors_costs() {
             .with_iter_limit(opts.iter_limit)
             .with_node_limit(opts.node_limit)
             .with_expr(&ssmc_opt::convert::to_term(g))
-            .run(&ssmc_opt::rules::all());
+            .run(&ssmc_opt::rules::all(ssmc_opt::Forms::default()));
         let model = CostModel::new(g, opts.sizes.clone(), opts.input_dtype);
         let eg = &runner.egraph;
         let (ours, term) = ssmc_opt::extract::cheapest(eg, runner.roots[0], TermCost { egraph: eg, model: &model });

@@ -16,6 +16,7 @@ impl KernelTranslator<'_, '_> {
         let outer = |l: Level| matches!(l, Level::Row | Level::SeqPre | Level::SeqPost);
         self.vw == 4
             && self.unrolled
+            && !self.plain_only()
             && self.k.rows.last().is_some_and(|&e| e % 4 == 0)
             && self.k.seq.is_none_or(|s| s.0 == 1)
             && !self.k.steps.iter().any(|(l, st)| outer(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Gather { .. } | Step::Final(_)))
@@ -62,6 +63,7 @@ impl KernelTranslator<'_, '_> {
         let seq_level = |l: Level| matches!(l, Level::SeqPre | Level::SeqPost);
         self.vw == 4
             && !reverse
+            && !self.plain_only()
             && extent >= 4
             && !self.k.steps.iter().any(|(l, st)| seq_level(*l) && matches!(st, Step::Scan { .. } | Step::Conv { .. } | Step::Gather { .. } | Step::Final(_)))
     }

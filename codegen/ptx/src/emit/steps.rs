@@ -271,6 +271,8 @@ impl Translator<'_> {
                 self.w.ins(format!("{guard}st.global.f32 [{addr}], {val}"));
                 return None;
             }
+            // plans for the GPU are built without these forms (`ssmc::Backend::Cuda.forms()`)
+            Step::Prev(_) | Step::AddTo(..) => unreachable!("a replay or row-sum step in a GPU kernel"),
         })
     }
 }

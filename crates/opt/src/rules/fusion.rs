@@ -13,6 +13,7 @@
 //! | `fuse-scan-into-final-state` | scan         | `final_state`                              |
 //! | `fuse-sum-into-epilogue`     | sum          | elementwise (skip term, gate)              |
 //! | `fuse-conv-into-elementwise` | conv1d, shift, window | elementwise                       |
+//! | `fuse-scan-into-shift`       | scan         | shift along its dim and direction, filled with its initial state (its state before the step; with [`crate::Forms::replay`]) |
 
 use super::Rewrite;
 use crate::analysis::{Kind, SsmAnalysis};
@@ -91,9 +92,26 @@ fn laws() -> Vec<(&'static str, Consumers, Producer)> {
     ]
 }
 
-/// Every fusion rewrite: one per law, consumer and value position.
-pub fn rules() -> Vec<Rewrite> {
+/// `shift(scan(a, b, d, r, init), d, init, r)`: the scan's state before each step, which a
+/// kernel walking `d` that way holds (see [`crate::Forms::replay`]).
+fn scan_into_shift() -> Rewrite {
+    let lhs: Pattern<Ssm> = "(shift (mat ?p) ?d ?f ?r)".parse().expect("fusion pattern");
+    let rhs: Pattern<Ssm> = "(shift ?p ?d ?f ?r)".parse().expect("fusion pattern");
+    let [p, d, f, r] = ["?p", "?d", "?f", "?r"].map(|v| v.parse::<Var>().expect("var"));
+    let cond = move |g: &mut EGraph<Ssm, SsmAnalysis>, _: Id, s: &Subst| {
+        let same = |a: Id, b: Id| g.find(a) == g.find(b);
+        g[s[p]].nodes.iter().any(|n| matches!(n, Ssm::Scan([_, _, sd, sr, si]) if same(*sd, s[d]) && same(*sr, s[r]) && same(*si, s[f])))
+    };
+    Rewrite::new("fuse-scan-into-shift", lhs, egg::ConditionalApplier { condition: cond, applier: rhs }).expect("valid rewrite")
+}
+
+/// Every fusion rewrite: one per law, consumer and value position; with `forms.replay`, also
+/// [`scan_into_shift`].
+pub fn rules(forms: crate::Forms) -> Vec<Rewrite> {
     let mut out = Vec::new();
+    if forms.replay {
+        out.push(scan_into_shift());
+    }
     for (law, consumers, producer) in laws() {
         for (op, vars, positions) in consumers() {
             for &pos in positions {

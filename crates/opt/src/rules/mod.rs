@@ -12,9 +12,9 @@ use crate::lang::Ssm;
 /// A rewrite over ssmc terms.
 pub type Rewrite = egg::Rewrite<Ssm, SsmAnalysis>;
 
-/// Every rewrite the optimizer runs.
-pub fn all() -> Vec<Rewrite> {
-    let mut v = fusion::rules();
+/// Every rewrite the optimizer runs for a backend that lowers `forms`.
+pub fn all(forms: crate::Forms) -> Vec<Rewrite> {
+    let mut v = fusion::rules(forms);
     v.extend(algebra::rules());
     v
 }
