@@ -24,7 +24,7 @@ pub struct Schedule {
     /// run their rows in chunks of up to 64 the same way.
     pub seq_chunk: usize,
     /// CPU: steps per chunk of a replay kernel (see [`crate::Kir::replay`]); 0 = as many as
-    /// keep its replayed values within about 24 kB.
+    /// keep a row's replayed values in one chunk where they fit 640 kB, else in chunks of 96 kB.
     pub replay_chunk: usize,
 }
 
