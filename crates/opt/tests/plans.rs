@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use ssmc_ir::gen::{random_graph, random_inputs, random_sizes, GenOptions};
 use ssmc_ir::interp::{evaluate, Tensor};
 use ssmc_ir::Graph;
-use ssmc_opt::{optimize, BufferKind, Fusion, Options, Plan};
+use ssmc_opt::{optimize, BufferKind, Forms, Fusion, Options, Plan};
 use std::path::PathBuf;
 
 fn example(name: &str) -> Graph {
@@ -205,6 +205,39 @@ proptest! {
             check_plan(&g, &plan, &inputs).map_err(|e| TestCaseError::fail(format!("{fusion:?}: {e}\n{}", ssmc_ir::print::print(&g))))?;
         }
     }
+
+    /// The backwards of random graphs (scans both ways along a dim, shifts of scans, sums over
+    /// broadcast dims), planned with every kernel form: evaluated kernel by kernel, they agree
+    /// with the oracle.
+    #[test]
+    fn random_backward_plans_with_every_form_agree_with_the_oracle(seed in any::<u64>(), ops in 1usize..12) {
+        let Ok(back) = ssmc_ir::grad::grad(&random_graph(seed, GenOptions { ops, partial_ops: false })) else { return Ok(()) };
+        let sizes = random_sizes(&back, seed, 3);
+        let opts = Options { sizes: sizes.clone(), forms: Forms::ALL, ..Options::at_sizes(&back, &[]) };
+        let inputs = random_inputs(&back, &sizes, seed);
+        let plan = optimize(&back, Fusion::On, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?.plan;
+        check_plan(&back, &plan, &inputs).map_err(|e| TestCaseError::fail(format!("{e}\n{}", ssmc_ir::print::print(&back))))?;
+    }
+}
+
+/// With every form, the examples' backwards replay their scans and sum across rows (Mamba-1's in
+/// one kernel that stores no state); without them, no kernel does.
+#[test]
+fn the_examples_backwards_replay_with_every_form_and_not_without() {
+    for name in EXAMPLES {
+        let back = ssmc_ir::grad::grad(&example(name)).unwrap();
+        let all = Options { forms: Forms::ALL, ..Options::at_sizes(&back, &[]) };
+        let plan = optimize(&back, Fusion::On, &all).unwrap().plan;
+        let scans = back.nodes().iter().any(|n| matches!(n.op, ssmc_ir::Op::Scan { .. }));
+        assert_eq!(plan.kernels.iter().any(|k| !k.space.replayed.is_empty()), scans, "{name}");
+        let plain = optimize(&back, Fusion::On, &Options::at_sizes(&back, &[])).unwrap().plan;
+        assert!(plain.kernels.iter().all(|k| k.space.replayed.is_empty() && k.space.row_sums.is_empty()), "{name}");
+    }
+    let back = ssmc_ir::grad::grad(&example("mamba1.ssm")).unwrap();
+    let plan = optimize(&back, Fusion::On, &Options { forms: Forms::ALL, ..Options::at_sizes(&back, &[]) }).unwrap().plan;
+    let names: Vec<&str> = plan.kernels.iter().flat_map(|k| k.space.row_sums.iter()).map(|&n| plan.buffers.iter().find(|b| b.node == n).unwrap().name.as_str()).collect();
+    assert_eq!(names, ["d_B", "d_C"]);
+    assert!(plan.buffers.iter().all(|b| b.kind != BufferKind::Intermediate || b.shape.rank() < 4), "{:?}", plan.buffers);
 }
 
 /// The random graphs reach the splitting path (kernels that do not fit the row template), so the
