@@ -6,10 +6,11 @@
 //! let step = layer.compile_training(Backend::Cpu, Fusion::On)?;
 //! let dims = [("n".to_string(), 8)].into();
 //! let x = ssmc::random::random_inputs(layer.graph(), &dims, ssmc::ir::DType::F32, 0)?;
-//! let (y, saved) = step.forward(&x)?;
+//! let (y, saved) = step.forward(x)?;
 //! let dy = ssmc::runtime::TensorMap::from([("d_y".to_string(), y["y"].clone())]);
-//! let grads = step.backward(&saved, &dy)?;
-//! assert_eq!(grads["d_x"].shape(), x["x"].shape());
+//! let x_shape = saved.tensors()["x"].shape().to_vec();
+//! let grads = step.backward(saved, dy)?;
+//! assert_eq!(grads["d_x"].shape(), x_shape);
 //! assert_eq!(grads["d_a"].shape(), &[] as &[usize]);
 //! # Ok::<(), ssmc::Error>(())
 //! ```
@@ -26,8 +27,9 @@ pub struct Training {
 }
 
 /// What a training-mode forward keeps for its backward. The backward recomputes every forward
-/// value it reads from the inputs, so this is the inputs (and the outputs' shapes, to check
-/// the cotangents against).
+/// value it reads from the inputs, so this is the inputs (moved in, not copied) and the outputs'
+/// shapes, to check the cotangents against.
+#[derive(Clone, Debug)]
 pub struct Saved {
     inputs: TensorMap,
     output_shapes: Vec<(String, Vec<usize>)>,
@@ -69,19 +71,21 @@ impl Training {
         &self.grad
     }
 
-    /// The outputs, and what the backward needs.
-    pub fn forward(&self, inputs: &TensorMap) -> Result<(TensorMap, Saved), Error> {
-        let outputs = self.forward.run(inputs)?;
+    /// The outputs, and what the backward needs: the inputs themselves, moved (the
+    /// training-mode forward is the plain one, with no copy).
+    pub fn forward(&self, inputs: TensorMap) -> Result<(TensorMap, Saved), Error> {
+        let outputs = self.forward.run(&inputs)?;
         let output_shapes = outputs.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
-        Ok((outputs, Saved { inputs: inputs.clone(), output_shapes }))
+        Ok((outputs, Saved { inputs, output_shapes }))
     }
 
     /// `d_<input>` for every input and param, from one cotangent `d_<output>` per output
-    /// (shaped as that output). A missing, extra or mis-shaped cotangent is an error.
-    pub fn backward(&self, saved: &Saved, cotangents: &TensorMap) -> Result<TensorMap, Error> {
-        check_cotangents(&saved.output_shapes, cotangents)?;
-        let mut all = saved.inputs.clone();
-        all.extend(cotangents.iter().map(|(n, t)| (n.clone(), t.clone())));
+    /// (shaped as that output). A missing, extra or mis-shaped cotangent is an error. It takes
+    /// what it reads by value, so nothing is copied (clone `saved` first to run it twice).
+    pub fn backward(&self, saved: Saved, cotangents: TensorMap) -> Result<TensorMap, Error> {
+        check_cotangents(&saved.output_shapes, &cotangents)?;
+        let mut all = saved.inputs;
+        all.extend(cotangents);
         self.backward.run(&all)
     }
 }

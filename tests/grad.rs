@@ -171,15 +171,17 @@ fn a_training_step_runs_forward_then_backward_and_checks_its_cotangents() {
     let sizes = dims(&layer, 2, 3, 1, 4);
     let all = random_inputs(step.grad().graph(), &sizes, DType::F32, 3).unwrap();
     let (inputs, cots): (TensorMap, TensorMap) = all.into_iter().partition(|(n, _)| layer.graph().input_named(n).is_some());
-    let (outputs, saved) = step.forward(&inputs).unwrap();
+    let (outputs, saved) = step.forward(inputs.clone()).unwrap();
     assert_eq!(outputs.len(), 2);
-    let grads = step.backward(&saved, &cots).unwrap();
+    // the training-mode forward keeps the inputs, and only them
+    assert_eq!(saved.tensors().keys().collect::<Vec<_>>(), inputs.keys().collect::<Vec<_>>());
+    let grads = step.backward(saved.clone(), cots.clone()).unwrap();
     let mut both = inputs.clone();
     both.extend(cots.clone());
     let want = step.grad().eval_as(&both, DType::F64).unwrap();
     assert_agree(&grads, &want, &TOL, "training step");
     // the cotangents must be exactly one `d_<output>` per output, shaped as it
-    let err = |c: &TensorMap| step.backward(&saved, c).unwrap_err().to_string();
+    let err = |c: &TensorMap| step.backward(saved.clone(), c.clone()).unwrap_err().to_string();
     let mut missing = cots.clone();
     missing.remove("d_h_last");
     assert_eq!(err(&missing), "missing cotangent `d_h_last` for output `h_last` of shape [2, 3, 4]");
@@ -199,7 +201,7 @@ fn a_layer_fits_its_teacher_by_gradient_descent() {
     let step = layer.compile_training(ssmc::Backend::Cpu, Fusion::On).unwrap();
     let sizes = dims(&layer, 2, 4, 16, 4);
     let data = random_inputs(layer.graph(), &sizes, DType::F32, 1).unwrap();
-    let teacher = step.forward(&data).unwrap().0["out"].to_f64();
+    let teacher = step.forward(data.clone()).unwrap().0["out"].to_f64();
     // the student: the same inputs, its parameters drawn with another seed
     let params = ["A", "D", "delta_bias"];
     let mut x = data.clone();
@@ -210,12 +212,12 @@ fn a_layer_fits_its_teacher_by_gradient_descent() {
     let loss = |y: &[f64]| y.iter().zip(&teacher).map(|(a, b)| 0.5 * (a - b) * (a - b)).sum::<f64>();
     let mut losses = Vec::new();
     for _ in 0..100 {
-        let (out, saved) = step.forward(&x).unwrap();
+        let (out, saved) = step.forward(x.clone()).unwrap();
         let y = out["out"].to_f64();
         losses.push(loss(&y));
         let dy: Vec<f64> = y.iter().zip(&teacher).map(|(a, b)| a - b).collect();
         let cot = TensorMap::from([("d_out".to_string(), HostTensor::from_f64(DType::F32, out["out"].shape().to_vec(), &dy).unwrap())]);
-        let grads = step.backward(&saved, &cot).unwrap();
+        let grads = step.backward(saved, cot).unwrap();
         for p in params {
             let (v, g) = (x[p].to_f64(), grads[&format!("d_{p}")].to_f64());
             let moved: Vec<f64> = v.iter().zip(&g).map(|(v, g)| v - 0.2 * g).collect();
