@@ -87,7 +87,10 @@ impl Explanation<'_> {
                 .replayed
                 .iter()
                 .filter(|n| matches!(g.node(**n).op, ssmc_ir::Op::Scan { .. }))
-                .map(|n| g.node(*n).name.clone().unwrap_or_else(|| format!("_{}", n.0)))
+                .map(|n| match &g.node(*n).name {
+                    Some(name) => format!("{name} {}", g.fmt_shape(&g.node(*n).shape)),
+                    None => format!("the scan {}", g.fmt_shape(&g.node(*n).shape)),
+                })
                 .collect();
             if !scans.is_empty() {
                 let _ = write!(space, "; replays {} forwards per chunk", scans.join(", "));
