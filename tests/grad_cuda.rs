@@ -43,7 +43,6 @@ fn random_backwards_match_the_oracle_on_the_gpu() {
     let mut fair = 0;
     for seed in 0..80u64 {
         let g = random_graph(seed, GenOptions { ops: 12, partial_ops: false });
-        // (a window's own gradient has no rule yet)
         let Ok(back) = ssmc::ir::grad::grad(&g) else { continue };
         let back = Layer::from_graph(back).unwrap();
         let d = random_dims(&back, seed, 6);

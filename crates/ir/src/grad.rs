@@ -357,10 +357,13 @@ impl Builder<'_> {
                     add(self, fill, first)?;
                 }
             }
-            Op::Window { .. } => {
-                return Err(IrError::new(
-                    "`window` has no gradient rule yet (it appears in backward graphs, which are not differentiated again)",
-                ));
+            Op::Window { x, dim, taps, reverse } => {
+                // out[i, j] = x[i - (k-1-j)]: x[s] gets dy[s + (k-1-j), j] from each tap, a
+                // window of dy itself the other way (tap j reading its own lane), summed over
+                // the taps unless x ranges over them too
+                let win = self.out.push(Op::Window { x: dn, dim, taps, reverse: !reverse })?;
+                let dx = if self.g.node(x).shape.contains(taps) { win } else { self.out.sum(win, taps)? };
+                add(self, x, dx)?;
             }
         }
         Ok(())

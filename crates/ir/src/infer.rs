@@ -117,12 +117,6 @@ pub fn infer(g: &Graph, op: &Op) -> Result<Shape> {
                     g.fmt_shape(xs)
                 )));
             }
-            if xs.contains(*taps) {
-                return Err(IrError::new(format!(
-                    "the taps of a window need a dim the signal lacks, but it has `{}`",
-                    g.dim_name(*taps)
-                )));
-            }
             Ok(Shape::union([xs, &Shape(vec![*taps])]))
         }
         Op::Broadcast { x, dims } => {

@@ -506,9 +506,10 @@ pub enum Op {
         reverse: bool,
     },
     /// The windows a conv1d reads: `out[.., i, j] = x[.., i - (k-1) + j]` (0 before the
-    /// start) for `j` along `taps` (width `k`), a dim `x` lacks; `reverse` mirrors it
-    /// (`x[.., i + (k-1) - j]`, 0 past the end). `sum(window(x, dim, taps) * w, taps)` is
-    /// `conv1d(x, w, dim)`, and the gradient of a conv's weights sums a window times the
+    /// start) for `j` along `taps` (width `k`); `reverse` mirrors it (`x[.., i + (k-1) - j]`,
+    /// 0 past the end). Where `x` ranges over `taps` too, tap `j` reads its own lane,
+    /// `x[.., i - (k-1) + j, j]` (the window's adjoint). `sum(window(x, dim, taps) * w, taps)`
+    /// is `conv1d(x, w, dim)`, and the gradient of a conv's weights sums a window times the
     /// output's gradient.
     Window {
         /// The signal.

@@ -307,8 +307,8 @@ fn the_new_ops_and_layouts_report_errors_at_the_token() {
     assert!(m.contains("shift along `l`") && token.starts_with("l)"), "{m} at {token}");
     let (m, token) = at("output o = shift(x, l, fill = x);");
     assert!(m.contains("fill of a shift"), "{m} at {token}");
-    let (m, token) = at("output o = window(x, l, b);");
-    assert!(m.contains("taps of a window") && token.starts_with("b)"), "{m} at {token}");
+    let (m, token) = at("output o = window(y, l, k);");
+    assert!(m.contains("window along `l`") && token.starts_with("l, k)"), "{m} at {token}");
     let (m, _) = at("output o = broadcast(x, l);");
     assert!(m.contains("broadcast adds `l`"), "{m}");
     let (m, token) = at("output o: [l, q] = x;");
