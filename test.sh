@@ -22,6 +22,9 @@ fi
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
 # the ssm! variants example: each layer the same graph as its .ssm file, the CPU JIT against the oracle
-cargo run --locked --example variants
-# the cuda runtime without a GPU: clean errors, no panics (cudarc loads the driver lazily)
-cargo test --locked --features cuda --test cuda_errors --test oracle_cuda
+# (built above with the workspace's features; `cargo run --example` alone would unify features
+# for one package and rebuild every crate)
+./target/debug/examples/variants
+# the cuda runtime without a GPU: clean errors, no panics (cudarc loads the driver lazily); with
+# --workspace the features stay those of the build above, so only the crates with `cuda` rebuild
+cargo test --locked --workspace --features ssmc/cuda --test cuda_errors --test oracle_cuda

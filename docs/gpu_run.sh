@@ -8,18 +8,24 @@ set -u
 export SSMC_ROOT=$PWD SSMC_REQUIRE_GPU=1
 what=${1:-all}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt
-# `bash gpu_run.sh grad`: the backward's GPU tests, then ssmc's backward timed at the five
-# benchmark shapes beside the official selective_scan_bwd (docs/official_bwd.py, with a checkout
-# of state-spaces/mamba at carry/mamba)
+# The backward, in two calls (each near a device call's 10 minutes): `bash gpu_run.sh grad` runs
+# its GPU tests (the first, every example under every schedule, takes over 100 s on an H100);
+# `bash gpu_run.sh gradbench` times ssmc's backward at the five benchmark shapes (about 25 s a
+# shape and dtype at batch 1, mostly the autotuner's trials; more at batch 8 and 16), then the
+# official selective_scan_bwd (docs/official_bwd.py, with a checkout of state-spaces/mamba's
+# csrc/selective_scan at carry/mamba; its build takes about a minute)
 if [ "$what" = grad ]; then
   ./carry/grad_cuda --test-threads=1 2>&1 | tail -40 | tee $OUT/grad_tests.txt
+  exit 0
+fi
+if [ "$what" = gradbench ]; then
   for shape in 1,1536,2048,16 8,1536,2048,16 8,4096,2048,16 1,4096,8192,16 16,2048,4096,16; do
     IFS=, read b d l n <<< "$shape"
     for dt in f32 bf16; do
-      timeout 150 ./carry/ssmc bench examples/mamba1.ssm --grad --backend cuda --dims batch=$b,dim=$d,len=$l,state=$n --dtype $dt --reps 9 --json 2>&1 | tee -a $OUT/grad.jsonl
+      timeout 90 ./carry/ssmc bench examples/mamba1.ssm --grad --backend cuda --dims batch=$b,dim=$d,len=$l,state=$n --dtype $dt --reps 9 --json 2>&1 | tee -a $OUT/grad.jsonl
     done
   done
-  [ -d carry/mamba ] && MAMBA=carry/mamba python docs/official_bwd.py 2>&1 | tee $OUT/official_bwd.jsonl
+  [ -d carry/mamba ] && MAMBA=carry/mamba timeout 300 python docs/official_bwd.py 2>&1 | tee $OUT/official_bwd.jsonl
   exit 0
 fi
 if [ "$what" != bench ]; then
