@@ -135,6 +135,15 @@ proptest! {
     }
 }
 
+/// Found by the property above: a sum over `b` of a value without `n`, in a kernel whose rows
+/// range over `n` too (another root's dim), added once per `n` row. A sum across rows must range
+/// over every row dim but the one it sums.
+#[test]
+fn a_sum_across_rows_is_not_added_once_per_row_of_a_dim_it_lacks() {
+    let (back, x) = random_backward(4284103688368049844, 4).expect("a fair case");
+    check_cpu(&back, &x, "seed 4284103688368049844");
+}
+
 /// The same over fixed seeds, so a kernel bug cannot hide behind proptest's luck.
 #[test]
 fn two_hundred_random_backwards_match_the_oracle() {

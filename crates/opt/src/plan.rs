@@ -503,7 +503,10 @@ impl Group {
                     p = meet(p, without_seq(r));
                 }
                 let p = p.unwrap_or_default();
-                let across = |r: &NodeId| matches!(g.node(*r).op, Op::Sum { dim, .. } if p.contains(dim));
+                // (each row adds its value once: the sum must range over every other row dim)
+                let across = |r: &NodeId| {
+                    matches!(g.node(*r).op, Op::Sum { dim, .. } if p.contains(dim) && p.dims().iter().all(|d| *d == dim || shape(*r).contains(*d)))
+                };
                 match self.roots.iter().copied().find(|r| candidate(r) && !ranges.contains(r) && !across(r)) {
                     Some(r) => ranges.push(r),
                     None => {
