@@ -144,6 +144,15 @@ fn a_sum_across_rows_is_not_added_once_per_row_of_a_dim_it_lacks() {
     check_cpu(&back, &x, "seed 4284103688368049844");
 }
 
+/// Zoh's gradient in `a` for small `|dt a|`, where its closed form loses f32 digits (this case
+/// was 4e-3 off before the series took over there).
+#[test]
+fn zohs_gradient_in_a_keeps_its_digits_in_f32() {
+    let (back, x) = random_backward(14339, 3).expect("a fair case");
+    assert!(back.graph().nodes().iter().any(|n| matches!(n.op, ssmc::ir::Op::DiscretizeB { method: ssmc::ir::Method::Zoh, .. })));
+    check_cpu(&back, &x, "seed 14339");
+}
+
 /// The same over fixed seeds, so a kernel bug cannot hide behind proptest's luck.
 #[test]
 fn two_hundred_random_backwards_match_the_oracle() {

@@ -280,20 +280,16 @@ impl Builder<'_> {
                         add(self, b, db)?;
                     }
                     Method::Zoh => {
-                        // Bbar = b (e^{dt a} - 1) / a: d/ddt = b e^{dt a},
-                        // d/da = b (dt e^{dt a} - Bbar(b = 1)) / a, d/db = Bbar(b = 1).
-                        // d/da divides by `a`: at a = 0 exactly it is NaN (its limit is
-                        // b dt^2 / 2), and for |dt a| below about 1e-4 it loses digits to
-                        // cancellation; the IR has no op for the series there yet
-                        // (Mamba's A, -exp(A_log), is never near 0)
+                        // Bbar = b (e^{dt a} - 1) / a: d/ddt = b e^{dt a}, d/db = Bbar(b = 1),
+                        // d/da = b (dt e^{dt a} - Bbar(b = 1)) / a = b dt^2 f(dt a) with
+                        // f(x) = (x e^x - e^x + 1) / x^2, whose difference cancels as x -> 0
+                        // (and is 0/0 at a = 0): below |x| = 1/16 the series of f instead
                         let abar = self.out.discretize_a(Method::Zoh, tv, av)?;
                         let one = self.k(1.0)?;
                         let per_b = self.out.discretize_b(Method::Zoh, tv, av, one)?;
                         let dnb = self.mul(dn, bv)?;
                         let ddt = self.mul(dnb, abar)?;
-                        let te = self.mul(tv, abar)?;
-                        let gap = self.bin(BinaryOp::Sub, te, per_b)?;
-                        let gap = self.bin(BinaryOp::Div, gap, av)?;
+                        let gap = self.zoh_da(tv, av, abar, per_b)?;
                         let da = self.mul(dnb, gap)?;
                         let db = self.mul(dn, per_b)?;
                         add(self, dt, ddt)?;
@@ -367,6 +363,42 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `d/da` of zoh's `Bbar(b = 1)`, `(dt e^{dt a} - Bbar) / a`, where `|dt a| >= 1/16`, and
+    /// `dt^2 (1/2 + x/3 + x^2/8 + x^3/30 + x^4/144)` (x = dt a, relative error below 1e-8)
+    /// nearer 0, where the difference would cancel. The two are blended by
+    /// `w = (1 + sign(|x| - 1/16)) / 2`; the division takes `a` only where `w = 1` (1 elsewhere),
+    /// so the other side stays finite.
+    fn zoh_da(&mut self, dt: NodeId, a: NodeId, abar: NodeId, per_b: NodeId) -> Result<NodeId> {
+        let x = self.mul(dt, a)?;
+        let ax = self.un(UnaryOp::Abs, x)?;
+        let edge = self.k(1.0 / 16.0)?;
+        let off = self.bin(BinaryOp::Sub, ax, edge)?;
+        let side = self.un(UnaryOp::Sign, off)?;
+        let one = self.k(1.0)?;
+        let half = self.k(0.5)?;
+        let w = self.bin(BinaryOp::Add, one, side)?;
+        let w = self.mul(w, half)?;
+        let not_w = self.bin(BinaryOp::Sub, one, w)?;
+        // far side: (dt abar - per_b) / a_safe, a_safe = w a + (1 - w)
+        let wa = self.mul(w, a)?;
+        let a_safe = self.bin(BinaryOp::Add, wa, not_w)?;
+        let te = self.mul(dt, abar)?;
+        let gap = self.bin(BinaryOp::Sub, te, per_b)?;
+        let far = self.bin(BinaryOp::Div, gap, a_safe)?;
+        // near side: dt^2 times the series, by Horner
+        let mut poly = self.k(1.0 / 144.0)?;
+        for c in [1.0 / 30.0, 1.0 / 8.0, 1.0 / 3.0, 0.5] {
+            let px = self.mul(poly, x)?;
+            let c = self.k(c)?;
+            poly = self.bin(BinaryOp::Add, px, c)?;
+        }
+        let t2 = self.mul(dt, dt)?;
+        let near = self.mul(t2, poly)?;
+        let far = self.mul(w, far)?;
+        let near = self.mul(not_w, near)?;
+        self.bin(BinaryOp::Add, far, near)
     }
 
     /// `1 / (1 - dt a / 2)^2`, the slope of the bilinear rule.

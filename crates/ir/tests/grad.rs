@@ -142,6 +142,40 @@ fn every_discretization_and_gate() {
     }
 }
 
+/// Zoh's `d Bbar / d a` near and at `a = 0`, where its closed form cancels (0/0 at 0): the
+/// series side agrees with `b dt^2 f(dt a)`, `f(x) = sum (k+1) x^k / (k+2)!`, summed to
+/// convergence here, on both sides of the switch at `|dt a| = 1/16` and at 0 itself.
+#[test]
+fn zohs_gradient_in_a_is_exact_near_and_at_zero() {
+    let mut g = Graph::new("z");
+    let n = g.add_dim("n").unwrap();
+    let dt = g.input("dt", InputKind::Input, &[n], None).unwrap();
+    let a = g.input("a", InputKind::Input, &[n], None).unwrap();
+    let b = g.input("b", InputKind::Input, &[n], None).unwrap();
+    let y = g.discretize_b(Method::Zoh, dt, a, b).unwrap();
+    g.add_output("y", y).unwrap();
+    let f = |x: f64| {
+        let (mut sum, mut term, mut fact) = (0.0, 1.0, 2.0);
+        for k in 0..40 {
+            sum += (k + 1) as f64 * term / fact;
+            term *= x;
+            fact *= (k + 3) as f64;
+        }
+        sum
+    };
+    let (dts, avals) = ([0.5, 0.9, 0.3, 0.7, 0.2, 0.6], [0.0, 1e-7, -1e-3, 0.06, -0.1, -2.0]);
+    let t = |v: &[f64]| Tensor { shape: vec![v.len()], data: v.to_vec() };
+    let bs = [1.3; 6];
+    let inputs = [("dt".to_string(), t(&dts)), ("a".to_string(), t(&avals)), ("b".to_string(), t(&bs))];
+    let cots = [("d_y".to_string(), t(&[1.0; 6]))];
+    let got = evaluate_grad(&g, &refs(&inputs), &refs(&cots)).unwrap();
+    for i in 0..6 {
+        let want = bs[i] * dts[i] * dts[i] * f(dts[i] * avals[i]);
+        let have = got["d_a"].data[i];
+        assert!((have - want).abs() <= 1e-8 * want.abs(), "a = {}: {have} vs {want}", avals[i]);
+    }
+}
+
 #[test]
 fn sums_and_broadcasts() {
     let (mut g, n, m, x) = one_input(-1.0, 1.0);
