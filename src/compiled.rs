@@ -415,8 +415,10 @@ impl CompiledLayer {
                 }
                 // sums across rows add into zeroed blocks (see `ssmc_kernel::Blocks`)
                 let params = &jit.kir.buffers[k.reads.len()..];
-                let mut partials: Vec<Option<Vec<u8>>> =
-                    params.iter().map(|p| p.blocks.as_ref().map(|_| zeroed(4 * p.len))).collect::<Vec<_>>().into_iter().map(Option::transpose).collect::<Result<_, _>>()?;
+                let mut partials: Vec<Option<Vec<u8>>> = Vec::with_capacity(params.len());
+                for p in params {
+                    partials.push(if p.blocks.is_some() { Some(zeroed(4 * p.len)?) } else { None });
+                }
                 for (w, part) in written.iter_mut().zip(partials.iter_mut()) {
                     args.push(Arg::Write(part.as_mut().unwrap_or(w)));
                 }
@@ -425,8 +427,9 @@ impl CompiledLayer {
                 for ((w, part), p) in written.iter_mut().zip(partials).zip(params) {
                     if let (Some(part), Some(blocks)) = (part, &p.blocks) {
                         let total = blocks.total(&ssmc_runtime::tensor::f32s_from_le_bytes(&part));
-                        w.clear();
-                        w.extend(total.iter().flat_map(|x| x.to_le_bytes()));
+                        for (dst, x) in w.chunks_exact_mut(4).zip(total) {
+                            dst.copy_from_slice(&x.to_le_bytes());
+                        }
                     }
                 }
             }

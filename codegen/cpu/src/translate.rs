@@ -242,7 +242,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
                 let past = t.b.ins().iadd_imm_s(rv, rows as i64);
                 t.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, past, end)
             };
-            self.while_loop(r, rows, more, |t, rv| t.row_chunk(rv, rows));
+            self.while_loop(r, rows as i64, more, |t, rv| t.row_chunk(rv, rows));
         }
         let (head, row, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(head, &[]);
@@ -429,7 +429,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         let below = |limit: i64| move |t: &mut Self, tv: Value| t.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, tv, limit);
         if let Some(steps) = self.seq_chunks() {
             self.park_states();
-            self.while_loop(t, steps, below((extent - steps + 1) as i64), |t, tv| t.seq_chunk(tv, steps));
+            self.while_loop(t, steps as i64, below((extent - steps + 1) as i64), |t, tv| t.seq_chunk(tv, steps));
             self.unpark_states();
         }
         if self.seq_blocks() {
@@ -468,7 +468,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
     }
 
     /// `while more(var) { body(var); var += stride }`, `var` an i64 variable already defined.
-    fn while_loop(&mut self, var: Variable, stride: usize, more: impl FnOnce(&mut Self, Value) -> Value, body: impl FnOnce(&mut Self, Value)) {
+    fn while_loop(&mut self, var: Variable, stride: i64, more: impl FnOnce(&mut Self, Value) -> Value, body: impl FnOnce(&mut Self, Value)) {
         let (head, block, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(head);
@@ -478,7 +478,7 @@ impl<'a, 'b> KernelTranslator<'a, 'b> {
         self.b.switch_to_block(block);
         body(self, v);
         let v = self.b.use_var(var);
-        let next = self.b.ins().iadd_imm_s(v, stride as i64);
+        let next = self.b.ins().iadd_imm_s(v, stride);
         self.b.def_var(var, next);
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(done);

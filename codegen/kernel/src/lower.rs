@@ -291,9 +291,7 @@ impl Lowerer<'_> {
     /// Whether a shift of `x` is the state before the step of a scan this kernel computes (see
     /// [`ssmc_opt::Forms::replay`]).
     fn prev_state(&self, x: NodeId, dim: DimId, reverse: bool, fill: Option<NodeId>) -> bool {
-        self.plan_forms_replay
-            && self.value.contains_key(&x)
-            && matches!(self.g.node(x).op, Op::Scan { dim: d, reverse: r, init, .. } if d == dim && r == reverse && init == fill)
+        self.plan_forms_replay && self.value.contains_key(&x) && ssmc_opt::plan::shift_is_prev_state(self.g, x, dim, reverse, fill)
     }
 
     /// Which of the kernel's loops runs along `d`.

@@ -433,9 +433,7 @@ impl Group {
         // a shift of a scan along its own walk, filled with its initial state, is its state
         // before the step (no read of memory)
         let prev_state = |x: NodeId, dim: DimId, reverse: bool, fill: Option<NodeId>| {
-            forms.replay
-                && in_body(x)
-                && matches!(g.node(x).op, Op::Scan { dim: d, reverse: r, init, .. } if d == dim && r == reverse && init == fill)
+            forms.replay && in_body(x) && shift_is_prev_state(g, x, dim, reverse, fill)
         };
         let l = seq.map(|s| s.0);
         for &n in &self.body {
@@ -629,6 +627,12 @@ impl Group {
     }
 }
 
+/// Whether `shift(x, dim, fill, reverse)` is the state of scan `x` before each step: `x` scans
+/// along `dim` the same way and starts from `fill` (see [`Forms::replay`]).
+pub fn shift_is_prev_state(g: &Graph, x: NodeId, dim: DimId, reverse: bool, fill: Option<NodeId>) -> bool {
+    matches!(g.node(x).op, Op::Scan { dim: d, reverse: r, init, .. } if d == dim && r == reverse && init == fill)
+}
+
 /// Merges kernels that compute a common node (one pass instead of two recomputations), when
 /// the merged kernel still fits and no other kernel sits between them.
 fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>, forms: Forms) {
@@ -647,10 +651,12 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>,
                 let mut trial = groups.clone();
                 trial[i] = merged.clone();
                 trial.remove(j);
-                let keeps_stores = || {
-                    strided_stores(g, &merged, forms) <= strided_stores(g, &groups[i], forms) + strided_stores(g, &groups[j], forms)
+                // (the merged kernel's space, checked once, serves the strided-store count)
+                let keeps_stores = |space: &Space| {
+                    strided_stores(g, &merged.roots, space)
+                        <= [&groups[i], &groups[j]].iter().map(|gr| gr.check(g, forms).map_or(0, |s| strided_stores(g, &gr.roots, &s))).sum::<usize>()
                 };
-                if merged.check(g, forms).is_ok() && keeps_stores() && order(g, trial.clone()).is_ok() {
+                if merged.check(g, forms).is_ok_and(|space| keeps_stores(&space)) && order(g, trial.clone()).is_ok() {
                     *groups = trial;
                     continue;
                 }
@@ -661,19 +667,18 @@ fn merge_siblings(g: &Graph, stored: &BTreeSet<NodeId>, groups: &mut Vec<Group>,
     }
 }
 
-/// How many roots a (valid) kernel stores across its inner loop's grain: the stored value's
+/// How many of `roots` a kernel iterating `space` stores across its inner loop's grain: the stored value's
 /// last dim is not the inner dim, so consecutive inner steps write far apart. A merge that
 /// makes a store strided (Mamba's states `h` written from a loop over `dim`) costs more than
 /// the recomputation it saves. (A sum across rows adds into blocks laid out in the kernel's
 /// order.)
-fn strided_stores(g: &Graph, group: &Group, forms: Forms) -> usize {
-    let Ok(space) = group.check(g, forms) else { return 0 };
+fn strided_stores(g: &Graph, roots: &[NodeId], space: &Space) -> usize {
     let Some(inner) = space.inner.first().copied() else { return 0 };
     let strided = |r: &&NodeId| {
         let shape = &g.node(**r).shape;
         !space.row_sums.contains(r) && shape.contains(inner) && shape.canonical().dims().last() != Some(&inner)
     };
-    group.roots.iter().filter(strided).count()
+    roots.iter().filter(strided).count()
 }
 
 /// Orders kernels so each comes after the kernels whose buffers it reads.

@@ -532,6 +532,6 @@ impl KernelTranslator<'_, '_> {
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(k, zero);
         let more = |t: &mut Self, kv: Value| t.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, kv, steps as i64);
-        self.while_loop(k, stride, more, f);
+        self.while_loop(k, stride as i64, more, f);
     }
 }

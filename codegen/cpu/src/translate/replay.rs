@@ -133,20 +133,16 @@ impl KernelTranslator<'_, '_> {
     fn range_loop(&mut self, from: Value, to: Value, reverse: bool, body: impl FnOnce(&mut Self, Value)) {
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, if reverse { to } else { from });
-        let (head, block, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let v = self.b.use_var(var);
-        let more = if reverse { self.b.ins().icmp(IntCC::UnsignedGreaterThan, v, from) } else { self.b.ins().icmp(IntCC::UnsignedLessThan, v, to) };
-        self.b.ins().brif(more, block, &[], done, &[]);
-        self.b.switch_to_block(block);
-        let this = if reverse { self.b.ins().iadd_imm_s(v, -1) } else { v };
-        body(self, this);
-        let v = self.b.use_var(var);
-        let next = self.b.ins().iadd_imm_s(v, if reverse { -1 } else { 1 });
-        self.b.def_var(var, next);
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(done);
+        // backwards, the variable runs one past the step it walks
+        let more = |t: &mut Self, v: Value| match reverse {
+            true => t.b.ins().icmp(IntCC::UnsignedGreaterThan, v, from),
+            false => t.b.ins().icmp(IntCC::UnsignedLessThan, v, to),
+        };
+        let body = |t: &mut Self, v: Value| {
+            let this = if reverse { t.b.ins().iadd_imm_s(v, -1) } else { v };
+            body(t, this);
+        };
+        self.while_loop(var, if reverse { -1 } else { 1 }, more, body);
     }
 
     /// Saves (or restores) the replayed scans' states at chunk `c`'s checkpoint.
